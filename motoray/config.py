@@ -1,0 +1,112 @@
+"""motoray.yaml: data sources, output root, S3, server and operator settings.
+
+Looked up in order: `--config FILE`, `$MOTORAY_CONFIG`, `./motoray.yaml`.
+Relative local paths inside the file are relative to the file itself, so the
+same config works from any working directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+DEFAULT_CONFIG = "motoray.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class S3Settings(_Strict):
+    endpoint_url: str | None = None  # absent = AWS
+    region: str | None = None
+    ca_bundle: str | None = None  # PEM file for a private HTTPS endpoint
+    kms_key_id: str | None = None  # set: every object written uses SSE-KMS with it
+
+    def merged(self, override: S3Settings | None) -> S3Settings:
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_unset=True))
+
+
+class SourceConfig(_Strict):
+    uri: str
+    extensions: list[str] = Field(default_factory=lambda: [".jpg", ".jpeg", ".png"])
+    s3: S3Settings | None = None  # per-source override of the top-level `s3:`
+    labels: Literal["folder"] | None = None
+    description: str = ""
+
+
+class OutputConfig(_Strict):
+    uri: str = "./outputs"
+    s3: S3Settings | None = None
+
+
+class TLSConfig(_Strict):
+    certfile: str
+    keyfile: str
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(5000, ge=1, le=65535)
+    auth_token: str | None = None
+    tls: TLSConfig | None = None
+    max_pending_jobs: PositiveInt = 16
+
+
+class LimitsConfig(_Strict):
+    max_image_pixels: PositiveInt = 100_000_000  # decompression-bomb guard
+    max_file_bytes: PositiveInt = 64 * 1024 * 1024
+
+
+class OperatorsConfig(_Strict):
+    disabled: list[str] = Field(default_factory=list)
+    plugins: list[str] = Field(default_factory=list)  # importable modules that register operators
+
+
+class Config(_Strict):
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    operators: OperatorsConfig = Field(default_factory=OperatorsConfig)
+    path: str | None = Field(None, exclude=True)  # where it was loaded from
+
+    def source_s3(self, name: str) -> S3Settings:
+        return self.s3.merged(self.sources[name].s3)
+
+    def output_s3(self) -> S3Settings:
+        return self.s3.merged(self.output.s3)
+
+
+def config_path(explicit: str | os.PathLike | None = None) -> Path:
+    return Path(explicit or os.environ.get("MOTORAY_CONFIG") or DEFAULT_CONFIG).expanduser()
+
+
+def load_config(explicit: str | os.PathLike | None = None) -> Config:
+    """Read and validate the config; relative local URIs become absolute."""
+    path = config_path(explicit)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"config file not found: {path} (pass --config FILE or set MOTORAY_CONFIG)"
+        )
+    raw = yaml.safe_load(path.read_text()) or {}
+    config = Config.model_validate(raw)
+    base = path.resolve().parent
+    for source in config.sources.values():
+        source.uri = _absolute(source.uri, base)
+    config.output.uri = _absolute(config.output.uri, base)
+    config.path = str(path.resolve())
+    return config
+
+
+def _absolute(uri: str, base: Path) -> str:
+    if "://" in uri:
+        return uri
+    return str((base / Path(uri).expanduser()).resolve())
