@@ -1,0 +1,66 @@
+"""Operators by name: each one a parameter model, a sampler and a pure kernel.
+
+An operator turns one (resized) image into `copies(params)` outputs. For every
+output, `sample` fixes the concrete parameters (a crop box, a flip...) from an
+explicitly seeded generator, and `kernel` applies them to a batch of
+same-shaped images at once. Kernels are plain NumPy and know nothing of Ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+Shape = tuple[int, int]  # (height, width), NumPy order
+Sampler = Callable[[Any, np.random.Generator, Shape, int], dict]
+Kernel = Callable[[np.ndarray, list[dict]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Operator:
+    name: str
+    params: type[BaseModel]
+    copies: Callable[[Any], int]  # outputs per image
+    sample: Sampler  # (params, rng, image shape, copy index) -> concrete params of one output
+    kernel: Kernel  # (images N x H x W x C, concrete params per image) -> N outputs
+    min_shape: Callable[[Any], Shape] = lambda params: (1, 1)  # smallest image it accepts
+    random: bool = False  # whether `sample` draws from the generator
+    description: str = ""
+
+
+_REGISTRY: dict[str, Operator] = {}
+
+
+def register(operator: Operator) -> Operator:
+    """Make an operator available by name (plugins call this on import)."""
+    _REGISTRY[operator.name] = operator
+    return operator
+
+
+def registered() -> Mapping[str, Operator]:
+    return dict(_REGISTRY)
+
+
+def enabled(disabled: Iterable[str] = (), plugins: Iterable[str] = ()) -> dict[str, Operator]:
+    """The operators a config allows: built-ins and plugin modules, minus disabled ones."""
+    import importlib
+
+    for module in plugins:
+        importlib.import_module(module)
+    off = set(disabled)
+    return {name: op for name, op in sorted(_REGISTRY.items()) if name not in off}
+
+
+MAX_SIDE = 16384  # pixels; larger sides are rejected at request time
+Side = Annotated[int, Field(strict=True, gt=0, le=MAX_SIDE)]
+HeightWidth = tuple[Side, Side]
+
+
+class Params(BaseModel):
+    """Base of every operator's parameter model: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)

@@ -1,0 +1,323 @@
+"""One job, top to bottom:
+
+    list source -> split per image -> read -> decode + resize -> operators
+    -> encode -> write (deterministic names) -> manifest.parquet -> job.json
+
+`run_job` runs on the driver (CLI, Ray Job or notebook); `process_batch` runs
+in Ray Data tasks and is the only code that touches pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import platform
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+from pydantic import BaseModel
+
+import motoray
+from motoray.config import Config, LimitsConfig
+from motoray.imageio import DecodeError, encode_jpeg, load_image
+from motoray.ops.registry import Operator
+from motoray.seeding import derive_rng, stable_hash
+from motoray.spec import RequestBase
+from motoray.split import assign_splits
+from motoray.storage import Storage, open_storage
+from motoray.storage.keys import safe_name
+
+JOB_FILE = "job.json"
+MANIFEST_FILE = "manifest.parquet"
+IMAGES_PER_BLOCK = 32  # per task: amortises task overhead, bounds memory per worker
+ROW_GROUP_ROWS = 65_536  # fixed, so the manifest's bytes do not depend on block sizes
+
+ROWS_SCHEMA = pa.schema(
+    [
+        ("output_path", pa.string()),
+        ("source_path", pa.string()),
+        ("split", pa.string()),
+        ("operator", pa.string()),
+        ("params", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("bytes", pa.int64()),
+        ("error", pa.string()),  # set on the one row of an image that failed
+    ]
+)
+MANIFEST_COLUMNS = [f.name for f in ROWS_SCHEMA if f.name != "error"]
+
+Progress = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int  # position in the request: part of every derived seed
+    operator: Operator
+    params: BaseModel
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a worker needs for its images; small and picklable."""
+
+    source: Storage
+    job_dir: Storage
+    size: tuple[int, int] | None  # (width, height)
+    steps: tuple[Step, ...]
+    original: bool
+    seed: int
+    quality: int
+    limits: LimitsConfig
+
+
+class JobExistsError(FileExistsError):
+    pass
+
+
+def job_folder(config: Config, source_name: str, job_id: str) -> Storage:
+    output = open_storage(config.output.uri, config.output_s3())
+    return output.child(f"{safe_name(source_name)}/{safe_name(job_id)}")
+
+
+def run_job(
+    request: RequestBase, config: Config, job_id: str, on_progress: Progress | None = None
+) -> dict:
+    """Run one request to completion and return what job.json records.
+
+    A job that fails still writes job.json (state FAILED, with the error);
+    only a stopped job leaves none.
+    """
+    started = time.time()
+    job_dir = job_folder(config, request.name, job_id)
+    if job_dir.exists(JOB_FILE):
+        raise JobExistsError(f"job {job_id} already finished: {job_dir.uri}/{JOB_FILE}")
+    record = {
+        "job_id": job_id,
+        "state": "RUNNING",
+        "request": request.model_dump(mode="json"),
+        "output": job_dir.uri,
+        "versions": _versions(),
+    }
+    try:
+        source_config = config.sources[request.name]
+        source = open_storage(source_config.uri, config.source_s3(request.name))
+        keys = source.list(tuple(source_config.extensions))
+        listed = time.time()
+        splits = assign_splits(keys, request.train_test_split, request.seed)
+        plan = Plan(
+            source=source,
+            job_dir=job_dir,
+            size=request.input_image_size,
+            steps=tuple(
+                Step(i, config_operator(config, name), params)
+                for i, (name, params) in enumerate(request.steps)
+            ),
+            original=request.writes_original,
+            seed=request.seed,
+            quality=request.output.quality,
+            limits=config.limits,
+        )
+        counts, failures = _process(plan, keys, splits, on_progress)
+        record.update(state="SUCCEEDED", source={"name": request.name, "uri": source.uri})
+        record.update(counts=counts, failures=failures)
+        record["timings"] = _timings(started, listed)
+    except Exception as e:
+        record.update(state="FAILED", error=f"{type(e).__name__}: {e}", timings=_timings(started))
+        job_dir.write_new(JOB_FILE, _json(record))
+        raise
+    # Written last and create-only: its presence means the job finished.
+    if not job_dir.write_new(JOB_FILE, _json(record)):
+        raise JobExistsError(f"job {job_id} finished twice: {job_dir.uri}/{JOB_FILE}")
+    return record
+
+
+def config_operator(config: Config, name: str) -> Operator:
+    from motoray.ops import enabled
+
+    return enabled(config.operators.disabled, config.operators.plugins)[name]
+
+
+def _process(plan: Plan, keys: list[str], splits: dict[str, str], on_progress: Progress | None):
+    """Fan the images out to Ray Data, stream results into the manifest."""
+    counts = {"images_total": len(keys), "images_done": 0, "images_failed": 0, "outputs": 0}
+    per_split: dict[str, dict[str, int]] = defaultdict(lambda: {"images": 0, "outputs": 0})
+    failures = []
+    manifest = _ManifestWriter()
+    if on_progress:
+        on_progress(dict(counts))
+    if keys:
+        ray.data.DataContext.get_current().execution_options.preserve_order = True
+        items = [{"key": key, "split": splits[key]} for key in keys]
+        blocks = -(-len(items) // IMAGES_PER_BLOCK)
+        results = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
+            process_batch, fn_kwargs={"plan": plan}, batch_size=None, batch_format="numpy"
+        )
+        for table in results.iter_batches(batch_size=None, batch_format="pyarrow"):
+            failed = table.filter(table["error"].is_valid())
+            written = table.filter(table["error"].is_null())
+            failures += [
+                {"source_path": k, "reason": r}
+                for k, r in zip(failed["source_path"].to_pylist(), failed["error"].to_pylist())
+            ]
+            manifest.add(written.select(MANIFEST_COLUMNS))
+            images = written.group_by(["source_path", "split"]).aggregate([]).column("split")
+            for split in images.to_pylist():
+                per_split[split]["images"] += 1
+            for split in written["split"].to_pylist():
+                per_split[split]["outputs"] += 1
+            counts["images_failed"] += failed.num_rows
+            counts["images_done"] += len(images) + failed.num_rows
+            counts["outputs"] += written.num_rows
+            if on_progress:
+                on_progress(dict(counts))
+    plan.job_dir.write(MANIFEST_FILE, manifest.finish())
+    counts["splits"] = dict(sorted(per_split.items()))
+    return counts, sorted(failures, key=lambda f: f["source_path"])
+
+
+def process_batch(batch: dict[str, np.ndarray], plan: Plan) -> pa.Table:
+    """Read, decode, resize, apply every operator, encode and write a batch of images."""
+    rows: list[dict] = []
+    decoded: dict[tuple[int, ...], list[tuple[str, str, np.ndarray]]] = defaultdict(list)
+    for key, split in zip(batch["key"].tolist(), batch["split"].tolist()):
+        try:
+            image = _read_image(plan, key)
+        except (DecodeError, OSError) as e:
+            rows.append({"source_path": key, "split": split, "error": str(e)})
+            continue
+        decoded[image.shape].append((key, split, image))
+
+    # Same-shaped images go through each kernel together (all of them when resized).
+    for shape, group in decoded.items():
+        images = np.stack([image for _, _, image in group])
+        if plan.original:
+            for (key, split, _), image in zip(group, images):
+                rows.append(_write(plan, key, split, "ORIGINAL", "original", {}, image))
+        for step in plan.steps:
+            for copy in range(step.operator.copies(step.params)):
+                params = [_sample(plan, step, key, copy, shape[:2]) for key, _, _ in group]
+                outputs = step.operator.kernel(images, params)
+                for (key, split, _), p, output in zip(group, params, outputs):
+                    name = f"{step.index}-{step.operator.name.lower()}-{copy}"
+                    rows.append(_write(plan, key, split, step.operator.name, name, p, output))
+    return pa.Table.from_pylist(rows, schema=ROWS_SCHEMA)
+
+
+def _read_image(plan: Plan, key: str) -> np.ndarray:
+    if plan.source.size(key) > plan.limits.max_file_bytes:
+        raise DecodeError(
+            f"file too large: {plan.source.size(key)} bytes > limit {plan.limits.max_file_bytes}"
+        )
+    image = load_image(
+        plan.source.read(key),
+        plan.size,
+        max_pixels=plan.limits.max_image_pixels,
+        max_bytes=plan.limits.max_file_bytes,
+    )
+    height, width = image.shape[:2]
+    for step in plan.steps:
+        need_h, need_w = step.operator.min_shape(step.params)
+        if need_h > height or need_w > width:
+            # Never silently padded: the image is skipped and recorded.
+            raise DecodeError(
+                f"{step.operator.name} needs at least {need_h}x{need_w} (height x width), "
+                f"image is {height}x{width}"
+            )
+    return image
+
+
+def _sample(plan: Plan, step: Step, key: str, copy: int, shape: tuple[int, int]) -> dict:
+    seed, rng = derive_rng(plan.seed, key, step.index, copy)
+    params = step.operator.sample(step.params, rng, shape, copy)
+    return {**params, "seed": seed} if step.operator.random else params
+
+
+def _write(plan: Plan, key, split, operator, suffix, params, image) -> dict:
+    stem = safe_name(key.rsplit("/", 1)[-1].rsplit(".", 1)[0], max_length=60)
+    # The key hash keeps a/x.jpg and b/x.jpg apart; the name is the same on every retry.
+    path = f"{split}/{stem}.{stable_hash(key, bits=32):08x}.{suffix}.jpg"
+    data = encode_jpeg(image, plan.quality)
+    plan.job_dir.write(path, data)
+    return {
+        "output_path": path,
+        "source_path": key,
+        "split": split,
+        "operator": operator,
+        "params": json.dumps(params, sort_keys=True),
+        "width": image.shape[1],
+        "height": image.shape[0],
+        "bytes": len(data),
+    }
+
+
+class _ManifestWriter:
+    """Parquet with fixed-size row groups, whatever sizes the blocks come in."""
+
+    def __init__(self) -> None:
+        self._buffer = io.BytesIO()
+        self._writer = pq.ParquetWriter(
+            self._buffer, pa.schema([ROWS_SCHEMA.field(c) for c in MANIFEST_COLUMNS])
+        )
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+
+    def add(self, table: pa.Table) -> None:
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        table = pa.concat_tables(self._pending) if self._pending else None
+        self._pending, self._pending_rows = [], 0
+        if table is None:
+            return
+        cut = table.num_rows if final else table.num_rows - table.num_rows % ROW_GROUP_ROWS
+        if cut:
+            self._writer.write_table(table.slice(0, cut), row_group_size=ROW_GROUP_ROWS)
+        if cut < table.num_rows:
+            self._pending, self._pending_rows = [table.slice(cut)], table.num_rows - cut
+
+    def finish(self) -> bytes:
+        self._flush(final=True)
+        self._writer.close()
+        return self._buffer.getvalue()
+
+
+def _timings(started: float, listed: float | None = None) -> dict:
+    finished = time.time()
+    timings = {
+        "started_at": _iso(started),
+        "finished_at": _iso(finished),
+        "duration_s": round(finished - started, 3),
+    }
+    if listed is not None:
+        timings["listing_s"] = round(listed - started, 3)
+    return timings
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def _versions() -> dict:
+    import PIL
+
+    return {
+        "motoray": motoray.__version__,
+        "ray": ray.__version__,
+        "numpy": np.__version__,
+        "pillow": PIL.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _json(record: dict) -> bytes:
+    return json.dumps(record, indent=2, sort_keys=True).encode() + b"\n"
