@@ -1,0 +1,52 @@
+"""Shared fixtures: one real local Ray per test session, real JPEG frames."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from motoray.config import Config, OutputConfig, SourceConfig
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples" / "requests"
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A real local Ray cluster in this process (never `ray stop`)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def frames(tmp_path_factory) -> Path:
+    """50 synthetic 1280x720 broadcast-like JPEG frames."""
+    from motoray.sample_data import write_sample_frames
+
+    directory = tmp_path_factory.mktemp("MotoGP")
+    write_sample_frames(directory, 50, (1280, 720))
+    return directory
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """Config(sources={name: folder}) writing under a fresh output root."""
+
+    def make(**sources: Path | str) -> Config:
+        return Config(
+            sources={name: SourceConfig(uri=str(uri)) for name, uri in sources.items()},
+            output=OutputConfig(uri=str(tmp_path / "outputs")),
+        )
+
+    return make
+
+
+@pytest.fixture
+def seed_request() -> dict:
+    return json.loads((EXAMPLES / "seed_sample.json").read_text())[0]

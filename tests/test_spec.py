@@ -1,0 +1,200 @@
+"""Request validation: the original request is accepted, bad ones name their field."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from motoray.ops import enabled
+from motoray.spec import RequestError, parse_json, parse_requests
+from tests.conftest import EXAMPLES
+
+OPS = enabled()
+SOURCES = ["MotoGP", "soccer"]
+SEED = parse_json((EXAMPLES / "seed_sample.json").read_bytes())[0]
+
+
+def _with(path: tuple, value=None, delete=False) -> dict:
+    request = copy.deepcopy(SEED)
+    target = request
+    for part in path[:-1]:
+        target = target[part]
+    if delete:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return request
+
+
+AUG = ("augmentations", 0)
+INVALID = [
+    # (id, request, expected error location, a word the message must contain)
+    ("missing-name", _with(("name",), delete=True), "name", "required"),
+    ("name-not-string", _with(("name",), 42), "name", "string"),
+    ("name-empty", _with(("name",), ""), "name", "pattern"),
+    ("name-path-traversal", _with(("name",), "../etc"), "name", "pattern"),
+    ("unknown-source", _with(("name",), "tennis"), "name", "MotoGP"),
+    ("size-one-value", _with(("input_image_size",), [480]), "input_image_size.1", "required"),
+    ("size-three-values", _with(("input_image_size",), [1, 2, 3]), "input_image_size", "2 items"),
+    ("size-zero", _with(("input_image_size",), [0, 270]), "input_image_size.0", "greater"),
+    ("size-negative", _with(("input_image_size",), [480, -1]), "input_image_size.1", "greater"),
+    ("size-huge", _with(("input_image_size",), [10**6, 270]), "input_image_size.0", "less"),
+    ("size-string", _with(("input_image_size",), ["480", 270]), "input_image_size.0", "integer"),
+    ("size-float", _with(("input_image_size",), [480.5, 270]), "input_image_size.0", "integer"),
+    ("size-bool", _with(("input_image_size",), [True, 270]), "input_image_size.0", "integer"),
+    ("augmentations-not-list", _with(("augmentations",), {"CROP": {}}), "augmentations", "list"),
+    ("unknown-operator", _with(AUG, {"BLUR": {}}), "augmentations.0", "unknown operator"),
+    ("empty-augmentation", _with(AUG, {}), "augmentations.0", "empty augmentation"),
+    (
+        "crop-bad-position",
+        _with((*AUG, "CROP", "crop_type"), "middle"),
+        "augmentations.0.CROP.crop_type",
+        "top_left",
+    ),
+    (
+        "crop-dims-missing",
+        _with((*AUG, "CROP", "crop_dimensions"), delete=True),
+        "augmentations.0.CROP.crop_dimensions",
+        "required",
+    ),
+    (
+        "crop-dims-empty",
+        _with((*AUG, "CROP", "crop_dimensions"), []),
+        "augmentations.0.CROP.crop_dimensions",
+        "at least 1",
+    ),
+    (
+        "crop-dims-zero",
+        _with((*AUG, "CROP", "crop_dimensions"), [[0, 10]]),
+        "augmentations.0.CROP.crop_dimensions.0.0",
+        "greater",
+    ),
+    (
+        "crop-extra-field",
+        _with((*AUG, "CROP", "crop_typ"), "center"),
+        "augmentations.0.CROP.crop_typ",
+        "Extra",
+    ),
+    (
+        "crop-larger-than-size",
+        _with((*AUG, "CROP", "crop_dimensions"), [[300, 270]]),
+        "augmentations.0.CROP",
+        "at least 300x270",
+    ),
+    (
+        "random-count-zero",
+        _with((*AUG, "RANDOM_CROP", "target_count"), 0),
+        "augmentations.0.RANDOM_CROP.target_count",
+        "greater",
+    ),
+    (
+        "random-count-huge",
+        _with((*AUG, "RANDOM_CROP", "target_count"), 10**9),
+        "augmentations.0.RANDOM_CROP.target_count",
+        "less",
+    ),
+    (
+        "random-count-string",
+        _with((*AUG, "RANDOM_CROP", "target_count"), "3"),
+        "augmentations.0.RANDOM_CROP.target_count",
+        "integer",
+    ),
+    (
+        "random-dims-nested",
+        _with((*AUG, "RANDOM_CROP", "crop_dimensions"), [[80, 80]]),
+        "augmentations.0.RANDOM_CROP.crop_dimensions.0",
+        "integer",
+    ),
+    (
+        "random-larger-than-size",
+        _with((*AUG, "RANDOM_CROP", "crop_dimensions"), [80, 481]),
+        "augmentations.0.RANDOM_CROP",
+        "at least 80x481",
+    ),
+    (
+        "split-not-summing",
+        _with(("train_test_split", "test_ratio"), 30),
+        "train_test_split",
+        "sum to 100",
+    ),
+    (
+        "split-negative",
+        _with(("train_test_split", "train_ratio"), -20),
+        "train_test_split.train_ratio",
+        "greater",
+    ),
+    (
+        "split-missing-test",
+        _with(("train_test_split", "test_ratio"), delete=True),
+        "train_test_split.test_ratio",
+        "required",
+    ),
+    (
+        "split-nan",
+        _with(("train_test_split", "test_ratio"), float("nan")),
+        "train_test_split.test_ratio",
+        "finite",
+    ),
+    ("seed-negative", _with(("seed",), -1), "seed", "greater"),
+    ("seed-string", _with(("seed",), "abc"), "seed", "integer"),
+    ("unknown-top-level-field", _with(("priority",), "high"), "priority", "Extra"),
+    ("quality-out-of-range", _with(("output",), {"quality": 101}), "output.quality", "less"),
+]
+
+
+@pytest.mark.parametrize(
+    ("request_body", "loc", "word"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID]
+)
+def test_invalid_request_names_its_field(request_body, loc, word):
+    with pytest.raises(RequestError) as info:
+        parse_requests(request_body, OPS, SOURCES)
+    error = info.value
+    assert error.status == 422
+    matching = [e for e in error.errors if ".".join(map(str, e["loc"])) == loc]
+    assert matching, f"no error at {loc}: {error.errors}"
+    assert any(word.lower() in e["msg"].lower() for e in matching), matching
+
+
+def test_the_table_is_big_enough():
+    assert len(INVALID) >= 20
+
+
+def test_seed_sample_is_accepted_unchanged():
+    body = parse_json((EXAMPLES / "seed_sample.json").read_bytes())
+    [request] = parse_requests(body, OPS, SOURCES)
+    assert request.input_image_size == (480, 270)
+    assert [name for name, _ in request.steps] == ["CROP", "RANDOM_CROP"]
+    assert request.train_test_split.train_fraction == pytest.approx(0.8)
+    assert request.seed == 0
+
+
+def test_one_object_and_fractions_are_accepted():
+    body = _with(("train_test_split",), {"train_ratio": 0.7, "test_ratio": 0.3})
+    [request] = parse_requests(body, OPS, SOURCES)
+    assert request.train_test_split.train_fraction == pytest.approx(0.7)
+
+
+def test_every_error_in_a_list_is_reported_with_its_index():
+    body = [SEED, _with(("name",), 1), _with(("seed",), -5)]
+    with pytest.raises(RequestError) as info:
+        parse_requests(body, OPS, SOURCES)
+    assert {e["loc"][0] for e in info.value.errors} == {1, 2}
+
+
+def test_empty_list_is_rejected():
+    with pytest.raises(RequestError, match="empty list"):
+        parse_requests([], OPS, SOURCES)
+
+
+def test_verbatim_seed_text_gets_a_parse_error_with_line_and_column():
+    with pytest.raises(RequestError) as info:
+        parse_json((EXAMPLES / "seed_sample_verbatim.txt").read_bytes())
+    assert info.value.status == 400
+    assert "line 1 column 146" in str(info.value)
+
+
+def test_disabled_operator_is_unknown():
+    ops = enabled(disabled=["RANDOM_CROP"])
+    with pytest.raises(RequestError, match="unknown operator 'RANDOM_CROP'; available: CROP"):
+        parse_requests(SEED, ops, SOURCES)
