@@ -1,0 +1,183 @@
+"""An S3 bucket prefix (AWS or any S3-compatible endpoint) as a source or sink."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from motoray.config import S3Settings
+from motoray.storage.base import IMAGE_EXTENSIONS
+from motoray.storage.keys import safe_key
+
+_CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 5},
+    max_pool_connections=32,  # room for callers that fan out over threads (default: 10)
+)
+_MISSING = {"NoSuchKey", "NoSuchBucket", "NotFound", "404"}
+_DENIED = {"AccessDenied", "Forbidden", "403"}
+_ALREADY_EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+
+_clients: dict[tuple[Any, ...], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def s3_client(settings: S3Settings) -> Any:
+    """A boto3 S3 client for `settings`, shared by every thread of this process.
+
+    Clients are thread-safe but sessions are not, so each client gets its own
+    session, created under a lock. The pid is part of the key so a forked child
+    never reuses its parent's connection pool.
+    """
+    key = (os.getpid(), settings.endpoint_url, settings.region, settings.ca_bundle)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            # Credentials come from the standard AWS chain (env, profile, instance role).
+            client = boto3.session.Session().client(
+                "s3",
+                endpoint_url=settings.endpoint_url,
+                region_name=settings.region,
+                verify=settings.ca_bundle or None,
+                config=_CLIENT_CONFIG,
+            )
+            _clients[key] = client
+        return client
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+@contextmanager
+def _os_errors(what: str) -> Iterator[None]:
+    """Turn S3 "not found" / "denied" into the errors a local folder raises."""
+    try:
+        yield
+    except ClientError as e:
+        code = _code(e)
+        if code in _MISSING:
+            raise FileNotFoundError(f"not found on S3 ({code}): {what}") from e
+        if code in _DENIED:
+            raise PermissionError(f"access denied on S3: {what}") from e
+        raise
+
+
+@dataclass(frozen=True)
+class S3Storage:
+    bucket: str
+    prefix: str = ""  # no leading or trailing "/"; "" is the whole bucket
+    # Not hashed: pydantic models are unhashable, and bucket + prefix identify the place.
+    settings: S3Settings = field(default_factory=S3Settings, hash=False)
+
+    @classmethod
+    def from_uri(cls, uri: str, settings: S3Settings | None = None) -> S3Storage:
+        """`s3://bucket` or `s3://bucket/some/prefix` (a trailing "/" is ignored)."""
+        if not uri.startswith("s3://"):
+            raise ValueError(f"not an S3 URI: {uri}")
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        if not bucket:
+            raise ValueError(f"S3 URI has no bucket: {uri}")
+        prefix = prefix.strip("/")
+        return cls(bucket, safe_key(prefix) if prefix else "", settings or S3Settings())
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    @property
+    def _client(self) -> Any:
+        # Looked up on every call, never stored on self: the storage stays picklable.
+        return s3_client(self.settings)
+
+    def _key(self, key: str) -> str:
+        key = safe_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _encryption(self) -> dict[str, str]:
+        if self.settings.kms_key_id:
+            return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.settings.kms_key_id}
+        return {}
+
+    def list(self, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[str]:
+        wanted = tuple(e.lower() for e in extensions)
+        root = f"{self.prefix}/" if self.prefix else ""
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=root
+        )
+        keys = []
+        try:
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    key = obj["Key"][len(root) :]
+                    if key.lower().endswith(wanted) and _listable(key):
+                        keys.append(key)
+        except ClientError as e:
+            if _code(e) == "NoSuchBucket":
+                raise FileNotFoundError(
+                    f"S3 bucket does not exist: {self.bucket} "
+                    f"(endpoint {self.settings.endpoint_url or 'AWS'})"
+                ) from e
+            raise
+        return sorted(keys)
+
+    def read(self, key: str) -> bytes:
+        with _os_errors(f"{self.uri}/{key}"):
+            return self._client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+
+    def size(self, key: str) -> int:
+        with _os_errors(f"{self.uri}/{key}"):
+            return self._client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.size(key)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def write(self, key: str, data: bytes) -> None:
+        # A PUT is atomic on S3: readers see the old object or the whole new one.
+        with _os_errors(f"{self.uri}/{key}"):
+            self._client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, **self._encryption()
+            )
+
+    def write_new(self, key: str, data: bytes) -> bool:
+        # S3 conditional write: 412 if the key exists, 409 if a concurrent write raced us.
+        # If a retried PUT had in fact landed, the retry sees 412 and this returns False
+        # for our own object; callers treat False as "someone wrote it", which holds.
+        try:
+            with _os_errors(f"{self.uri}/{key}"):
+                self._client.put_object(
+                    Bucket=self.bucket,
+                    Key=self._key(key),
+                    Body=data,
+                    IfNoneMatch="*",
+                    **self._encryption(),
+                )
+        except ClientError as e:
+            if _code(e) in _ALREADY_EXISTS:
+                return False
+            raise
+        return True
+
+    def child(self, prefix: str) -> S3Storage:
+        return S3Storage(self.bucket, self._key(prefix), self.settings)
+
+
+def _listable(key: str) -> bool:
+    """Skip directory markers ("a/"), keys the other methods would reject or rewrite
+    ("a//b", "a\\b"), and hidden names, as LocalStorage does."""
+    try:
+        canonical = safe_key(key) == key
+    except ValueError:
+        return False
+    return canonical and not any(part.startswith(".") for part in key.split("/"))
