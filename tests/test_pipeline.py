@@ -1,0 +1,183 @@
+"""The seed request end to end on a real local Ray, real JPEG files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from motoray.imageio import load_image
+from motoray.ops import enabled
+from motoray.pipeline import JobExistsError, run_job
+from motoray.spec import parse_requests
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+
+def _run(config, body: dict, job_id: str, **overrides) -> tuple[dict, Path]:
+    [request] = parse_requests({**body, **overrides}, enabled(), list(config.sources))
+    record = run_job(request, config, job_id)
+    job_dir = Path(config.output.uri) / request.name / job_id
+    assert json.loads((job_dir / "job.json").read_text()) == record
+    return record, job_dir
+
+
+def _mean_abs_diff(output: np.ndarray, frame: np.ndarray, x: int, y: int) -> float:
+    h, w = output.shape[:2]
+    return float(np.abs(output.astype(float) - frame[y : y + h, x : x + w]).mean())
+
+
+def _decode(path: Path) -> np.ndarray:
+    return load_image(path.read_bytes())
+
+
+def test_seed_sample_end_to_end(frames, make_config, seed_request):
+    config = make_config(MotoGP=frames)
+    record, job_dir = _run(config, seed_request, "seed")
+
+    assert record["state"] == "SUCCEEDED"
+    assert record["counts"]["images_total"] == 50
+    assert record["counts"]["images_failed"] == 0
+    assert record["counts"]["splits"] == {
+        "test": {"images": 10, "outputs": 40},
+        "train": {"images": 40, "outputs": 160},
+    }
+    manifest = pq.read_table(job_dir / "manifest.parquet").to_pylist()
+    assert len(manifest) == 200
+    splits_of_source = {}
+    for row in manifest:
+        splits_of_source.setdefault(row["source_path"], set()).add(row["split"])
+    assert all(len(s) == 1 for s in splits_of_source.values())  # no frame in two splits
+    assert sum(s == {"train"} for s in splits_of_source.values()) == 40
+
+    resized = {}
+    for row in manifest:
+        output = _decode(job_dir / row["output_path"])
+        assert output.shape == (row["height"], row["width"], 3)
+        assert row["output_path"].startswith(row["split"] + "/")
+        if row["source_path"] not in resized:
+            resized[row["source_path"]] = load_image(
+                (frames / row["source_path"]).read_bytes(), (480, 270)
+            )
+        frame = resized[row["source_path"]]
+        box = json.loads(row["params"])
+        x, y, w, h = box["x"], box["y"], box["width"], box["height"]
+        if row["operator"] == "CROP":
+            assert (x, y, w, h) == (0, 0, 270, 270)
+        else:
+            assert row["operator"] == "RANDOM_CROP" and (w, h) == (80, 80)
+            assert "seed" in box
+        error = _mean_abs_diff(output, frame, x, y)
+        assert error < 5  # JPEG re-encoding tolerance
+        # ...and the box is where the manifest says: a box 4 px away matches worse.
+        shifted_x = x + 4 if x + 4 + w <= frame.shape[1] else x - 4
+        assert _mean_abs_diff(output, frame, shifted_x, y) > error
+    operators = [
+        row["operator"] for row in manifest if row["source_path"] == manifest[0]["source_path"]
+    ]
+    assert sorted(operators) == ["CROP", "RANDOM_CROP", "RANDOM_CROP", "RANDOM_CROP"]
+
+
+def _hashes(job_dir: Path) -> dict[str, str]:
+    return {
+        p.relative_to(job_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(job_dir.rglob("*"))
+        if p.is_file() and p.name != "job.json"
+    }
+
+
+def test_same_seed_byte_identical_other_seed_other_boxes(frames, make_config, seed_request):
+    config = make_config(MotoGP=frames)
+    _, first = _run(config, seed_request, "a", seed=11)
+    _, second = _run(config, seed_request, "b", seed=11)
+    _, third = _run(config, seed_request, "c", seed=12)
+    assert _hashes(first) == _hashes(second)
+    assert len(_hashes(first)) == 201  # 200 images + manifest
+
+    def random_boxes(job_dir):
+        rows = pq.read_table(job_dir / "manifest.parquet").to_pylist()
+        return [row["params"] for row in rows if row["operator"] == "RANDOM_CROP"]
+
+    assert random_boxes(first) != random_boxes(third)
+
+
+def test_bad_files_are_recorded_and_the_rest_completes(frames, make_config, tmp_path):
+    source = tmp_path / "mixed"
+    source.mkdir()
+    good = sorted(frames.glob("*.jpg"))[:6]
+    for path in good:
+        shutil.copy(path, source / path.name)
+    data = good[0].read_bytes()
+    (source / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (source / "empty.jpg").write_bytes(b"")
+    (source / "notes.png").write_bytes(b"this is not an image at all, just text\n" * 10)
+    config = make_config(MotoGP=source)
+    request = {
+        "name": "MotoGP",
+        "input_image_size": [480, 270],
+        "augmentations": [{"CROP": {"crop_dimensions": [[100, 100]], "crop_type": "center"}}],
+    }
+    record, job_dir = _run(config, request, "mixed")
+
+    assert record["state"] == "SUCCEEDED"
+    failures = {f["source_path"]: f["reason"] for f in record["failures"]}
+    assert set(failures) == {"truncated.jpg", "empty.jpg", "notes.png"}
+    assert all(reason for reason in failures.values())
+    assert "empty" in failures["empty.jpg"]
+    assert "truncat" in failures["truncated.jpg"].lower()
+    assert record["counts"]["images_failed"] == 3
+    manifest = pq.read_table(job_dir / "manifest.parquet").to_pylist()
+    assert sorted(row["source_path"] for row in manifest) == sorted(p.name for p in good)
+    assert {row["split"] for row in manifest} == {"all"}
+
+
+def test_crop_larger_than_an_unresized_image_skips_that_image(frames, make_config, tmp_path):
+    source = tmp_path / "sizes"
+    source.mkdir()
+    from motoray.sample_data import write_sample_frames
+
+    write_sample_frames(source / "small", 2, (200, 100))
+    write_sample_frames(source / "large", 2, (400, 300))
+    config = make_config(MotoGP=source)
+    request = {
+        "name": "MotoGP",
+        "augmentations": [{"CROP": {"crop_dimensions": [[150, 150]], "crop_type": "center"}}],
+    }
+    record, job_dir = _run(config, request, "sizes")
+    assert record["state"] == "SUCCEEDED"
+    assert sorted(f["source_path"] for f in record["failures"]) == [
+        "small/clip000_frame0000.jpg",
+        "small/clip000_frame0001.jpg",
+    ]
+    assert "150x150" in record["failures"][0]["reason"]
+    manifest = pq.read_table(job_dir / "manifest.parquet").to_pylist()
+    assert len(manifest) == 2 and all(r["source_path"].startswith("large/") for r in manifest)
+
+
+def test_no_augmentations_writes_the_resized_originals(frames, make_config):
+    config = make_config(MotoGP=frames)
+    record, job_dir = _run(config, {"name": "MotoGP", "input_image_size": [64, 36]}, "orig")
+    manifest = pq.read_table(job_dir / "manifest.parquet").to_pylist()
+    assert len(manifest) == 50 and {r["operator"] for r in manifest} == {"ORIGINAL"}
+    assert {(r["width"], r["height"]) for r in manifest} == {(64, 36)}
+
+
+def test_a_finished_job_id_is_not_run_twice(frames, make_config):
+    config = make_config(MotoGP=frames)
+    _run(config, {"name": "MotoGP", "input_image_size": [32, 18]}, "once")
+    with pytest.raises(JobExistsError):
+        _run(config, {"name": "MotoGP", "input_image_size": [32, 18]}, "once")
+
+
+def test_missing_source_folder_fails_with_job_json(make_config, tmp_path):
+    config = make_config(MotoGP=tmp_path / "nowhere")
+    [request] = parse_requests({"name": "MotoGP"}, enabled(), ["MotoGP"])
+    with pytest.raises(FileNotFoundError):
+        run_job(request, config, "missing")
+    record = json.loads((Path(config.output.uri) / "MotoGP" / "missing" / "job.json").read_text())
+    assert record["state"] == "FAILED" and "does not exist" in record["error"]
