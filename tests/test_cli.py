@@ -1,0 +1,92 @@
+"""`motoray` on the command line, as a user runs it (subprocesses, real Ray)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import yaml
+
+from tests.conftest import EXAMPLES
+
+
+def motoray(
+    *args: str, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "motoray.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+def _config(tmp_path: Path, frames: Path) -> Path:
+    path = tmp_path / "motoray.yaml"
+    path.write_text(
+        yaml.safe_dump({"sources": {"MotoGP": {"uri": str(frames)}}, "output": {"uri": "out"}})
+    )
+    return path
+
+
+def test_run_seed_sample_prints_the_job_folder(tmp_path, frames):
+    config = _config(tmp_path, frames)
+    result = motoray(
+        "run",
+        str(EXAMPLES / "seed_sample.json"),
+        "--config",
+        str(config),
+        "--job-id",
+        "cli",
+        "--address",
+        "local",
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    job_dir = tmp_path / "out" / "MotoGP" / "cli"  # relative to the config file
+    assert str(job_dir) in result.stdout
+    assert "40 images -> 160 outputs" in result.stdout
+    assert json.loads((job_dir / "job.json").read_text())["state"] == "SUCCEEDED"
+    assert pq.read_table(job_dir / "manifest.parquet").num_rows == 200
+
+
+def test_invalid_request_exits_2_naming_the_field_and_starts_nothing(tmp_path, frames):
+    config = _config(tmp_path, frames)
+    request = tmp_path / "too_big.json"
+    body = json.loads((EXAMPLES / "seed_sample.json").read_text())
+    body[0]["augmentations"][0]["CROP"]["crop_dimensions"] = [[300, 300]]
+    request.write_text(json.dumps(body))
+    result = motoray("run", str(request), "--config", str(config), "--address", "local")
+    assert result.returncode == 2
+    assert "0.augmentations.0.CROP: needs an image of at least 300x300" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_verbatim_seed_text_is_a_parse_error_with_position(tmp_path, frames):
+    config = _config(tmp_path, frames)
+    result = motoray("run", str(EXAMPLES / "seed_sample_verbatim.txt"), "--config", str(config))
+    assert result.returncode == 2
+    assert "invalid JSON at line 1 column 146" in result.stderr
+
+
+def test_missing_config_is_a_clear_error(tmp_path):
+    result = motoray("sources", "--config", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2 and "config file not found" in result.stderr
+
+
+def test_sources_operators_and_sample_data(tmp_path, frames):
+    config = _config(tmp_path, frames)
+    assert "MotoGP" in motoray("sources", "--config", str(config)).stdout
+    operators = motoray("operators").stdout
+    assert "CROP" in operators and "RANDOM_CROP" in operators and "target_count" in operators
+    result = motoray("sample-data", str(tmp_path / "s"), "--count", "3", "--size", "64x48")
+    assert result.returncode == 0
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [
+        "clip000_frame0000.jpg",
+        "clip000_frame0001.jpg",
+        "clip000_frame0002.jpg",
+    ]
