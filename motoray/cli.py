@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -73,7 +74,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from motoray.pipeline import run_job
 
     ray.init(address=args.address, logging_level="WARNING", log_to_driver=False)
+    # Our own progress bar and summary replace Ray Data's per-operator chatter.
     ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     exit_code = 0
     for request, job_id in zip(requests, job_ids):
         try:

@@ -207,6 +207,7 @@ def process_batch(batch: dict[str, np.ndarray], plan: Plan) -> pa.Table:
                 for (key, split, _), p, output in zip(group, params, outputs):
                     name = f"{step.index}-{step.operator.name.lower()}-{copy}"
                     rows.append(_write(plan, key, split, step.operator.name, name, p, output))
+    rows.sort(key=lambda row: (row["source_path"], row.get("output_path") or ""))
     return pa.Table.from_pylist(rows, schema=ROWS_SCHEMA)
 
 
