@@ -1,0 +1,258 @@
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+
+from motoray.imageio import DecodeError, encode_jpeg, encode_png, load_image
+from motoray.sample_data import render_frame
+from tests.corpus import (
+    BACKGROUND,
+    BAD_REASONS,
+    GOOD_SIZE,
+    GOOD_VARIANTS,
+    HALF_ALPHA,
+    MARKER,
+    write_bad_image_corpus,
+    write_good_variants,
+)
+
+WIDTH, HEIGHT = GOOD_SIZE
+
+
+@pytest.fixture(scope="module")
+def bad_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("bad")
+    assert write_bad_image_corpus(directory) == BAD_REASONS
+    return directory
+
+
+@pytest.fixture(scope="module")
+def good_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("good")
+    assert write_good_variants(directory) == sorted(GOOD_VARIANTS)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def frame_jpeg() -> bytes:
+    return encode_jpeg(render_frame(3, (1920, 1080)), quality=90)
+
+
+def _full_decode_resize(data: bytes, size: tuple[int, int]) -> np.ndarray:
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    return np.asarray(image.resize(size, Image.Resampling.BILINEAR))
+
+
+def _mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+# --- bad inputs --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(BAD_REASONS))
+def test_bad_corpus_is_rejected_with_reason(bad_dir: Path, name: str) -> None:
+    with pytest.raises(DecodeError) as error:
+        load_image((bad_dir / name).read_bytes(), (32, 24))
+    assert BAD_REASONS[name] in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\xff", "truncated JPEG"),
+        (b"\xff\xd8", "truncated JPEG"),
+        (b"\x89PNG", "truncated PNG"),
+        (b"\x00\x01\x02\x03", "not an image (unknown format, starts with 00010203)"),
+        (b"   \n", "not an image (looks like text)"),
+        (b"\xef\xbb\xbf<html><body>oops</body></html>", "not an image (looks like HTML)"),
+        (b'{"error": "NoSuchKey"}', "not an image (looks like JSON)"),
+        (b"BM\x00\x00\x00\x00\x00\x00\x00\x00", "unsupported format BMP"),
+        (b"II*\x00\x08\x00\x00\x00", "unsupported format TIFF"),
+        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "unsupported format PDF"),
+        (b"\x00\x00\x00\x1cftypheic\x00\x00\x00\x00", "unsupported format ISO-BMFF/heic"),
+    ],
+)
+def test_small_bad_inputs(data: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError) as error:
+        load_image(data)
+    assert reason in str(error.value)
+
+
+def test_limits_are_checked_before_decoding(good_dir: Path) -> None:
+    data = (good_dir / "rgb.jpg").read_bytes()
+    with pytest.raises(DecodeError) as error:
+        load_image(data, max_bytes=100)
+    assert str(error.value) == f"file too large: {len(data)} bytes > limit 100"
+    with pytest.raises(DecodeError) as error:
+        load_image(data, max_pixels=1000)
+    assert str(error.value) == f"image too large: {WIDTH}x{HEIGHT} pixels > limit 1000"
+    assert load_image(data, max_bytes=len(data), max_pixels=WIDTH * HEIGHT).shape == (48, 64, 3)
+
+
+def test_bomb_does_not_depend_on_or_change_pillow_globals(bad_dir: Path) -> None:
+    before = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # even with Pillow's own guard off, ours holds
+    try:
+        with pytest.raises(DecodeError, match="image too large: 30000x30000"):
+            load_image((bad_dir / "bomb.png").read_bytes())
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_mutated_files_never_raise_anything_but_decode_error(good_dir: Path) -> None:
+    # Every prefix length class and many single-byte corruptions: decode or DecodeError.
+    rng = np.random.default_rng(7)
+    for name in ("rgb.jpg", "progressive.jpg", "rgba.png", "gray16.png", "exif_rotate6.jpg"):
+        data = (good_dir / name).read_bytes()
+        candidates = [data[:n] for n in rng.integers(0, len(data), 40)]
+        for position in rng.integers(0, len(data), 60):
+            corrupt = bytearray(data)
+            corrupt[position] ^= int(rng.integers(1, 256))
+            candidates.append(bytes(corrupt))
+        for candidate in candidates:
+            try:
+                image = load_image(candidate, (20, 10))
+            except DecodeError as error:
+                assert str(error)
+            else:
+                assert image.shape == (10, 20, 3) and image.dtype == np.uint8
+
+
+def test_bad_size_argument_is_a_plain_value_error() -> None:
+    data = encode_png(np.zeros((4, 4, 3), np.uint8))
+    for size in [(0, 10), (10, -1), (10,), (2.5, 3)]:
+        with pytest.raises(ValueError) as error:
+            load_image(data, size)  # type: ignore[arg-type]
+        assert not isinstance(error.value, DecodeError)
+
+
+# --- good variants -----------------------------------------------------------------------
+
+
+def _tolerance(name: str) -> int:
+    return 12 if name.endswith(".jpg") else 1
+
+
+@pytest.mark.parametrize("name", sorted(GOOD_VARIANTS))
+def test_good_variant_decodes_upright_rgb(good_dir: Path, name: str) -> None:
+    image = load_image((good_dir / name).read_bytes())
+    assert image.shape == (HEIGHT, WIDTH, 3)
+    assert image.dtype == np.uint8
+    assert image.flags.writeable
+    marker, background = GOOD_VARIANTS[name]
+    tol = _tolerance(name)
+    np.testing.assert_allclose(image[MARKER].reshape(-1, 3).mean(0), marker, atol=tol)
+    np.testing.assert_allclose(image[BACKGROUND].reshape(-1, 3).mean(0), background, atol=tol)
+
+
+@pytest.mark.parametrize("name", sorted(GOOD_VARIANTS))
+def test_good_variant_resizes_after_rotation(good_dir: Path, name: str) -> None:
+    # Half size: JPEGs take the draft path (with axes swapped for EXIF 6/8).
+    image = load_image((good_dir / name).read_bytes(), (WIDTH // 2, HEIGHT // 2))
+    assert image.shape == (HEIGHT // 2, WIDTH // 2, 3)
+    marker, background = GOOD_VARIANTS[name]
+    inner_marker = image[2:6, 2:6].reshape(-1, 3).mean(0)  # away from the blurred edge
+    inner_background = image[14:24, 10:18].reshape(-1, 3).mean(0)
+    np.testing.assert_allclose(inner_marker, marker, atol=_tolerance(name) + 2)
+    np.testing.assert_allclose(inner_background, background, atol=_tolerance(name) + 2)
+
+
+def test_exif_rotation_swaps_axes(good_dir: Path) -> None:
+    for name in ("exif_rotate6.jpg", "exif_rotate8.jpg"):
+        data = (good_dir / name).read_bytes()
+        assert Image.open(io.BytesIO(data)).size == (HEIGHT, WIDTH)  # stored portrait
+        assert load_image(data).shape == (HEIGHT, WIDTH, 3)  # displayed landscape
+        # Not a full resize of the stored image: a non-square target proves the swap.
+        assert load_image(data, (40, 10)).shape == (10, 40, 3)
+
+
+def test_sixteen_bit_is_scaled_not_clipped(good_dir: Path) -> None:
+    image = load_image((good_dir / "gray16.png").read_bytes())
+    assert image.max() == 255
+    assert np.all(image[BACKGROUND] == 64)  # 16384 / 65535 * 255, where clipping gives 255
+
+
+def test_alpha_composites_on_white(good_dir: Path) -> None:
+    image = load_image((good_dir / "rgba.png").read_bytes())
+    assert np.all(image[MARKER] == 255)  # alpha 0
+    np.testing.assert_allclose(image[HALF_ALPHA], 127, atol=1)  # black at alpha 128
+
+
+# --- resize ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "size", [(480, 270), (960, 540), (640, 360), (224, 224), (479, 269), (1920, 1080), (2000, 9)]
+)
+def test_resize_gives_exact_shape(frame_jpeg: bytes, size: tuple[int, int]) -> None:
+    image = load_image(frame_jpeg, size)
+    assert image.shape == (size[1], size[0], 3)
+
+
+def test_draft_path_matches_full_decode(frame_jpeg: bytes) -> None:
+    for size in [(480, 270), (960, 540), (640, 360), (300, 200)]:
+        fast = load_image(frame_jpeg, size)
+        full = _full_decode_resize(frame_jpeg, size)
+        assert _mean_abs_diff(fast, full) < 3, size
+
+
+def test_no_resize_when_already_at_size(frame_jpeg: bytes) -> None:
+    full = np.asarray(Image.open(io.BytesIO(frame_jpeg)).convert("RGB"))
+    np.testing.assert_array_equal(load_image(frame_jpeg, (1920, 1080)), full)
+    np.testing.assert_array_equal(load_image(frame_jpeg), full)
+
+
+# --- encode ------------------------------------------------------------------------------
+
+
+def test_encode_jpeg_is_deterministic_and_round_trips() -> None:
+    frame = render_frame(0, (320, 180))
+    data = encode_jpeg(frame)
+    assert data == encode_jpeg(frame.copy())
+    assert data[:3] == b"\xff\xd8\xff"
+    assert _mean_abs_diff(load_image(data), frame) < 6  # small, noisy frame: q90 is lossy
+    assert len(encode_jpeg(frame, quality=50)) < len(data)
+
+
+def test_encode_png_is_lossless_and_deterministic() -> None:
+    frame = render_frame(0, (320, 180))
+    data = encode_png(frame)
+    assert data == encode_png(frame.copy())
+    np.testing.assert_array_equal(load_image(data), frame)
+    gray = frame[..., 1]
+    np.testing.assert_array_equal(load_image(encode_png(gray))[..., 0], gray)
+    rgba = np.dstack([frame, np.zeros(frame.shape[:2], np.uint8)])
+    assert np.all(load_image(encode_png(rgba)) == 255)  # fully transparent -> white
+
+
+def test_encode_accepts_non_contiguous_views() -> None:
+    frame = render_frame(0, (320, 180))
+    view = frame[::2, ::2]
+    np.testing.assert_array_equal(load_image(encode_png(view)), view)
+    assert load_image(encode_jpeg(view)).shape == view.shape
+
+
+@pytest.mark.parametrize(
+    ("array", "error"),
+    [
+        (np.zeros((4, 4, 3), np.float32), TypeError),
+        (np.zeros((4, 4, 2), np.uint8), ValueError),
+        (np.zeros((4,), np.uint8), ValueError),
+    ],
+)
+def test_encode_rejects_bad_arrays(array: np.ndarray, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        encode_jpeg(array)
+    with pytest.raises(error):
+        encode_png(array)
+
+
+def test_encode_jpeg_rejects_alpha() -> None:
+    with pytest.raises(ValueError):
+        encode_jpeg(np.zeros((4, 4, 4), np.uint8))
