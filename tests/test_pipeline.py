@@ -161,7 +161,7 @@ def test_crop_larger_than_an_unresized_image_skips_that_image(frames, make_confi
 
 def test_no_augmentations_writes_the_resized_originals(frames, make_config):
     config = make_config(MotoGP=frames)
-    record, job_dir = _run(config, {"name": "MotoGP", "input_image_size": [64, 36]}, "orig")
+    _, job_dir = _run(config, {"name": "MotoGP", "input_image_size": [64, 36]}, "orig")
     manifest = pq.read_table(job_dir / "manifest.parquet").to_pylist()
     assert len(manifest) == 50 and {r["operator"] for r in manifest} == {"ORIGINAL"}
     assert {(r["width"], r["height"]) for r in manifest} == {(64, 36)}
