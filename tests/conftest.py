@@ -18,7 +18,12 @@ def ray_local():
     """A real local Ray cluster in this process (never `ray stop`)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    from tests.s3server import fake_aws_env
+
+    # Workers inherit the environment ray.init sees: the S3 fixtures' fake credentials, and
+    # none of this machine's AWS settings (AWS_CA_BUNDLE...), whichever fixture starts first.
+    with fake_aws_env():
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()
