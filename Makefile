@@ -31,5 +31,8 @@ test: setup lint
 test-all: setup lint
 	$(BIN)/pytest -q --durations=10
 
+bench: setup
+	$(BIN)/python -m motoray.bench --output bench/result.json
+
 clean:
 	rm -rf outputs data/sample

@@ -1,0 +1,346 @@
+"""motoray bench: motoray against its floor and the usual ways, side by side.
+
+All variants run the original system's request (resize 1080p -> 480x270, one
+270x270 crop, three random 80x80 crops, JPEG q90) on the same frames, in one
+process, interleaved and repeated, because these machines are noisy: only the
+ratios of runs made side by side mean anything.
+
+  floor    decode at reduced scale inside the JPEG decoder + 4 encodes + writes,
+           bare multiprocessing.Pool (what no framework can beat)
+  naive    a Pillow loop: full decode, resize, crop, save (what a prototype does)
+  motoray  a motoray job on a warm local Ray (listing, split, writes, manifest included)
+  raydata  Ray Data the obvious way: read_images + map_batches with defaults
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import psutil
+from PIL import Image
+
+SIZE = (480, 270)
+REQUEST = {
+    "name": "bench",
+    "input_image_size": list(SIZE),
+    "augmentations": [
+        {
+            "CROP": {"crop_dimensions": [[270, 270]], "crop_type": "left_down_center"},
+            "RANDOM_CROP": {"crop_dimensions": [80, 80], "target_count": 3},
+        }
+    ],
+    "train_test_split": {"train_ratio": 80, "test_ratio": 20},
+}
+
+
+# --- the baselines: plain Pillow, no motoray code ------------------------------------------
+
+
+def _crops(image: np.ndarray, name: str) -> list[np.ndarray]:
+    rng = np.random.default_rng(int.from_bytes(name.encode()[-8:], "little"))
+    ys, xs = rng.integers(0, SIZE[1] - 80 + 1, 3), rng.integers(0, SIZE[0] - 80 + 1, 3)
+    return [image[:270, :270]] + [image[y : y + 80, x : x + 80] for y, x in zip(ys, xs)]
+
+
+def _save(crops: list[np.ndarray], out: Path, stem: str) -> None:
+    for i, crop in enumerate(crops):
+        Image.fromarray(crop).save(out / f"{stem}_{i}.jpg", quality=90)
+
+
+def floor_one(task: tuple[str, str]) -> None:
+    path, out = task
+    image = Image.open(path)
+    image.draft("RGB", SIZE)  # 1/2, 1/4 or 1/8 scale inside the decoder
+    array = np.asarray(image.convert("RGB").resize(SIZE, Image.Resampling.BILINEAR))
+    _save(_crops(array, path), Path(out), Path(path).stem)
+
+
+def naive_one(path: Path, out: Path) -> None:
+    array = np.asarray(Image.open(path).convert("RGB").resize(SIZE, Image.Resampling.BILINEAR))
+    _save(_crops(array, str(path)), out, path.stem)
+
+
+# --- the runs --------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, frames: Path, work: Path, workers: int):
+        self.frames, self.work, self.workers = frames, work, workers
+        self.paths = sorted(frames.glob("*.jpg"))
+        context = multiprocessing.get_context("spawn")  # never fork a process running Ray
+        self.pool = context.Pool(workers)
+
+    def _out(self, name: str) -> Path:
+        out = self.work / name
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        return out
+
+    def floor(self, paths: list[Path]) -> None:
+        out = self._out("floor")
+        self.pool.map(floor_one, [(str(p), str(out)) for p in paths], chunksize=16)
+
+    def naive(self, paths: list[Path]) -> None:
+        out = self._out("naive")
+        for path in paths:
+            naive_one(path, out)
+
+    def motoray(self, paths: list[Path]) -> None:
+        from motoray.config import Config, OutputConfig, SourceConfig
+        from motoray.ops import enabled
+        from motoray.pipeline import run_job
+        from motoray.spec import parse_requests
+
+        source = _linked(paths, self.work / "source")
+        config = Config(
+            sources={"bench": SourceConfig(uri=str(source))},
+            output=OutputConfig(uri=str(self._out("motoray"))),
+        )
+        [request] = parse_requests(REQUEST, enabled())
+        run_job(request, config, "bench")
+
+    def raydata(self, paths: list[Path]) -> None:
+        import ray
+
+        source = _linked(paths, self.work / "source")
+        out = self._out("raydata")
+
+        def augment(batch: dict) -> dict:
+            for path, image in zip(batch["path"], batch["image"]):
+                resized = Image.fromarray(image).resize(SIZE, Image.Resampling.BILINEAR)
+                _save(_crops(np.asarray(resized), path), out, Path(path).stem)
+            return {"done": np.array([len(batch["path"])])}
+
+        ray.data.read_images(str(source), mode="RGB", include_paths=True).map_batches(
+            augment
+        ).materialize()
+
+    def close(self) -> None:
+        self.pool.terminate()
+
+
+def _linked(paths: list[Path], folder: Path) -> Path:
+    """A source folder holding exactly `paths` (symlinks: no copying 2 GB)."""
+    if folder.exists() and len(list(folder.iterdir())) == len(paths):
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for path in paths:
+        (folder / path.name).symlink_to(path.resolve())
+    return folder
+
+
+class PeakMemory:
+    """Peak RSS of this process plus every Ray worker and pool process, sampled at 20 Hz."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _rss(self) -> int:
+        me = psutil.Process()
+        total = me.memory_info().rss
+        for proc in me.children(recursive=True):
+            try:
+                name = proc.name()
+                if name.startswith("ray::") or "python" in name:
+                    total += proc.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _timed(run: Callable[[list[Path]], None], paths: list[Path]) -> tuple[float, int]:
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        run(paths)
+        elapsed = time.perf_counter() - start
+    return len(paths) / elapsed, memory.peak
+
+
+def fidelity(paths: list[Path], count: int = 20) -> dict:
+    """The fast decode path against full decode + Pillow resize: mean abs diff and PSNR."""
+    from motoray.imageio import load_image
+
+    diffs, psnrs = [], []
+    for path in paths[:count]:
+        data = path.read_bytes()
+        fast = load_image(data, SIZE).astype(float)
+        full = Image.open(path).convert("RGB").resize(SIZE, Image.Resampling.BILINEAR)
+        error = fast - np.asarray(full, dtype=float)
+        diffs.append(float(np.abs(error).mean()))
+        psnrs.append(float(10 * np.log10(255**2 / max((error**2).mean(), 1e-12))))
+    return {"mean_abs_diff": max(diffs), "psnr_db_min": min(psnrs)}
+
+
+def cold_run_seconds(frames: Path, work: Path) -> float:
+    """Wall time of a whole `motoray run` process on one image: Ray start included."""
+    import yaml
+
+    source = _linked(sorted(frames.glob("*.jpg"))[:1], work / "cold-source")
+    config = work / "cold.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {"sources": {"bench": {"uri": str(source)}}, "output": {"uri": str(work / "cold-out")}}
+        )
+    )
+    request = work / "cold.json"
+    request.write_text(json.dumps(REQUEST))
+    start = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "motoray.cli",
+            "run",
+            str(request),
+            "--config",
+            str(config),
+            "--address",
+            "local",
+            "--quiet",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - start
+
+
+def run(
+    frames: Path,
+    images: int = 6000,
+    slow_images: int = 600,
+    repeats: int = 3,
+    workers: int = 2,
+    memory_check: bool = True,
+    output: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """The whole benchmark; returns (and writes) the result."""
+    import ray
+
+    from motoray.sample_data import write_sample_frames
+
+    frames.mkdir(parents=True, exist_ok=True)
+    if len(list(frames.glob("*.jpg"))) < images:
+        log(f"writing {images} 1920x1080 frames to {frames} ...")
+        write_sample_frames(frames, images, (1920, 1080), unique=300)
+    paths = sorted(frames.glob("*.jpg"))[:images]
+    work = Path(tempfile.mkdtemp(prefix="motoray-bench-"))
+
+    ray.init(
+        num_cpus=workers, include_dashboard=False, logging_level="WARNING", log_to_driver=False
+    )
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    bench = Bench(frames, work, workers)
+    # The slow baselines run on a prefix: a rate is a rate, and 6000 images at ~30/s is long.
+    variants = {
+        "floor": (bench.floor, paths),
+        "naive": (bench.naive, paths[:slow_images]),
+        "motoray": (bench.motoray, paths),
+        "raydata": (bench.raydata, paths[:slow_images]),
+    }
+    try:
+        log("warming up (Ray workers, imports, page cache) ...")
+        for fn, subset in variants.values():
+            fn(subset[:100])
+        rates: dict[str, list[float]] = {name: [] for name in variants}
+        peaks: dict[str, list[int]] = {name: [] for name in variants}
+        ratios: dict[str, list[float]] = {"c/a": [], "c/b": [], "c/d": []}
+        for repeat in range(repeats):
+            for name, (fn, subset) in variants.items():
+                rate, peak = _timed(fn, subset)
+                rates[name].append(rate)
+                peaks[name].append(peak)
+                mib = peak / 2**20
+                log(f"  round {repeat + 1}: {name:8} {rate:7.1f} img/s  peak {mib:6.0f} MiB")
+            ratios["c/a"].append(rates["motoray"][-1] / rates["floor"][-1])
+            ratios["c/b"].append(rates["motoray"][-1] / rates["naive"][-1])
+            ratios["c/d"].append(rates["motoray"][-1] / rates["raydata"][-1])
+        result = {
+            "images": images,
+            "slow_images": slow_images,
+            "workers": workers,
+            "repeats": repeats,
+            "images_per_s_median": {k: round(statistics.median(v), 1) for k, v in rates.items()},
+            "ratios_median": {k: round(statistics.median(v), 3) for k, v in ratios.items()},
+            "ratios_per_round": {k: [round(x, 3) for x in v] for k, v in ratios.items()},
+            "peak_rss_mib_median": {
+                k: round(statistics.median(v) / 2**20) for k, v in peaks.items()
+            },
+        }
+        if memory_check:
+            small = paths[: max(100, images // 10)]
+            _, peak_small = _timed(bench.motoray, small)
+            _, peak_large = _timed(bench.motoray, paths)
+            result["memory_growth"] = {
+                "images": [len(small), len(paths)],
+                "peak_rss_mib": [round(peak_small / 2**20), round(peak_large / 2**20)],
+                "ratio": round(peak_large / peak_small, 3),
+            }
+        result["fidelity"] = fidelity(paths)
+    finally:
+        bench.close()
+        ray.shutdown()
+    result["cold_run_s"] = round(cold_run_seconds(frames, work), 2)
+    shutil.rmtree(work, ignore_errors=True)
+    if output:
+        output.write_text(json.dumps(result, indent=2) + "\n")
+    log(report(result))
+    return result
+
+
+def report(result: dict) -> str:
+    rates, ratios = result["images_per_s_median"], result["ratios_median"]
+    lines = [
+        f"median of {result['repeats']} interleaved rounds, {result['workers']} workers:",
+        *(f"  {name:8} {rate:7.1f} img/s" for name, rate in rates.items()),
+        f"  motoray / floor   (c/a) = {ratios['c/a']:.2f}",
+        f"  motoray / naive   (c/b) = {ratios['c/b']:.2f}",
+        f"  motoray / raydata (c/d) = {ratios['c/d']:.2f}",
+    ]
+    if "memory_growth" in result:
+        m = result["memory_growth"]
+        lines.append(
+            f"  peak RSS {m['peak_rss_mib'][0]} MiB at {m['images'][0]} images, "
+            f"{m['peak_rss_mib'][1]} MiB at {m['images'][1]} (x{m['ratio']})"
+        )
+    f = result["fidelity"]
+    lines.append(
+        f"  fast decode vs full: mean abs diff {f['mean_abs_diff']:.2f}, "
+        f"PSNR >= {f['psnr_db_min']:.1f} dB"
+    )
+    lines.append(f"  cold `motoray run` (1 image, Ray start included): {result['cold_run_s']} s")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    run(Path(os.environ.get("MOTORAY_BENCH_FRAMES", "data/bench/frames")))
