@@ -342,5 +342,45 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="motoray bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--frames",
+        type=Path,
+        default=Path("data/bench/frames"),
+        help="1080p frames (made if fewer than --images)",
+    )
+    parser.add_argument("--images", type=int, default=6000)
+    parser.add_argument(
+        "--slow-images",
+        type=int,
+        default=600,
+        help="images for the slow baselines (naive, raydata)",
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--no-memory-check", action="store_true")
+    parser.add_argument("--output", type=Path, help="write the result as JSON here")
+    args = parser.parse_args(argv)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+    run(
+        args.frames,
+        args.images,
+        args.slow_images,
+        args.repeats,
+        args.workers,
+        not args.no_memory_check,
+        args.output,
+    )
+    return 0
+
+
 if __name__ == "__main__":
-    run(Path(os.environ.get("MOTORAY_BENCH_FRAMES", "data/bench/frames")))
+    sys.exit(main())
