@@ -1,7 +1,7 @@
 """One job, top to bottom:
 
-    list source -> split per image -> read -> decode + resize -> operators
-    -> encode -> write (deterministic names) -> manifest.parquet -> job.json
+    list source -> label + split per image (or group) -> read -> decode + resize
+    -> operators -> encode -> write (deterministic names) -> manifest.parquet -> job.json
 
 `run_job` runs on the driver (CLI, Ray Job or notebook); `process_batch` runs
 in Ray Data tasks and is the only code that touches pixels.
@@ -26,10 +26,11 @@ from pydantic import BaseModel
 import motoray
 from motoray.config import Config, LimitsConfig
 from motoray.imageio import DecodeError, encode_jpeg, load_image
+from motoray.labels import labels_of, output_folder
 from motoray.ops.registry import Operator
 from motoray.seeding import derive_rng, stable_hash
 from motoray.spec import RequestBase
-from motoray.split import assign_splits
+from motoray.split import Assignment, assign
 from motoray.storage import Storage, open_storage
 from motoray.storage.keys import safe_name
 
@@ -43,6 +44,8 @@ ROWS_SCHEMA = pa.schema(
         ("output_path", pa.string()),
         ("source_path", pa.string()),
         ("split", pa.string()),
+        ("label", pa.string()),  # null: the source is not labelled
+        ("group", pa.string()),  # null: the image is a split group of its own
         ("operator", pa.string()),
         ("params", pa.string()),
         ("width", pa.int32()),
@@ -52,6 +55,7 @@ ROWS_SCHEMA = pa.schema(
     ]
 )
 MANIFEST_COLUMNS = [f.name for f in ROWS_SCHEMA if f.name != "error"]
+PLACEMENT = ("split", "label", "group")  # per image, decided before any pixel is read
 
 Progress = Callable[[dict], None]
 
@@ -106,27 +110,13 @@ def run_job(
         "versions": _versions(),
     }
     try:
-        source_config = config.sources[request.name]
-        source = open_storage(source_config.uri, config.source_s3(request.name))
-        keys = source.list(tuple(source_config.extensions))
+        source, keys = list_source(request, config)
         listed = time.time()
-        splits = assign_splits(keys, request.train_test_split, request.seed)
-        plan = Plan(
-            source=source,
-            job_dir=job_dir,
-            size=request.input_image_size,
-            steps=tuple(
-                Step(i, config_operator(config, name), params)
-                for i, (name, params) in enumerate(request.steps)
-            ),
-            original=request.writes_original,
-            seed=request.seed,
-            quality=request.output.quality,
-            limits=config.limits,
-        )
-        counts, failures = _process(plan, keys, splits, on_progress)
+        assignment = assign_keys(request, config, keys)
+        plan = make_plan(request, config, source, job_dir)
+        counts, failures = _process(plan, keys, assignment, on_progress)
         record.update(state="SUCCEEDED", source={"name": request.name, "uri": source.uri})
-        record.update(counts=counts, failures=failures)
+        record.update(counts=counts, failures=failures, split=assignment.report)
         record["timings"] = _timings(started, listed)
     except Exception as e:
         record.update(state="FAILED", error=f"{type(e).__name__}: {e}", timings=_timings(started))
@@ -138,13 +128,49 @@ def run_job(
     return record
 
 
+def list_source(request: RequestBase, config: Config) -> tuple[Storage, list[str]]:
+    source_config = config.sources[request.name]
+    source = open_storage(source_config.uri, config.source_s3(request.name))
+    return source, source.list(tuple(source_config.extensions))
+
+
+def assign_keys(request: RequestBase, config: Config, keys: list[str]) -> Assignment:
+    """Label, split group and split of every image."""
+    labels = labels_of(keys, config.sources[request.name].labels)
+    return assign(keys, request.train_test_split, request.seed, labels)
+
+
+def make_plan(request: RequestBase, config: Config, source: Storage, job_dir: Storage) -> Plan:
+    return Plan(
+        source=source,
+        job_dir=job_dir,
+        size=request.input_image_size,
+        steps=tuple(
+            Step(i, config_operator(config, name), params)
+            for i, (name, params) in enumerate(request.steps)
+        ),
+        original=request.writes_original,
+        seed=request.seed,
+        quality=request.output.quality,
+        limits=config.limits,
+    )
+
+
+def image_items(keys: list[str], assignment: Assignment) -> list[dict[str, str]]:
+    """One row per image for process_batch. Ray's numpy batches turn None into NaN, so
+    "not applicable" travels as "" and process_batch reads it back as None."""
+    return [
+        {"key": key, **{c: v or "" for c, v in assignment.placement(key).items()}} for key in keys
+    ]
+
+
 def config_operator(config: Config, name: str) -> Operator:
     from motoray.ops import enabled
 
     return enabled(config.operators.disabled, config.operators.plugins)[name]
 
 
-def _process(plan: Plan, keys: list[str], splits: dict[str, str], on_progress: Progress | None):
+def _process(plan: Plan, keys: list[str], assignment: Assignment, on_progress: Progress | None):
     """Fan the images out to Ray Data, stream results into the manifest."""
     counts = {"images_total": len(keys), "images_done": 0, "images_failed": 0, "outputs": 0}
     per_split: dict[str, dict[str, int]] = defaultdict(lambda: {"images": 0, "outputs": 0})
@@ -154,7 +180,7 @@ def _process(plan: Plan, keys: list[str], splits: dict[str, str], on_progress: P
         on_progress(dict(counts))
     if keys:
         ray.data.DataContext.get_current().execution_options.preserve_order = True
-        items = [{"key": key, "split": splits[key]} for key in keys]
+        items = image_items(keys, assignment)
         # Enough blocks to keep every CPU busy, each big enough to amortise task overhead.
         # Block boundaries change no output byte: seeds and names come from keys alone.
         cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -188,28 +214,29 @@ def _process(plan: Plan, keys: list[str], splits: dict[str, str], on_progress: P
 def process_batch(batch: dict[str, np.ndarray], plan: Plan) -> pa.Table:
     """Read, decode, resize, apply every operator, encode and write a batch of images."""
     rows: list[dict] = []
-    decoded: dict[tuple[int, ...], list[tuple[str, str, np.ndarray]]] = defaultdict(list)
-    for key, split in zip(batch["key"].tolist(), batch["split"].tolist()):
+    decoded: dict[tuple[int, ...], list[tuple[str, dict, np.ndarray]]] = defaultdict(list)
+    for key, *values in zip(batch["key"].tolist(), *(batch[c].tolist() for c in PLACEMENT)):
+        placed = {c: v or None for c, v in zip(PLACEMENT, values)}
         try:
             image = _read_image(plan, key)
         except (DecodeError, OSError) as e:
-            rows.append({"source_path": key, "split": split, "error": str(e)})
+            rows.append({"source_path": key, **placed, "error": str(e)})
             continue
-        decoded[image.shape].append((key, split, image))
+        decoded[image.shape].append((key, placed, image))
 
     # Same-shaped images go through each kernel together (all of them when resized).
     for shape, group in decoded.items():
         images = np.stack([image for _, _, image in group])
         if plan.original:
-            for (key, split, _), image in zip(group, images):
-                rows.append(_write(plan, key, split, "ORIGINAL", "original", {}, image))
+            for (key, placed, _), image in zip(group, images):
+                rows.append(_write(plan, key, placed, "ORIGINAL", "original", {}, image))
         for step in plan.steps:
             for copy in range(step.operator.copies(step.params)):
                 params = [_sample(plan, step, key, copy, shape[:2]) for key, _, _ in group]
                 outputs = step.operator.kernel(images, params)
-                for (key, split, _), p, output in zip(group, params, outputs):
+                for (key, placed, _), p, output in zip(group, params, outputs):
                     name = f"{step.index}-{step.operator.name.lower()}-{copy}"
-                    rows.append(_write(plan, key, split, step.operator.name, name, p, output))
+                    rows.append(_write(plan, key, placed, step.operator.name, name, p, output))
     rows.sort(key=lambda row: (row["source_path"], row.get("output_path") or ""))
     return pa.Table.from_pylist(rows, schema=ROWS_SCHEMA)
 
@@ -243,16 +270,17 @@ def _sample(plan: Plan, step: Step, key: str, copy: int, shape: tuple[int, int])
     return {**params, "seed": seed} if step.operator.random else params
 
 
-def _write(plan: Plan, key, split, operator, suffix, params, image) -> dict:
+def _write(plan: Plan, key, placed, operator, suffix, params, image) -> dict:
     stem = safe_name(key.rsplit("/", 1)[-1].rsplit(".", 1)[0], max_length=60)
     # The key hash keeps a/x.jpg and b/x.jpg apart; the name is the same on every retry.
-    path = f"{split}/{stem}.{stable_hash(key, bits=32):08x}.{suffix}.jpg"
+    name = f"{stem}.{stable_hash(key, bits=32):08x}.{suffix}.jpg"
+    path = f"{output_folder(placed['split'], placed['label'])}/{name}"
     data = encode_jpeg(image, plan.quality)
     plan.job_dir.write(path, data)
     return {
         "output_path": path,
         "source_path": key,
-        "split": split,
+        **placed,
         "operator": operator,
         "params": json.dumps(params, sort_keys=True),
         "width": image.shape[1],

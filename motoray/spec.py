@@ -9,6 +9,7 @@ operators and positions are errors that name their path.
 from __future__ import annotations
 
 import json
+import re
 from fractions import Fraction
 from functools import lru_cache
 from typing import Annotated, Any
@@ -19,6 +20,7 @@ from pydantic import (
     Field,
     ValidationError,
     create_model,
+    field_validator,
     model_validator,
 )
 
@@ -27,6 +29,7 @@ from motoray.ops.registry import Operator, Side
 MAX_REQUESTS_PER_BODY = 100
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,99}$"
 Ratio = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+MAX_GROUP_BY_LENGTH = 300  # a regex runs on every key: keep patterns short
 
 
 class _Strict(BaseModel):
@@ -34,26 +37,64 @@ class _Strict(BaseModel):
 
 
 class TrainTestSplit(_Strict):
-    """Percentages summing to 100, or fractions summing to 1."""
+    """Percentages summing to 100, or fractions summing to 1 (validation included)."""
 
     train_ratio: Ratio
     test_ratio: Ratio
+    validation_ratio: Ratio | None = Field(None, description="a third split, `validation`")
+    group_by: str = Field(
+        "image",
+        max_length=MAX_GROUP_BY_LENGTH,
+        description='keep groups in one split: "image", "folder" (the parent folder), or '
+        '"regex:<pattern>" over the source key (first capture group, else the whole match)',
+    )
+    stratify: bool = Field(
+        False,
+        strict=True,
+        description="keep the class proportions in every split (needs a labelled source)",
+    )
+
+    @field_validator("group_by")
+    @classmethod
+    def _known_grouping(cls, value: str) -> str:
+        if value in ("image", "folder"):
+            return value
+        if not value.startswith("regex:"):
+            raise ValueError(f'must be "image", "folder" or "regex:<pattern>", got {value!r}')
+        pattern = value.removeprefix("regex:")
+        if not pattern:
+            raise ValueError('"regex:" needs a pattern, e.g. "regex:^([^_]+)_"')
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ValueError(f"invalid regular expression {pattern!r}: {e}") from None
+        return value
 
     @model_validator(mode="after")
     def _sums_to_whole(self) -> TrainTestSplit:
-        total = self.train_ratio + self.test_ratio
+        total = self.train_ratio + self.test_ratio + (self.validation_ratio or 0)
         if not (abs(total - 100) < 1e-9 or abs(total - 1) < 1e-9):
-            raise ValueError(
-                f"train_ratio + test_ratio must sum to 100 (percent) or 1 (fractions), "
-                f"got {total:g}"
+            names = "train_ratio + test_ratio" + (
+                " + validation_ratio" if self.validation_ratio is not None else ""
             )
+            raise ValueError(f"{names} must sum to 100 (percent) or 1 (fractions), got {total:g}")
         return self
 
     @property
+    def fractions(self) -> dict[str, Fraction]:
+        """Split name -> its exact share, in fill order: train, validation (if any), test.
+
+        Exact, so that round(n * train) does not depend on float noise.
+        """
+        ratios = {"train": self.train_ratio, "validation": self.validation_ratio}
+        exact = {name: Fraction(str(r)) for name, r in ratios.items() if r is not None}
+        exact["test"] = Fraction(str(self.test_ratio))
+        total = sum(exact.values())
+        return {name: share / total for name, share in exact.items()}
+
+    @property
     def train_fraction(self) -> Fraction:
-        """Exact, so that round(n * train) does not depend on float noise."""
-        train = Fraction(str(self.train_ratio))
-        return train / (Fraction(str(self.train_ratio)) + Fraction(str(self.test_ratio)))
+        return self.fractions["train"]
 
 
 class OutputOptions(_Strict):

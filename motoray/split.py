@@ -1,24 +1,177 @@
-"""Train/test assignment, decided per source image before any augmentation.
+"""Train/validation/test assignment, decided per group of images before any augmentation.
 
-Exact counts (train = round(n * train_ratio)) and deterministic: images are
-ordered by a seeded stable hash of their key, so the result depends only on
-the seed and the set of keys, never on listing order, workers or retries.
+Every image belongs to a group: itself (`group_by: image`, the default), its folder
+(`folder`), or what a regular expression finds in its key (`regex:<pattern>`, e.g. the video
+id of a frame). A group never straddles two splits, so near-duplicate frames of one video
+cannot leak from train into test. The algorithm:
+
+1. target image counts by cumulative rounding: train = round(n * train), train + validation
+   = round(n * (train + validation)), test = the rest;
+2. groups in the order of a seeded stable hash of their name;
+3. first fit: each group goes to the first split (train, validation, test) it fits in without
+   passing that split's target; a group that fits nowhere goes to the split furthest below
+   its target.
+
+With one-image groups this is exact, and the same cut as always: the first round(n * train)
+images in hash order are train. With bigger groups each split ends within about one group of
+its target; `report` says where it ended. With `stratify`, the same runs separately per label
+(a group counts under its most common label), so every split keeps each class's share within
+one image when groups are single images, and as closely as groups allow otherwise.
+
+Deterministic: the result depends only on the seed, the keys and their labels, never on
+listing order, workers or retries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
 
 from motoray.seeding import stable_hash
 from motoray.spec import TrainTestSplit
 
 ALL = "all"
+ROOT_FOLDER = "."  # the group of images directly under the source root, with `folder`
 
 
-def assign_splits(keys: Sequence[str], split: TrainTestSplit | None, seed: int) -> dict[str, str]:
-    """key -> "train" | "test" (or "all" when no split is requested)."""
+@dataclass(frozen=True)
+class Assignment:
+    """Where every key goes, and what job.json reports about it."""
+
+    split: dict[str, str]  # key -> "train" | "validation" | "test" | "all"
+    group: dict[str, str | None]  # key -> group name; None: the image is a group of its own
+    label: Mapping[str, str | None]  # key -> label; empty for an unlabelled source
+    report: dict
+
+    def placement(self, key: str) -> dict[str, str | None]:
+        """The per-image columns of the manifest that are decided before processing."""
+        return {"split": self.split[key], "label": self.label.get(key), "group": self.group[key]}
+
+
+def assign_splits(
+    keys: Sequence[str],
+    split: TrainTestSplit | None,
+    seed: int,
+    labels: Mapping[str, str | None] | None = None,
+) -> dict[str, str]:
+    """key -> "train" | "validation" | "test" (or "all" when no split is requested)."""
+    return assign(keys, split, seed, labels).split
+
+
+def assign(
+    keys: Sequence[str],
+    split: TrainTestSplit | None,
+    seed: int,
+    labels: Mapping[str, str | None] | None = None,
+) -> Assignment:
+    """Split, group and label of every key; `labels` is None for an unlabelled source."""
+    if split is not None and split.stratify and labels is None:
+        raise ValueError(
+            "train_test_split.stratify needs a labelled source: set `labels: folder` on the "
+            "source in the config, or drop stratify"
+        )
+    labels = labels or {}
+    group_by = split.group_by if split is not None else "image"
+    groups = group_names(keys, group_by)
     if split is None:
-        return dict.fromkeys(keys, ALL)
-    shuffled = sorted(keys, key=lambda key: (stable_hash(seed, "split", key), key))
-    n_train = round(len(shuffled) * split.train_fraction)
-    return {key: "train" if i < n_train else "test" for i, key in enumerate(shuffled)}
+        chosen = dict.fromkeys(keys, ALL)
+    else:
+        # An image without a group is a group of its own, named by its key.
+        members: dict[str, list[str]] = defaultdict(list)
+        for key in keys:
+            members[groups[key] or key].append(key)
+        strata: dict[str | None, dict[str, int]] = defaultdict(dict)
+        for group, group_keys in members.items():
+            stratum = _majority(labels.get(k) for k in group_keys) if split.stratify else None
+            strata[stratum][group] = len(group_keys)
+        fill: dict[str, str] = {}
+        for sizes in strata.values():
+            fill.update(_fill(sizes, split.fractions, seed))
+        chosen = {key: fill[groups[key] or key] for key in keys}
+    return Assignment(chosen, groups, labels, _report(chosen, groups, labels, split, group_by))
+
+
+def group_names(keys: Sequence[str], group_by: str) -> dict[str, str | None]:
+    """key -> the name of its group, or None where the image is a group of its own."""
+    if group_by == "image":
+        return dict.fromkeys(keys)
+    if group_by == "folder":
+        return {key: key.rpartition("/")[0] or ROOT_FOLDER for key in keys}
+    pattern = re.compile(group_by.removeprefix("regex:"))
+    return {key: _match(pattern, key) for key in keys}
+
+
+def _match(pattern: re.Pattern, key: str) -> str | None:
+    """The first capture group, else the whole match; None for no (or an empty) match."""
+    found = pattern.search(key)
+    if found is None:
+        return None
+    if pattern.groups and found.group(1) is not None:
+        return found.group(1) or None
+    return found.group(0) or None
+
+
+def _majority(labels) -> str | None:
+    counts = Counter(labels)
+    # Ties go to the smallest label name, so the choice never depends on listing order.
+    return min(counts, key=lambda label: (-counts[label], label is not None, label or ""))
+
+
+def _fill(sizes: dict[str, int], fractions: dict[str, Fraction], seed: int) -> dict[str, str]:
+    """group -> split: first fit in seeded hash order (see the module docstring)."""
+    total = sum(sizes.values())
+    targets, placed, cumulative = {}, 0, Fraction(0)
+    for name, share in fractions.items():
+        cumulative += share
+        targets[name] = round(total * cumulative) - placed
+        placed += targets[name]
+    counts = dict.fromkeys(targets, 0)
+    chosen = {}
+    for group in sorted(sizes, key=lambda g: (stable_hash(seed, "split", g), g)):
+        size = sizes[group]
+        fits = [name for name in targets if counts[name] + size <= targets[name]]
+        name = fits[0] if fits else max(targets, key=lambda s: targets[s] - counts[s])
+        counts[name] += size
+        chosen[group] = name
+    return chosen
+
+
+def _report(
+    chosen: dict[str, str],
+    groups: dict[str, str | None],
+    labels: Mapping[str, str | None],
+    split: TrainTestSplit | None,
+    group_by: str,
+) -> dict:
+    """Planned images, groups and labels per split, with actual and requested ratios."""
+    names = list(split.fractions) if split is not None else [ALL]
+    fractions = split.fractions if split is not None else {ALL: Fraction(1)}
+    images: Counter[str] = Counter(chosen.values())
+    members = {name: set() for name in names}
+    per_label: dict[str, Counter[str]] = {name: Counter() for name in names}
+    for key, name in chosen.items():
+        members[name].add(groups[key] or key)
+        if labels.get(key) is not None:
+            per_label[name][labels[key]] += 1
+    total = len(chosen)
+    splits = {}
+    for name in names:
+        splits[name] = {
+            "images": images[name],
+            "groups": len(members[name]),
+            "ratio": round(images[name] / total, 4) if total else 0.0,
+            "target_ratio": round(float(fractions[name]), 4),
+        }
+        if labels:
+            splits[name]["labels"] = dict(sorted(per_label[name].items()))
+    regex = group_by.startswith("regex:")
+    return {
+        "group_by": group_by,
+        "stratify": bool(split and split.stratify),
+        # Keys the regex found no group in: each one is a group of its own.
+        "ungrouped_images": sum(g is None for g in groups.values()) if regex else 0,
+        "splits": splits,
+    }
