@@ -1,0 +1,28 @@
+"""FLIP: mirror every image, horizontally (left <-> right) or vertically (top <-> bottom)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from motoray.ops.functional import flip
+from motoray.ops.registry import Operator, Params, register
+
+
+class FlipParams(Params):
+    direction: Literal["horizontal", "vertical"] = Field(
+        "horizontal", description="horizontal: left <-> right; vertical: top <-> bottom"
+    )
+
+
+OPERATOR = register(
+    Operator(
+        name="FLIP",
+        params=FlipParams,
+        copies=lambda p: 1,
+        sample=lambda p, rng, shape, copy: {"direction": p.direction},
+        kernel=flip,
+        description="Mirror the image horizontally (left <-> right) or vertically.",
+    )
+)

@@ -1,0 +1,22 @@
+"""GRAYSCALE: ITU-R 601 luma (as Pillow's convert("L")), kept in 3 channels."""
+
+from __future__ import annotations
+
+from motoray.ops.functional import grayscale
+from motoray.ops.registry import Operator, Params, register
+
+
+class GrayscaleParams(Params):
+    """No parameters: {"GRAYSCALE": {}}."""
+
+
+OPERATOR = register(
+    Operator(
+        name="GRAYSCALE",
+        params=GrayscaleParams,
+        copies=lambda p: 1,
+        sample=lambda p, rng, shape, copy: {},
+        kernel=grayscale,
+        description="Grayscale (ITU-R 601 luma, as Pillow's 'L'), written as a 3-channel image.",
+    )
+)

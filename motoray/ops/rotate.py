@@ -1,0 +1,36 @@
+"""ROTATE: turn every image counter-clockwise by 90, 180 or 270 degrees (as np.rot90)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from motoray.ops.functional import rotate
+from motoray.ops.registry import Operator, Params, register
+
+
+class RotateParams(Params):
+    angle: Literal[90, 180, 270] = Field(
+        description="degrees counter-clockwise; 90 and 270 swap width and height"
+    )
+
+    @field_validator("angle", mode="before")
+    @classmethod
+    def _integer(cls, value):
+        # A Literal accepts 90.0 (it equals 90); angles are integers, like every other count.
+        if type(value) is not int:
+            raise ValueError(f"angle must be the integer 90, 180 or 270, got {value!r}")
+        return value
+
+
+OPERATOR = register(
+    Operator(
+        name="ROTATE",
+        params=RotateParams,
+        copies=lambda p: 1,
+        sample=lambda p, rng, shape, copy: {"angle": p.angle},
+        kernel=rotate,
+        description="Rotate counter-clockwise by angle (90, 180 or 270 degrees), as np.rot90.",
+    )
+)
