@@ -1,0 +1,143 @@
+"""A dry run: what a request will produce and roughly what it will cost, without running it.
+
+Counts are exact: the source is listed and split exactly as a job does, and every operator
+says how many outputs it makes per image (`copies`). They equal the job's own counts when
+no image fails to decode. Bytes are estimated from a small sample of images processed in
+memory exactly as a job would (`preview.sample_outputs`). Duration and cost come from the
+constants below: measured throughput and AWS list prices. Estimates, not promises.
+
+    motoray plan REQUEST.json [--config F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+from motoray.config import Config, load_config
+from motoray.pipeline import assign_keys, config_operator, list_source
+from motoray.preview import read_requests, sample_outputs
+from motoray.spec import RequestBase
+
+SAMPLE_IMAGES = 8  # decoded to estimate output bytes, spread evenly over the listing
+
+# `motoray bench` on the seed request (1920x1080 JPEG -> 480x270, one 270x270 crop, three
+# 80x80 random crops, JPEG q90) measured ~100-150 images/s per CPU including listing, split,
+# writes and manifest. The low end, as heavier requests (bigger or more outputs) are slower.
+IMAGES_PER_CPU_SECOND = 100.0
+JOB_OVERHEAD_S = 5.0  # starting the Ray Data job and writing manifest and job.json
+
+# AWS list prices (Linux, eu-west-1 as in cluster.yaml), USD. Spot prices move hourly: check
+# the current ones before a large job.
+INSTANCE_TYPE = "m6i.2xlarge"
+INSTANCE_VCPUS = 8
+ON_DEMAND_PER_HOUR = 0.428
+SPOT_PER_HOUR = 0.17  # typical, ~60% below on-demand
+S3_PUT_PER_1000 = 0.005  # PUT, COPY, POST, LIST
+S3_GET_PER_1000 = 0.0004  # GET: reading the source images
+S3_LIST_KEYS_PER_REQUEST = 1000
+SHARD_BYTES = 256 * 2**20  # sharded output: one object of ~256 MB per shard
+JOB_FILES = 2  # manifest.parquet and job.json
+
+
+def plan(request: RequestBase, config: Config, cpus: int | None = None) -> dict:
+    """Counts per split, estimated bytes, duration (on `cpus`, default: the cluster's) and cost.
+
+    Raises ValueError for a request the source cannot serve (e.g. stratify without labels).
+    """
+    source, keys = list_source(request, config)
+    assignment = assign_keys(request, config, keys)
+    per_image = int(request.writes_original) + sum(
+        config_operator(config, name).copies(params) for name, params in request.steps
+    )
+    report = assignment.report
+    splits = {
+        name: {"images": s["images"], "outputs": s["images"] * per_image}
+        for name, s in sorted(report["splits"].items())
+        if s["images"]  # like a job's counts: a split without images is not listed
+    }
+    sample = keys[:: max(1, math.ceil(len(keys) / SAMPLE_IMAGES))][:SAMPLE_IMAGES]
+    rows, files = sample_outputs(request, config, source, sample, assignment)
+    failed = {row["source_path"] for row in rows if row["error"] is not None}
+    decoded = len(sample) - len(failed)
+    bytes_per_image = sum(map(len, files.values())) / decoded if decoded else 0.0
+    outputs = len(keys) * per_image
+    total_bytes = round(bytes_per_image * len(keys))
+
+    cpus = cpus or _cluster_cpus()
+    cpu_seconds = len(keys) / IMAGES_PER_CPU_SECOND
+    vcpu_hours = cpu_seconds / 3600
+    compute = {
+        "spot": vcpu_hours * SPOT_PER_HOUR / INSTANCE_VCPUS,
+        "on_demand": vcpu_hours * ON_DEMAND_PER_HOUR / INSTANCE_VCPUS,
+    }
+    # Reading: LIST (priced like PUT) and GET every source image. Writing: PUT every object.
+    lists = math.ceil(len(keys) / S3_LIST_KEYS_PER_REQUEST)
+    reads = (lists * S3_PUT_PER_1000 + len(keys) * S3_GET_PER_1000) / 1000
+    objects = {
+        "per_file": outputs + JOB_FILES,
+        "sharded": math.ceil(total_bytes / SHARD_BYTES) + JOB_FILES,
+    }
+    writes = {layout: n * S3_PUT_PER_1000 / 1000 for layout, n in objects.items()}
+    return {
+        "source": {"name": request.name, "uri": source.uri},
+        "counts": {"images_total": len(keys), "outputs": outputs, "splits": splits},
+        "split": report,
+        "outputs_per_image": per_image,
+        "estimate": {
+            "sample": {"images": len(sample), "failed": len(failed)},
+            "bytes": total_bytes,
+            "bytes_per_output": round(bytes_per_image / per_image) if per_image else 0,
+            "cpus": cpus,
+            "images_per_cpu_second": IMAGES_PER_CPU_SECOND,
+            "duration_s": round(JOB_OVERHEAD_S + cpu_seconds / cpus, 1),
+            "cost_usd": {
+                "instance_type": INSTANCE_TYPE,
+                "vcpu_hours": round(vcpu_hours, 4),
+                "compute": {market: _usd(usd) for market, usd in compute.items()},
+                "s3_reads": _usd(reads),
+                "s3_writes": {layout: _usd(usd) for layout, usd in writes.items()},
+                "output_objects": objects,
+                "total": {
+                    f"{layout}_{market}": _usd(compute_usd + reads + writes[layout])
+                    for layout in writes
+                    for market, compute_usd in compute.items()
+                },
+            },
+        },
+    }
+
+
+def _usd(value: float) -> float:
+    return round(value, 4)
+
+
+def _cluster_cpus() -> int:
+    import ray
+
+    if ray.is_initialized():
+        return max(1, int(ray.cluster_resources().get("CPU", 0)))
+    return os.cpu_count() or 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="motoray plan", description=__doc__.split("\n")[0])
+    parser.add_argument("request", help="JSON file: one request object or a list of them")
+    parser.add_argument("--config", help="config file (default: $MOTORAY_CONFIG or ./motoray.yaml)")
+    parser.add_argument("--cpus", type=int, help="estimate for this many CPUs (default: here)")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+        plans = [plan(r, config, args.cpus) for r in read_requests(args.request, config)]
+    except (FileNotFoundError, ValueError) as e:  # RequestError is a ValueError
+        print(f"motoray plan: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(plans[0] if len(plans) == 1 else plans, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
