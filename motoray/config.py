@@ -22,10 +22,11 @@ class _Strict(BaseModel):
 
 
 class S3Settings(_Strict):
-    endpoint_url: str | None = None  # absent = AWS
+    endpoint_url: str | None = Field(None, pattern=r"^https?://")  # absent = AWS
     region: str | None = None
-    ca_bundle: str | None = None  # PEM file for a private HTTPS endpoint
-    kms_key_id: str | None = None  # set: every object written uses SSE-KMS with it
+    ca_bundle: str | None = None  # PEM file for a private HTTPS endpoint, on every node
+    # Set: every object written uses SSE-KMS with it. "" is an error, not "no encryption".
+    kms_key_id: str | None = Field(None, min_length=1)
 
     def merged(self, override: S3Settings | None) -> S3Settings:
         if override is None:
@@ -102,6 +103,9 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
     for source in config.sources.values():
         source.uri = _absolute(source.uri, base)
     config.output.uri = _absolute(config.output.uri, base)
+    for s3 in (config.s3, config.output.s3, *(source.s3 for source in config.sources.values())):
+        if s3 is not None and s3.ca_bundle:
+            s3.ca_bundle = _absolute(s3.ca_bundle, base)
     config.path = str(path.resolve())
     return config
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,9 @@ class LocalStorage:
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             for name in filenames:
                 if name.lower().endswith(wanted) and not name.startswith("."):
-                    keys.append(Path(dirpath, name).relative_to(self.root).as_posix())
+                    key = Path(dirpath, name).relative_to(self.root).as_posix()
+                    if _canonical(key):
+                        keys.append(key)
         return sorted(keys)
 
     def read(self, key: str) -> bytes:
@@ -41,30 +43,57 @@ class LocalStorage:
         return self._path(key).stat().st_size
 
     def exists(self, key: str) -> bool:
-        return self._path(key).exists()
+        # Files only, as on S3 where a "folder" is not an object.
+        return self._path(key).is_file()
 
     def write(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename, so a retried or killed task never leaves half a file.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        tmp = _temp_file(path, data)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
+            # Write then rename, so a retried or killed task never leaves half a file.
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
 
     def write_new(self, key: str, data: bytes) -> bool:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _temp_file(path, data)
         try:
-            with open(path, "xb") as f:
-                f.write(data)
+            # A hard link is created whole or not at all, and never replaces a file: a reader
+            # polling for job.json never sees it half written.
+            os.link(tmp, path)
         except FileExistsError:
             return False
+        finally:
+            tmp.unlink(missing_ok=True)
         return True
 
     def child(self, prefix: str) -> LocalStorage:
         return LocalStorage(self._path(prefix))
+
+
+def _temp_file(path: Path, data: bytes) -> Path:
+    """`data` in a hidden file next to `path` (same file system, so rename/link work).
+
+    Not mkstemp: its files are private (0600); results are meant for other users, so the
+    umask decides, as for any file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _canonical(key: str) -> bool:
+    """False for a name the other methods would rewrite (a backslash is a separator to
+    safe_key), so it is skipped here as S3Storage.list skips it."""
+    try:
+        return safe_key(key) == key
+    except ValueError:
+        return False
