@@ -96,7 +96,7 @@ def plan(request: RequestBase, config: Config, cpus: int | None = None) -> dict:
             "duration_s": round(JOB_OVERHEAD_S + cpu_seconds / cpus, 1),
             "cost_usd": {
                 "instance_type": INSTANCE_TYPE,
-                "vcpu_hours": round(vcpu_hours, 4),
+                "vcpu_hours": _usd(vcpu_hours),
                 "compute": {market: _usd(usd) for market, usd in compute.items()},
                 "s3_reads": _usd(reads),
                 "s3_writes": {layout: _usd(usd) for layout, usd in writes.items()},
@@ -112,7 +112,8 @@ def plan(request: RequestBase, config: Config, cpus: int | None = None) -> dict:
 
 
 def _usd(value: float) -> float:
-    return round(value, 4)
+    """Three significant figures: a cent fraction on a small job, dollars on a big one."""
+    return float(f"{value:.3g}")
 
 
 def _cluster_cpus() -> int:
