@@ -96,13 +96,13 @@ def plan(request: RequestBase, config: Config, cpus: int | None = None) -> dict:
             "duration_s": round(JOB_OVERHEAD_S + cpu_seconds / cpus, 1),
             "cost_usd": {
                 "instance_type": INSTANCE_TYPE,
-                "vcpu_hours": _usd(vcpu_hours),
-                "compute": {market: _usd(usd) for market, usd in compute.items()},
-                "s3_reads": _usd(reads),
-                "s3_writes": {layout: _usd(usd) for layout, usd in writes.items()},
+                "vcpu_hours": _rounded(vcpu_hours),
+                "compute": {market: _rounded(usd) for market, usd in compute.items()},
+                "s3_reads": _rounded(reads),
+                "s3_writes": {layout: _rounded(usd) for layout, usd in writes.items()},
                 "output_objects": objects,
                 "total": {
-                    f"{layout}_{market}": _usd(compute_usd + reads + writes[layout])
+                    f"{layout}_{market}": _rounded(compute_usd + reads + writes[layout])
                     for layout in writes
                     for market, compute_usd in compute.items()
                 },
@@ -111,7 +111,7 @@ def plan(request: RequestBase, config: Config, cpus: int | None = None) -> dict:
     }
 
 
-def _usd(value: float) -> float:
+def _rounded(value: float) -> float:
     """Three significant figures: a cent fraction on a small job, dollars on a big one."""
     return float(f"{value:.3g}")
 
