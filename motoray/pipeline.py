@@ -12,9 +12,11 @@ from __future__ import annotations
 import io
 import json
 import platform
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 from pydantic import BaseModel
+from ray import cloudpickle
 
 import motoray
 from motoray.config import Config, LimitsConfig
@@ -37,6 +40,7 @@ from motoray.storage.keys import safe_name
 JOB_FILE = "job.json"
 MANIFEST_FILE = "manifest.parquet"
 IMAGES_PER_BLOCK = 100  # per task: ~1 s of work amortises ~25 ms of task overhead
+IO_THREADS = 8  # concurrent reads/writes per task: hides object-store latency
 ROW_GROUP_ROWS = 65_536  # fixed, so the manifest's bytes do not depend on block sizes
 
 ROWS_SCHEMA = pa.schema(
@@ -167,7 +171,12 @@ def image_items(keys: list[str], assignment: Assignment) -> list[dict[str, str]]
 def config_operator(config: Config, name: str) -> Operator:
     from motoray.ops import enabled
 
-    return enabled(config.operators.disabled, config.operators.plugins)[name]
+    operator = enabled(config.operators.disabled, config.operators.plugins)[name]
+    # Plugin modules travel with the task by value, so workers need no PYTHONPATH or
+    # runtime_env for them (only for the plugin's own third-party imports).
+    for module in config.operators.plugins:
+        cloudpickle.register_pickle_by_value(sys.modules[module])
+    return operator
 
 
 def _process(plan: Plan, keys: list[str], assignment: Assignment, on_progress: Progress | None):
@@ -212,42 +221,77 @@ def _process(plan: Plan, keys: list[str], assignment: Assignment, on_progress: P
 
 
 def process_batch(batch: dict[str, np.ndarray], plan: Plan) -> pa.Table:
-    """Read, decode, resize, apply every operator, encode and write a batch of images."""
+    """Read, decode, resize, apply every operator, encode and write a batch of images.
+
+    Pixels are handled on this thread; reads and writes go to a small thread pool, so
+    object-store latency (S3) overlaps with decoding instead of adding to it.
+    """
     rows: list[dict] = []
     decoded: dict[tuple[int, ...], list[tuple[str, dict, np.ndarray]]] = defaultdict(list)
-    for key, *values in zip(batch["key"].tolist(), *(batch[c].tolist() for c in PLACEMENT)):
-        placed = {c: v or None for c, v in zip(PLACEMENT, values)}
-        try:
-            image = _read_image(plan, key)
-        except (DecodeError, OSError) as e:
-            rows.append({"source_path": key, **placed, "error": str(e)})
-            continue
-        decoded[image.shape].append((key, placed, image))
+    keys = batch["key"].tolist()
+    placements = [
+        {c: v or None for c, v in zip(PLACEMENT, values)}
+        for values in zip(*(batch[c].tolist() for c in PLACEMENT))
+    ]
+    with ThreadPoolExecutor(IO_THREADS) as io:
+        for key, placed, fetched in zip(keys, placements, io.map(_fetch(plan), keys)):
+            try:
+                image = _decode(plan, fetched)
+            except (DecodeError, OSError) as e:
+                rows.append({"source_path": key, **placed, "error": str(e)})
+                continue
+            decoded[image.shape].append((key, placed, image))
 
-    # Same-shaped images go through each kernel together (all of them when resized).
-    for shape, group in decoded.items():
-        images = np.stack([image for _, _, image in group])
-        if plan.original:
-            for (key, placed, _), image in zip(group, images):
-                rows.append(_write(plan, key, placed, "ORIGINAL", "original", {}, image))
-        for step in plan.steps:
-            for copy in range(step.operator.copies(step.params)):
-                params = [_sample(plan, step, key, copy, shape[:2]) for key, _, _ in group]
-                outputs = step.operator.kernel(images, params)
-                for (key, placed, _), p, output in zip(group, params, outputs):
-                    name = f"{step.index}-{step.operator.name.lower()}-{copy}"
-                    rows.append(_write(plan, key, placed, step.operator.name, name, p, output))
+        writes = []
+        # Same-shaped images go through each kernel together (all of them when resized).
+        for same_shape in decoded.values():
+            images = np.stack([image for _, _, image in same_shape])
+            keys_of_images = [key for key, _, _ in same_shape]
+            for operator, suffix, params, outputs in _apply(plan, keys_of_images, images):
+                for (key, placed, _), p, output in zip(same_shape, params, outputs):
+                    row, data = _encode(plan, key, placed, operator, suffix, p, output)
+                    writes.append(io.submit(plan.job_dir.write, row["output_path"], data))
+                    rows.append(row)
+        for write in writes:
+            write.result()  # a failed write fails the task, and Ray retries it
     rows.sort(key=lambda row: (row["source_path"], row.get("output_path") or ""))
     return pa.Table.from_pylist(rows, schema=ROWS_SCHEMA)
 
 
-def _read_image(plan: Plan, key: str) -> np.ndarray:
-    if plan.source.size(key) > plan.limits.max_file_bytes:
-        raise DecodeError(
-            f"file too large: {plan.source.size(key)} bytes > limit {plan.limits.max_file_bytes}"
-        )
+def _apply(plan: Plan, keys: list[str], images: np.ndarray):
+    """Every output of every step for a stack of same-shaped images, one kernel call at a time:
+    (operator, name suffix, concrete params per image, outputs)."""
+    if plan.original:
+        yield "ORIGINAL", "original", [{}] * len(images), images
+    for step in plan.steps:
+        for copy in range(step.operator.copies(step.params)):
+            params = [_sample(plan, step, key, copy, images.shape[1:3]) for key in keys]
+            suffix = f"{step.index}-{step.operator.name.lower()}-{copy}"
+            yield step.operator.name, suffix, params, step.operator.kernel(images, params)
+
+
+def _fetch(plan: Plan) -> Callable[[str], bytes | Exception]:
+    """Read one source file on an I/O thread; errors are returned, to be recorded per image."""
+
+    def fetch(key: str) -> bytes | Exception:
+        try:
+            size = plan.source.size(key)
+            if size > plan.limits.max_file_bytes:
+                return DecodeError(
+                    f"file too large: {size} bytes > limit {plan.limits.max_file_bytes}"
+                )
+            return plan.source.read(key)
+        except OSError as e:
+            return e
+
+    return fetch
+
+
+def _decode(plan: Plan, fetched: bytes | Exception) -> np.ndarray:
+    if isinstance(fetched, Exception):
+        raise fetched
     image = load_image(
-        plan.source.read(key),
+        fetched,
         plan.size,
         max_pixels=plan.limits.max_image_pixels,
         max_bytes=plan.limits.max_file_bytes,
@@ -270,14 +314,14 @@ def _sample(plan: Plan, step: Step, key: str, copy: int, shape: tuple[int, int])
     return {**params, "seed": seed} if step.operator.random else params
 
 
-def _write(plan: Plan, key, placed, operator, suffix, params, image) -> dict:
+def _encode(plan: Plan, key, placed, operator, suffix, params, image) -> tuple[dict, bytes]:
+    """The output's bytes and its manifest row (its name is the same on every retry)."""
     stem = safe_name(key.rsplit("/", 1)[-1].rsplit(".", 1)[0], max_length=60)
-    # The key hash keeps a/x.jpg and b/x.jpg apart; the name is the same on every retry.
+    # The key hash keeps a/x.jpg and b/x.jpg apart.
     name = f"{stem}.{stable_hash(key, bits=32):08x}.{suffix}.jpg"
     path = f"{output_folder(placed['split'], placed['label'])}/{name}"
     data = encode_jpeg(image, plan.quality)
-    plan.job_dir.write(path, data)
-    return {
+    row = {
         "output_path": path,
         "source_path": key,
         **placed,
@@ -287,6 +331,7 @@ def _write(plan: Plan, key, placed, operator, suffix, params, image) -> dict:
         "height": image.shape[0],
         "bytes": len(data),
     }
+    return row, data
 
 
 class _ManifestWriter:

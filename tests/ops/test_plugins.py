@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
@@ -25,17 +24,6 @@ def plugin_path(monkeypatch):
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     yield
     sys.modules.pop("motoray_invert", None)  # so that the next test registers it afresh
-
-
-@pytest.fixture
-def invert_by_value(plugin_path):
-    """What the pipeline must do for workers that cannot import the plugin (see README)."""
-    from ray import cloudpickle
-
-    module = importlib.import_module("motoray_invert")
-    cloudpickle.register_pickle_by_value(module)
-    yield
-    cloudpickle.unregister_pickle_by_value(module)
 
 
 def test_plugin_operator_is_enabled_next_to_the_built_ins(plugin_path):
@@ -72,8 +60,11 @@ def test_a_missing_plugin_module_is_an_import_error(plugin_path):
         enabled(plugins=["motoray_nonexistent"])
 
 
-@pytest.mark.usefixtures("ray_local", "invert_by_value")
+@pytest.mark.usefixtures("ray_local", "plugin_path")
 def test_plugin_end_to_end_writes_inverted_images(frames, make_config):
+    """Workers cannot import examples/plugins: the pipeline ships the plugin by value."""
+    from ray import cloudpickle
+
     from motoray.pipeline import run_job
 
     config = make_config(MotoGP=frames)
@@ -89,3 +80,4 @@ def test_plugin_end_to_end_writes_inverted_images(frames, make_config):
         output = load_image((job_dir / row["output_path"]).read_bytes()).astype(float)
         frame = load_image((frames / row["source_path"]).read_bytes(), (96, 54))
         assert np.abs(output - (255 - frame.astype(float))).mean() < 5  # JPEG tolerance
+    cloudpickle.unregister_pickle_by_value(sys.modules["motoray_invert"])
