@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
@@ -70,6 +70,17 @@ class OperatorsConfig(_Strict):
     plugins: list[str] = Field(default_factory=list)  # importable modules that register operators
 
 
+class LoggingConfig(_Strict):
+    """Job log lines (job id, source, stage, counts): where they go and how they look."""
+
+    format: Literal["json", "text"] = "json"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # DEBUG: also per-block progress
+    # "package.module:factory": factory(**sink_options) returns a logging.Handler (watchtower's
+    # CloudWatchLogHandler, logging.handlers.SysLogHandler, ...); absent: the console (stderr).
+    sink: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+    sink_options: dict[str, Any] = Field(default_factory=dict)
+
+
 class Config(_Strict):
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     output: OutputConfig = Field(default_factory=OutputConfig)
@@ -77,6 +88,7 @@ class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     operators: OperatorsConfig = Field(default_factory=OperatorsConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
     path: str | None = Field(None, exclude=True)  # where it was loaded from
 
     def source_s3(self, name: str) -> S3Settings:

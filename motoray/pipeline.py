@@ -1,26 +1,30 @@
 """One job, top to bottom:
 
     list source -> label + split per image (or group) -> read -> decode + resize
-    -> operators -> encode -> write (deterministic names) -> manifest.parquet -> job.json
+    -> operators (a step is one operator, or a CHAIN of them) -> encode
+    -> write: one file per output, or WebDataset tar shards -> manifest.parquet -> job.json
 
-`run_job` runs on the driver (CLI, Ray Job or notebook); `process_batch` runs
-in Ray Data tasks and is the only code that touches pixels.
+`run_job` runs on the driver (CLI, Ray Job or notebook); `process_batch` (a file per
+output) and `process_shard` (a tar per shard) run in Ray Data tasks and are the only code
+that touches pixels.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import platform
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 from pydantic import BaseModel
@@ -30,9 +34,11 @@ import motoray
 from motoray.config import Config, LimitsConfig
 from motoray.imageio import DecodeError, encode_jpeg, load_image
 from motoray.labels import labels_of, output_folder
+from motoray.observability import JobTelemetry
 from motoray.ops.registry import Operator
 from motoray.seeding import derive_rng, stable_hash
-from motoray.spec import RequestBase
+from motoray.shards import sample_key, shard_name, tar_bytes
+from motoray.spec import CHAIN, RequestBase, first_misfit, stages_of
 from motoray.split import Assignment, assign
 from motoray.storage import Storage, open_storage
 from motoray.storage.keys import safe_name
@@ -42,6 +48,8 @@ MANIFEST_FILE = "manifest.parquet"
 IMAGES_PER_BLOCK = 100  # per task: ~1 s of work amortises ~25 ms of task overhead
 IO_THREADS = 8  # concurrent reads/writes per task: hides object-store latency
 ROW_GROUP_ROWS = 65_536  # fixed, so the manifest's bytes do not depend on block sizes
+SHARD_SAMPLE_IMAGES = 8  # processed on the driver to size shards
+MAX_IMAGES_PER_SHARD = 10_000  # a shard is one task's work: this bounds a task's duration
 
 ROWS_SCHEMA = pa.schema(
     [
@@ -55,20 +63,45 @@ ROWS_SCHEMA = pa.schema(
         ("width", pa.int32()),
         ("height", pa.int32()),
         ("bytes", pa.int64()),
+        ("shard", pa.string()),  # webdataset: the tar that holds output_path (a member name)
         ("error", pa.string()),  # set on the one row of an image that failed
     ]
 )
-MANIFEST_COLUMNS = [f.name for f in ROWS_SCHEMA if f.name != "error"]
+MANIFEST_COLUMNS = [f.name for f in ROWS_SCHEMA if f.name not in ("shard", "error")]
+SHARD_MANIFEST_COLUMNS = [*MANIFEST_COLUMNS, "shard"]
 PLACEMENT = ("split", "label", "group")  # per image, decided before any pixel is read
 
 Progress = Callable[[dict], None]
 
 
 @dataclass(frozen=True)
-class Step:
-    index: int  # position in the request: part of every derived seed
+class Stage:
     operator: Operator
     params: BaseModel
+
+
+@dataclass(frozen=True)
+class Step:
+    """One entry of an augmentation object: an operator, or a CHAIN of them.
+
+    Stage s makes n_s copies of every output of stage s-1, each sampled from the shape that
+    output has; a chain's copy index is c = (...(c_0 * n_1 + c_1) * n_2 + ...) + c_last, the
+    last stage fastest, as in nested loops over the stages.
+    """
+
+    index: int  # position in the request: part of every derived seed
+    stages: tuple[Stage, ...]
+    chain: bool = False
+
+    @property
+    def name(self) -> str:
+        """The manifest's operator column: RANDOM_CROP, or RANDOM_CROP+FLIP for a chain."""
+        return "+".join(stage.operator.name for stage in self.stages)
+
+    @property
+    def copies(self) -> int:
+        """Outputs per image."""
+        return math.prod(stage.operator.copies(stage.params) for stage in self.stages)
 
 
 @dataclass(frozen=True)
@@ -83,6 +116,8 @@ class Plan:
     seed: int
     quality: int
     limits: LimitsConfig
+    sharded: bool = False  # output.format "webdataset"
+    shard_bytes: int = 0  # the size a shard aims at
 
 
 class JobExistsError(FileExistsError):
@@ -113,22 +148,31 @@ def run_job(
         "output": job_dir.uri,
         "versions": _versions(),
     }
+    telemetry = None
     try:
+        telemetry = JobTelemetry(config.logging, job_id, request.name)
+        telemetry.log("started", f"job {job_id} started", output=job_dir.uri)
         source, keys = list_source(request, config)
         listed = time.time()
+        telemetry.log("listed", f"{len(keys)} images in {source.uri}", images=len(keys))
         assignment = assign_keys(request, config, keys)
+        splits = {name: s["images"] for name, s in assignment.report["splits"].items()}
+        telemetry.log("split", "images per split", splits=splits)
         plan = make_plan(request, config, source, job_dir)
-        counts, failures = _process(plan, keys, assignment, on_progress)
+        counts, failures = _process(plan, keys, assignment, on_progress, telemetry)
         record.update(state="SUCCEEDED", source={"name": request.name, "uri": source.uri})
         record.update(counts=counts, failures=failures, split=assignment.report)
         record["timings"] = _timings(started, listed)
     except Exception as e:
         record.update(state="FAILED", error=f"{type(e).__name__}: {e}", timings=_timings(started))
         job_dir.write_new(JOB_FILE, _json(record))
+        if telemetry is not None:
+            telemetry.finished(record)
         raise
     # Written last and create-only: its presence means the job finished.
     if not job_dir.write_new(JOB_FILE, _json(record)):
         raise JobExistsError(f"job {job_id} finished twice: {job_dir.uri}/{JOB_FILE}")
+    telemetry.finished(record)
     return record
 
 
@@ -149,14 +193,24 @@ def make_plan(request: RequestBase, config: Config, source: Storage, job_dir: St
         source=source,
         job_dir=job_dir,
         size=request.input_image_size,
-        steps=tuple(
-            Step(i, config_operator(config, name), params)
-            for i, (name, params) in enumerate(request.steps)
-        ),
+        steps=make_steps(request, config),
         original=request.writes_original,
         seed=request.seed,
         quality=request.output.quality,
         limits=config.limits,
+        sharded=request.output.format == "webdataset",
+        shard_bytes=request.output.shard_size_mb * 2**20,
+    )
+
+
+def make_steps(request: RequestBase, config: Config) -> tuple[Step, ...]:
+    return tuple(
+        Step(
+            index,
+            tuple(Stage(config_operator(config, n), p) for n, p in stages_of(name, params)),
+            chain=name == CHAIN,
+        )
+        for index, (name, params) in enumerate(request.steps)
     )
 
 
@@ -179,32 +233,40 @@ def config_operator(config: Config, name: str) -> Operator:
     return operator
 
 
-def _process(plan: Plan, keys: list[str], assignment: Assignment, on_progress: Progress | None):
+def _process(
+    plan: Plan,
+    keys: list[str],
+    assignment: Assignment,
+    on_progress: Progress | None,
+    telemetry: JobTelemetry,
+):
     """Fan the images out to Ray Data, stream results into the manifest."""
     counts = {"images_total": len(keys), "images_done": 0, "images_failed": 0, "outputs": 0}
     per_split: dict[str, dict[str, int]] = defaultdict(lambda: {"images": 0, "outputs": 0})
     failures = []
-    manifest = _ManifestWriter()
+    columns = SHARD_MANIFEST_COLUMNS if plan.sharded else MANIFEST_COLUMNS
+    manifest = _ManifestWriter(columns)
     if on_progress:
         on_progress(dict(counts))
     if keys:
         ray.data.DataContext.get_current().execution_options.preserve_order = True
-        items = image_items(keys, assignment)
-        # Enough blocks to keep every CPU busy, each big enough to amortise task overhead.
-        # Block boundaries change no output byte: seeds and names come from keys alone.
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        blocks = max(-(-len(items) // IMAGES_PER_BLOCK), min(len(items), 2 * cpus))
-        results = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
-            process_batch, fn_kwargs={"plan": plan}, batch_size=None, batch_format="numpy"
-        )
-        for table in results.iter_batches(batch_size=None, batch_format="pyarrow"):
+        if plan.sharded:
+            tasks = shard_runs(keys, assignment, images_per_shard(plan, keys, assignment))
+            shards = defaultdict(int)
+            for task in tasks:
+                shards[task["shard"].split("/")[0]] += 1
+            counts["shards"] = dict(sorted(shards.items()))
+            telemetry.log("sharded", f"{len(tasks)} shards", shards=counts["shards"])
+        else:
+            tasks = image_items(keys, assignment)
+        for table in _dataset(plan, tasks).iter_batches(batch_size=None, batch_format="pyarrow"):
             failed = table.filter(table["error"].is_valid())
             written = table.filter(table["error"].is_null())
             failures += [
                 {"source_path": k, "reason": r}
                 for k, r in zip(failed["source_path"].to_pylist(), failed["error"].to_pylist())
             ]
-            manifest.add(written.select(MANIFEST_COLUMNS))
+            manifest.add(written.select(columns))
             images = written.group_by(["source_path", "split"]).aggregate([]).column("split")
             for split in images.to_pylist():
                 per_split[split]["images"] += 1
@@ -213,6 +275,14 @@ def _process(plan: Plan, keys: list[str], assignment: Assignment, on_progress: P
             counts["images_failed"] += failed.num_rows
             counts["images_done"] += len(images) + failed.num_rows
             counts["outputs"] += written.num_rows
+            written_bytes = pc.sum(written["bytes"]).as_py() or 0
+            telemetry.block(
+                len(images) + failed.num_rows,
+                failed.num_rows,
+                written.num_rows,
+                written_bytes,
+                dict(counts),
+            )
             if on_progress:
                 on_progress(dict(counts))
     plan.job_dir.write(MANIFEST_FILE, manifest.finish())
@@ -220,42 +290,137 @@ def _process(plan: Plan, keys: list[str], assignment: Assignment, on_progress: P
     return counts, sorted(failures, key=lambda f: f["source_path"])
 
 
+def _dataset(plan: Plan, tasks: list[dict[str, str]]) -> ray.data.Dataset:
+    if plan.sharded:
+        # One shard per call (batch_size=1): what a shard holds never depends on blocks.
+        return ray.data.from_items(tasks, override_num_blocks=len(tasks)).map_batches(
+            process_shard, fn_kwargs={"plan": plan}, batch_size=1, batch_format="numpy"
+        )
+    # Enough blocks to keep every CPU busy, each big enough to amortise task overhead.
+    # Block boundaries change no output byte: seeds and names come from keys alone.
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    blocks = max(-(-len(tasks) // IMAGES_PER_BLOCK), min(len(tasks), 2 * cpus))
+    return ray.data.from_items(tasks, override_num_blocks=blocks).map_batches(
+        process_batch, fn_kwargs={"plan": plan}, batch_size=None, batch_format="numpy"
+    )
+
+
+def images_per_shard(plan: Plan, keys: list[str], assignment: Assignment) -> int:
+    """Source images per shard, so that shards come out near the requested size.
+
+    Measured by making the shard of a fixed sample of the images in memory, exactly as a
+    task would: the same request and listing give the same number on any cluster.
+    """
+    sample = keys[:: max(1, -(-len(keys) // SHARD_SAMPLE_IMAGES))][:SHARD_SAMPLE_IMAGES]
+    sink = _SizeOnly()
+    task = {"shard": "sample.tar", "items": json.dumps(image_items(sample, assignment))}
+    rows = process_shard({c: np.array([v]) for c, v in task.items()}, replace(plan, job_dir=sink))
+    decoded = len(set(rows.filter(rows["error"].is_null())["source_path"].to_pylist()))
+    if not decoded:
+        return MAX_IMAGES_PER_SHARD
+    return max(1, min(MAX_IMAGES_PER_SHARD, plan.shard_bytes * decoded // sink.bytes))
+
+
+def shard_runs(keys: list[str], assignment: Assignment, per_shard: int) -> list[dict[str, str]]:
+    """One task per shard: each split's images in key order, cut every `per_shard` images.
+
+    A task names its shard and carries its images as one JSON string; shards are numbered
+    per split from 0, so a split's shards are `shard-{000000..N}.tar`.
+    """
+    by_split: dict[str, list[dict]] = defaultdict(list)
+    for item in image_items(keys, assignment):
+        by_split[item["split"]].append(item)
+    return [
+        {"shard": shard_name(split, n), "items": json.dumps(items[start : start + per_shard])}
+        for split, items in sorted(by_split.items())
+        for n, start in enumerate(range(0, len(items), per_shard))
+    ]
+
+
 def process_batch(batch: dict[str, np.ndarray], plan: Plan) -> pa.Table:
-    """Read, decode, resize, apply every operator, encode and write a batch of images.
+    """Read, decode, resize, apply every step, encode and write a batch of images: a file
+    per output.
 
     Pixels are handled on this thread; reads and writes go to a small thread pool, so
     object-store latency (S3) overlaps with decoding instead of adding to it.
     """
+    with ThreadPoolExecutor(IO_THREADS) as io:
+        writes = []
+
+        def write(row: dict, data: bytes) -> None:
+            writes.append(io.submit(plan.job_dir.write, row["output_path"], data))
+
+        rows = _outputs(plan, batch, io, write)
+        for done in writes:
+            done.result()  # a failed write fails the task, and Ray retries it
+    return pa.Table.from_pylist(rows, schema=ROWS_SCHEMA)
+
+
+def process_shard(batch: dict[str, np.ndarray], plan: Plan) -> pa.Table:
+    """The same for one shard (`batch`: one task of `shard_runs`): every output goes into one
+    tar as `<key>.jpg` with its manifest record `<key>.json`, in manifest order."""
+    [shard], [items] = batch["shard"].tolist(), batch["items"].tolist()
+    images = {c: np.array([item[c] for item in json.loads(items)]) for c in ("key", *PLACEMENT)}
+    encoded: dict[str, bytes] = {}
+
+    def keep(row: dict, data: bytes) -> None:
+        encoded[row["output_path"]] = data
+
+    with ThreadPoolExecutor(IO_THREADS) as io:
+        rows = _outputs(plan, images, io, keep)
+    written = [row for row in rows if "error" not in row]
+    samples = (
+        (
+            row["output_path"].removesuffix(".jpg"),
+            {"jpg": encoded.pop(row["output_path"]), "json": _record(row)},
+        )
+        for row in written
+    )
+    plan.job_dir.write(shard, tar_bytes(samples))  # empty too: a split's shards have no gaps
+    for row in written:
+        row["shard"] = shard
+    return pa.Table.from_pylist(rows, schema=ROWS_SCHEMA)
+
+
+def _outputs(
+    plan: Plan,
+    batch: dict[str, np.ndarray],
+    io: ThreadPoolExecutor,
+    emit: Callable[[dict, bytes], None],
+) -> list[dict]:
+    """Every output of a batch of images, handed to `emit` with its manifest row as it is
+    encoded. Returns the rows (a failed image's one row has `error`) in manifest order."""
     rows: list[dict] = []
     decoded: dict[tuple[int, ...], list[tuple[str, dict, np.ndarray]]] = defaultdict(list)
+    misfits: dict[tuple[int, ...], str | None] = {}  # by image shape: one when resized
     keys = batch["key"].tolist()
     placements = [
         {c: v or None for c, v in zip(PLACEMENT, values)}
         for values in zip(*(batch[c].tolist() for c in PLACEMENT))
     ]
-    with ThreadPoolExecutor(IO_THREADS) as io:
-        for key, placed, fetched in zip(keys, placements, io.map(_fetch(plan), keys)):
-            try:
-                image = _decode(plan, fetched)
-            except (DecodeError, OSError) as e:
-                rows.append({"source_path": key, **placed, "error": str(e)})
-                continue
-            decoded[image.shape].append((key, placed, image))
+    for key, placed, fetched in zip(keys, placements, io.map(_fetch(plan), keys)):
+        try:
+            image = _decode(plan, fetched)
+            if image.shape not in misfits:
+                misfits[image.shape] = _misfit(plan, image.shape[:2])
+            if misfits[image.shape]:
+                raise DecodeError(misfits[image.shape])  # never silently padded
+        except (DecodeError, OSError) as e:
+            rows.append({"source_path": key, **placed, "error": str(e)})
+            continue
+        decoded[image.shape].append((key, placed, image))
 
-        writes = []
-        # Same-shaped images go through each kernel together (all of them when resized).
-        for same_shape in decoded.values():
-            images = np.stack([image for _, _, image in same_shape])
-            keys_of_images = [key for key, _, _ in same_shape]
-            for operator, suffix, params, outputs in _apply(plan, keys_of_images, images):
-                for (key, placed, _), p, output in zip(same_shape, params, outputs):
-                    row, data = _encode(plan, key, placed, operator, suffix, p, output)
-                    writes.append(io.submit(plan.job_dir.write, row["output_path"], data))
-                    rows.append(row)
-        for write in writes:
-            write.result()  # a failed write fails the task, and Ray retries it
+    # Same-shaped images go through each kernel together (all of them when resized).
+    for same_shape in decoded.values():
+        images = np.stack([image for _, _, image in same_shape])
+        keys_of_images = [key for key, _, _ in same_shape]
+        for operator, suffix, params, outputs in _apply(plan, keys_of_images, images):
+            for (key, placed, _), p, output in zip(same_shape, params, outputs):
+                row, data = _encode(plan, key, placed, operator, suffix, p, output)
+                emit(row, data)
+                rows.append(row)
     rows.sort(key=lambda row: (row["source_path"], row.get("output_path") or ""))
-    return pa.Table.from_pylist(rows, schema=ROWS_SCHEMA)
+    return rows
 
 
 def _apply(plan: Plan, keys: list[str], images: np.ndarray):
@@ -264,10 +429,40 @@ def _apply(plan: Plan, keys: list[str], images: np.ndarray):
     if plan.original:
         yield "ORIGINAL", "original", [{}] * len(images), images
     for step in plan.steps:
-        for copy in range(step.operator.copies(step.params)):
-            params = [_sample(plan, step, key, copy, images.shape[1:3]) for key in keys]
-            suffix = f"{step.index}-{step.operator.name.lower()}-{copy}"
-            yield step.operator.name, suffix, params, step.operator.kernel(images, params)
+        names = "-".join(stage.operator.name.lower() for stage in step.stages)
+        for copy, applied, outputs in _stages(plan, step, keys, images):
+            if step.chain:
+                params = [
+                    {"chain": [{"operator": s.operator.name, **p} for s, p in zip(step.stages, a)]}
+                    for a in applied
+                ]
+            else:
+                params = [a[0] for a in applied]
+            yield step.name, f"{step.index}-{names}-{copy}", params, outputs
+
+
+def _stages(
+    plan: Plan,
+    step: Step,
+    keys: list[str],
+    images: np.ndarray,
+    stage: int = 0,
+    path: int = 0,
+    applied: list[list[dict]] | None = None,
+):
+    """A step's outputs, depth first through its stages: (copy index, params of every stage
+    per image, outputs). `path` is the copy index so far; one branch is in memory at a time."""
+    operator, params = step.stages[stage].operator, step.stages[stage].params
+    copies = operator.copies(params)
+    for copy in range(copies):
+        node = path * copies + copy
+        sampled = [_sample(plan, step, stage, key, node, copy, images.shape[1:3]) for key in keys]
+        outputs = operator.kernel(images, sampled)
+        so_far = [[*a, p] for a, p in zip(applied, sampled)] if applied else [[p] for p in sampled]
+        if stage + 1 == len(step.stages):
+            yield node, so_far, outputs
+        else:
+            yield from _stages(plan, step, keys, outputs, stage + 1, node, so_far)
 
 
 def _fetch(plan: Plan) -> Callable[[str], bytes | Exception]:
@@ -290,36 +485,50 @@ def _fetch(plan: Plan) -> Callable[[str], bytes | Exception]:
 def _decode(plan: Plan, fetched: bytes | Exception) -> np.ndarray:
     if isinstance(fetched, Exception):
         raise fetched
-    image = load_image(
+    return load_image(
         fetched,
         plan.size,
         max_pixels=plan.limits.max_image_pixels,
         max_bytes=plan.limits.max_file_bytes,
     )
-    height, width = image.shape[:2]
+
+
+def _misfit(plan: Plan, shape: tuple[int, int]) -> str | None:
+    """Why an image of this shape cannot go through every step (every stage of a chain)."""
     for step in plan.steps:
-        need_h, need_w = step.operator.min_shape(step.params)
-        if need_h > height or need_w > width:
-            # Never silently padded: the image is skipped and recorded.
-            raise DecodeError(
-                f"{step.operator.name} needs at least {need_h}x{need_w} (height x width), "
-                f"image is {height}x{width}"
-            )
-    return image
+        misfit = first_misfit([(s.operator, s.params) for s in step.stages], shape)
+        if misfit is not None:
+            number, (need_h, need_w), (got_h, got_w) = misfit
+            name = step.stages[number].operator.name
+            needs = f"{name} needs at least {need_h}x{need_w} (height x width)"
+            if number == 0:
+                return f"{needs}, image is {got_h}x{got_w}"
+            before = step.stages[number - 1].operator.name
+            return f"{needs}, {CHAIN} stage {number - 1} ({before}) makes {got_h}x{got_w}"
+    return None
 
 
-def _sample(plan: Plan, step: Step, key: str, copy: int, shape: tuple[int, int]) -> dict:
-    seed, rng = derive_rng(plan.seed, key, step.index, copy)
-    params = step.operator.sample(step.params, rng, shape, copy)
-    return {**params, "seed": seed} if step.operator.random else params
+def _sample(
+    plan: Plan, step: Step, stage: int, key: str, node: int, copy: int, shape: tuple[int, int]
+) -> dict:
+    # Stage 0 is seeded as a plain step always was, so its outputs do not change; a later
+    # stage adds its number, and `node` (the copy index so far) tells its copies apart.
+    parts = (plan.seed, key, step.index, node) + ((stage,) if stage else ())
+    seed, rng = derive_rng(*parts)
+    operator, params = step.stages[stage].operator, step.stages[stage].params
+    sampled = operator.sample(params, rng, shape, copy)
+    return {**sampled, "seed": seed} if operator.random else sampled
 
 
 def _encode(plan: Plan, key, placed, operator, suffix, params, image) -> tuple[dict, bytes]:
     """The output's bytes and its manifest row (its name is the same on every retry)."""
     stem = safe_name(key.rsplit("/", 1)[-1].rsplit(".", 1)[0], max_length=60)
     # The key hash keeps a/x.jpg and b/x.jpg apart.
-    name = f"{stem}.{stable_hash(key, bits=32):08x}.{suffix}.jpg"
-    path = f"{output_folder(placed['split'], placed['label'])}/{name}"
+    name = f"{stem}.{stable_hash(key, bits=32):08x}.{suffix}"
+    if plan.sharded:
+        path = f"{sample_key(name)}.jpg"  # a member of its split's shard; the label is in .json
+    else:
+        path = f"{output_folder(placed['split'], placed['label'])}/{name}.jpg"
     data = encode_jpeg(image, plan.quality)
     row = {
         "output_path": path,
@@ -334,13 +543,30 @@ def _encode(plan: Plan, key, placed, operator, suffix, params, image) -> tuple[d
     return row, data
 
 
+def _record(row: dict) -> bytes:
+    """A shard sample's .json: its manifest row, with params as an object."""
+    fields = ("source_path", "split", "label", "group", "operator", "width", "height")
+    record = {field: row[field] for field in fields} | {"params": json.loads(row["params"])}
+    return json.dumps(record, sort_keys=True).encode()
+
+
+class _SizeOnly:
+    """A sink that keeps only how many bytes it was given: sizing shards from a sample."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def write(self, key: str, data: bytes) -> None:
+        self.bytes += len(data)
+
+
 class _ManifestWriter:
     """Parquet with fixed-size row groups, whatever sizes the blocks come in."""
 
-    def __init__(self) -> None:
+    def __init__(self, columns: list[str]) -> None:
         self._buffer = io.BytesIO()
         self._writer = pq.ParquetWriter(
-            self._buffer, pa.schema([ROWS_SCHEMA.field(c) for c in MANIFEST_COLUMNS])
+            self._buffer, pa.schema([ROWS_SCHEMA.field(c) for c in columns])
         )
         self._pending: list[pa.Table] = []
         self._pending_rows = 0

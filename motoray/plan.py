@@ -18,8 +18,8 @@ import os
 import sys
 
 from motoray.config import Config, load_config
-from motoray.pipeline import assign_keys, config_operator, list_source
-from motoray.preview import read_requests, sample_outputs
+from motoray.pipeline import assign_keys, images_per_shard, list_source, make_plan, make_steps
+from motoray.preview import MemoryStorage, read_requests, sample_outputs
 from motoray.spec import RequestBase
 
 SAMPLE_IMAGES = 8  # decoded to estimate output bytes, spread evenly over the listing
@@ -39,7 +39,6 @@ SPOT_PER_HOUR = 0.17  # typical, ~60% below on-demand
 S3_PUT_PER_1000 = 0.005  # PUT, COPY, POST, LIST
 S3_GET_PER_1000 = 0.0004  # GET: reading the source images
 S3_LIST_KEYS_PER_REQUEST = 1000
-SHARD_BYTES = 256 * 2**20  # sharded output: one object of ~256 MB per shard
 JOB_FILES = 2  # manifest.parquet and job.json
 
 
@@ -50,9 +49,8 @@ def plan(request: RequestBase, config: Config, cpus: int | None = None) -> dict:
     """
     source, keys = list_source(request, config)
     assignment = assign_keys(request, config, keys)
-    per_image = int(request.writes_original) + sum(
-        config_operator(config, name).copies(params) for name, params in request.steps
-    )
+    # A CHAIN step makes the product of its stages' copies.
+    per_image = int(request.writes_original) + sum(s.copies for s in make_steps(request, config))
     report = assignment.report
     splits = {
         name: {"images": s["images"], "outputs": s["images"] * per_image}
@@ -77,14 +75,22 @@ def plan(request: RequestBase, config: Config, cpus: int | None = None) -> dict:
     # Reading: LIST (priced like PUT) and GET every source image. Writing: PUT every object.
     lists = math.ceil(len(keys) / S3_LIST_KEYS_PER_REQUEST)
     reads = (lists * S3_PUT_PER_1000 + len(keys) * S3_GET_PER_1000) / 1000
-    objects = {
-        "per_file": outputs + JOB_FILES,
-        "sharded": math.ceil(total_bytes / SHARD_BYTES) + JOB_FILES,
-    }
+    counts = {"images_total": len(keys), "outputs": outputs, "splits": splits}
+    shard_bytes = request.output.shard_size_mb * 2**20
+    if request.output.format == "webdataset":
+        # Exact: the job sizes its shards from the same sample, the same way.
+        per_shard = images_per_shard(
+            make_plan(request, config, source, MemoryStorage()), keys, assignment
+        )
+        counts["shards"] = {name: math.ceil(s["images"] / per_shard) for name, s in splits.items()}
+        sharded = sum(counts["shards"].values())
+    else:
+        sharded = math.ceil(total_bytes / shard_bytes)  # had the request asked for shards
+    objects = {"per_file": outputs + JOB_FILES, "sharded": sharded + JOB_FILES}
     writes = {layout: n * S3_PUT_PER_1000 / 1000 for layout, n in objects.items()}
     return {
         "source": {"name": request.name, "uri": source.uri},
-        "counts": {"images_total": len(keys), "outputs": outputs, "splits": splits},
+        "counts": counts,
         "split": report,
         "outputs_per_image": per_image,
         "estimate": {

@@ -4,15 +4,21 @@ The accepted shape is the original system's (`examples/requests/`): one object
 or a list of them. Every operator contributes its own parameter model, so the
 request model is built from the operators a config enables; unknown fields,
 operators and positions are errors that name their path.
+
+An augmentation object maps operator names to parameters; each is one step, applied to
+the (resized) image on its own. `CHAIN` is one more step: a list of single-operator
+objects applied one after the other, e.g. `{"CHAIN": [{"RANDOM_CROP": {...}}, {"FLIP": {}}]}`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Sequence
 from fractions import Fraction
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -24,12 +30,15 @@ from pydantic import (
     model_validator,
 )
 
-from motoray.ops.registry import Operator, Side
+from motoray.ops.registry import Operator, Shape, Side
 
 MAX_REQUESTS_PER_BODY = 100
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,99}$"
 Ratio = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
 MAX_GROUP_BY_LENGTH = 300  # a regex runs on every key: keep patterns short
+CHAIN = "CHAIN"  # the step that applies several operators one after the other
+MAX_CHAIN_STAGES = 8
+MAX_CHAIN_OUTPUTS = 1000  # per image: as for one operator's target_count
 
 
 class _Strict(BaseModel):
@@ -98,7 +107,21 @@ class TrainTestSplit(_Strict):
 
 
 class OutputOptions(_Strict):
+    format: Literal["files", "webdataset"] = Field(
+        "files",
+        description='"files": one JPEG per output under <split>/; "webdataset": tar shards '
+        "<split>/shard-000000.tar, ... of <sample>.jpg + <sample>.json",
+    )
+    shard_size_mb: int = Field(
+        256, strict=True, ge=1, le=4096, description="webdataset: target size of one shard, MiB"
+    )
     quality: int = Field(90, strict=True, ge=1, le=100, description="JPEG quality")
+
+    @model_validator(mode="after")
+    def _shards_only(self) -> OutputOptions:
+        if "shard_size_mb" in self.model_fields_set and self.format != "webdataset":
+            raise ValueError('shard_size_mb applies to format "webdataset" only')
+        return self
 
 
 class RequestBase(_Strict):
@@ -114,8 +137,12 @@ class RequestBase(_Strict):
     output: OutputOptions = Field(default_factory=OutputOptions)
 
     @property
-    def steps(self) -> list[tuple[str, BaseModel]]:
-        """(operator name, params) in request order; the position is the operator index."""
+    def steps(self) -> list[tuple[str, Any]]:
+        """(operator name, params) in request order; the position is the operator index.
+
+        Within one augmentation object, steps come in operator-name order, CHAIN last; a
+        CHAIN step's params are its list of stages (see `stages_of`).
+        """
         return [
             (name, params)
             for augmentation in self.augmentations  # type: ignore[attr-defined]
@@ -130,26 +157,72 @@ class RequestBase(_Strict):
         return self.include_original
 
 
+def stages_of(name: str, params: Any) -> list[tuple[str, BaseModel]]:
+    """The (operator name, params) a step applies in order: one, or a CHAIN's stages."""
+    if name != CHAIN:
+        return [(name, params)]
+    return [(n, p) for stage in params for n, p in stage if p is not None]
+
+
 @lru_cache(maxsize=32)
 def _request_model(operators: tuple[tuple[str, Operator], ...]) -> type[RequestBase]:
     names = [name for name, _ in operators]
+    if CHAIN in names:
+        raise ValueError(f"{CHAIN} is a reserved name: an operator cannot be called that")
+    params = {name: (op.params | None, None) for name, op in operators}
+
+    def unknown_operators(value: dict) -> None:
+        unknown = [k for k in value if k not in names and k != CHAIN]
+        if unknown:
+            raise ValueError(
+                f"unknown operator {unknown[0]!r}; available: {', '.join(names) or 'none'}"
+            )
 
     def known_operators_only(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            unknown = [k for k in value if k not in names]
-            if unknown:
-                raise ValueError(
-                    f"unknown operator {unknown[0]!r}; available: {', '.join(names) or 'none'}"
-                )
+            unknown_operators(value)
             if not value:
-                raise ValueError(f"empty augmentation: name at least one of {', '.join(names)}")
+                raise ValueError(
+                    f"empty augmentation: name at least one of {', '.join(names)} (or {CHAIN})"
+                )
         return value
 
+    def one_operator(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            unknown_operators(value)
+            if CHAIN in value:
+                raise ValueError(f"{CHAIN} cannot be nested: list its operators in this chain")
+            named = [k for k, v in value.items() if v is not None]
+            if len(named) != 1:
+                raise ValueError(
+                    f"a {CHAIN} stage names exactly one operator, got {len(named)}"
+                    + (f" ({', '.join(named)})" if named else "")
+                    + "; apply several with one stage each"
+                )
+        return value
+
+    stage = create_model(
+        "ChainStage",
+        __config__=ConfigDict(extra="forbid", frozen=True),
+        __validators__={"_one": model_validator(mode="before")(one_operator)},
+        **params,
+    )
     augmentation = create_model(
         "Augmentation",
         __config__=ConfigDict(extra="forbid", frozen=True),
         __validators__={"_known": model_validator(mode="before")(known_operators_only)},
-        **{name: (op.params | None, None) for name, op in operators},
+        **params,
+        CHAIN=(
+            list[stage] | None,  # type: ignore[valid-type]
+            Field(
+                None,
+                min_length=1,
+                max_length=MAX_CHAIN_STAGES,
+                description="operators applied one after the other, one per stage: "
+                '[{"RANDOM_CROP": {...}}, {"FLIP": {...}}]. Outputs per image: the product '
+                "of the stages' copies (copy index mixed-radix, the last stage fastest)",
+            ),
+        ),
     )
     return create_model(
         "DataPrepRequest",
@@ -243,22 +316,62 @@ def parse_requests(
 
 
 def semantic_errors(request: RequestBase, operators: dict[str, Operator]) -> list[tuple[list, str]]:
-    """Checks across fields: a crop larger than input_image_size is knowable now."""
-    if request.input_image_size is None:
-        return []
-    width, height = request.input_image_size
+    """Checks across fields, where the answer is knowable now: a stage that needs a bigger
+    image than input_image_size or the CHAIN stage before it makes; a CHAIN that multiplies
+    into too many outputs."""
+    size = request.input_image_size
+    shape = None if size is None else (size[1], size[0])
     found = []
     for index, augmentation in enumerate(request.augmentations):  # type: ignore[attr-defined]
         for name, params in augmentation:
-            if params is None:
-                continue
-            min_h, min_w = operators[name].min_shape(params)
-            if min_h > height or min_w > width:
-                found.append(
-                    (
-                        ["augmentations", index, name],
-                        f"needs an image of at least {min_h}x{min_w} (height x width) "
-                        f"but input_image_size is {width}x{height} (width x height)",
-                    )
-                )
+            if params is not None:
+                found += _step_errors(["augmentations", index, name], params, operators, shape)
     return found
+
+
+def _step_errors(
+    where: list, params: Any, operators: dict[str, Operator], shape: Shape | None
+) -> list[tuple[list, str]]:
+    name = where[-1]
+    stages = stages_of(name, params)
+    chain = [(operators[n], p) for n, p in stages]
+    found = []
+    misfit = first_misfit(chain, shape)
+    if misfit is not None:
+        number, (need_h, need_w), (got_h, got_w) = misfit
+        if number == 0:
+            got = f"input_image_size is {got_w}x{got_h} (width x height)"
+        else:
+            got = f"{CHAIN} stage {number - 1} ({stages[number - 1][0]}) makes {got_h}x{got_w}"
+        path = where if name != CHAIN else [*where, number, stages[number][0]]
+        found.append(
+            (path, f"needs an image of at least {need_h}x{need_w} (height x width) but {got}")
+        )
+    outputs = math.prod(op.copies(p) for op, p in chain)
+    if name == CHAIN and outputs > MAX_CHAIN_OUTPUTS:
+        found.append((where, f"makes {outputs} outputs per image; at most {MAX_CHAIN_OUTPUTS}"))
+    return found
+
+
+def first_misfit(
+    stages: Sequence[tuple[Operator, Any]], shape: Shape | None
+) -> tuple[int, Shape, Shape] | None:
+    """The first stage given a smaller image than it needs: (stage number, needs, gets).
+
+    `shape` None: the input size is unknown; a later stage is still checked when an earlier
+    one fixes the size (a crop). Every copy of a stage is followed, so a stage after CROP with
+    several sizes is checked against each.
+    """
+    shapes: set[Shape | None] = {shape}
+    for number, (operator, params) in enumerate(stages):
+        need = tuple(operator.min_shape(params))
+        for got in sorted(s for s in shapes if s is not None):
+            if need[0] > got[0] or need[1] > got[1]:
+                return number, need, got
+        if number + 1 < len(stages):
+            shapes = {
+                operator.output_shape(params, s, copy)
+                for s in shapes
+                for copy in range(operator.copies(params))
+            }
+    return None

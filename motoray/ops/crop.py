@@ -42,6 +42,7 @@ OPERATOR = register(
             max(h for h, _ in p.crop_dimensions),
             max(w for _, w in p.crop_dimensions),
         ),
+        output_shape=lambda p, shape, copy: tuple(p.crop_dimensions[copy]),
         description="Crop at a fixed position, once per [height, width] in crop_dimensions.",
     )
 )

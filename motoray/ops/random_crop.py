@@ -21,6 +21,7 @@ OPERATOR = register(
         sample=lambda p, rng, shape, copy: random_box(rng, shape, p.crop_dimensions),
         kernel=crop,
         min_shape=lambda p: p.crop_dimensions,
+        output_shape=lambda p, shape, copy: tuple(p.crop_dimensions),
         random=True,
         description="target_count crops of [height, width] at uniformly random positions.",
     )

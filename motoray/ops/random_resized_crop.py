@@ -49,6 +49,7 @@ OPERATOR = register(
         copies=lambda p: p.target_count,
         sample=_sample,
         kernel=resized_crop,
+        output_shape=lambda p, shape, copy: tuple(p.size),
         random=True,
         description="target_count random boxes (area fraction in scale, width/height in "
         "ratio), each resized to size [height, width].",

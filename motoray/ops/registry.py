@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 Shape = tuple[int, int]  # (height, width), NumPy order
 Sampler = Callable[[Any, np.random.Generator, Shape, int], dict]
 Kernel = Callable[[np.ndarray, list[dict]], np.ndarray]
+# (params, input shape or None if unknown, copy index) -> output shape, or None if unknown
+OutputShape = Callable[[Any, Shape | None, int], Shape | None]
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,9 @@ class Operator:
     sample: Sampler  # (params, rng, image shape, copy index) -> concrete params of one output
     kernel: Kernel  # (images N x H x W x C, concrete params per image) -> N outputs
     min_shape: Callable[[Any], Shape] = lambda params: (1, 1)  # smallest image it accepts
+    # Declared by operators that change the shape, so that a CHAIN's later stages can be
+    # checked before any pixel is read; the default keeps the shape.
+    output_shape: OutputShape = lambda params, shape, copy: shape
     random: bool = False  # whether `sample` draws from the generator
     description: str = ""
 

@@ -31,6 +31,9 @@ OPERATOR = register(
         copies=lambda p: 1,
         sample=lambda p, rng, shape, copy: {"angle": p.angle},
         kernel=rotate,
+        output_shape=lambda p, shape, copy: (
+            shape if shape is None or p.angle == 180 else shape[::-1]
+        ),
         description="Rotate counter-clockwise by angle (90, 180 or 270 degrees), as np.rot90.",
     )
 )
