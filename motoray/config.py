@@ -73,7 +73,8 @@ class OperatorsConfig(_Strict):
 class LoggingConfig(_Strict):
     """Job log lines (job id, source, stage, counts): where they go and how they look."""
 
-    format: Literal["json", "text"] = "json"
+    # "handler": keep the sink's own formatter (python-logstash's sends every field as its own).
+    format: Literal["json", "text", "handler"] = "json"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # DEBUG: also per-block progress
     # "package.module:factory": factory(**sink_options) returns a logging.Handler (watchtower's
     # CloudWatchLogHandler, logging.handlers.SysLogHandler, ...); absent: the console (stderr).

@@ -1,10 +1,11 @@
 """What a running job tells the outside world: log lines and metrics.
 
-Logs: one line per stage of a job (started, listed, split, finished or failed; per result
-block at DEBUG), each carrying `job_id`, `source`, `stage` and the counts so far, as JSON
-(or text) to the console or to any `logging.Handler` that a factory named in the config
-makes (`logging.sink: "package.module:factory"`, called with `logging.sink_options`).
-The fields are attributes of the LogRecord too, for handlers that ship records whole.
+Logs: one line per stage of a job (started, listed, split, sharded, finished or failed;
+one per result block at DEBUG), each carrying `job_id`, `source`, `stage` and the counts
+so far, as JSON (or text) to the console or to any `logging.Handler` that a factory named
+in the config makes (`logging.sink: "package.module:factory"`, called with
+`logging.sink_options`). The fields are attributes of the LogRecord too, for handlers that
+format records themselves (`logging.format: handler`).
 
 Metrics: Ray's metrics API, so they appear on every node's Prometheus endpoint (Ray
 prefixes `ray_`, counters end in `_total`), tagged by source. They are recorded on the
@@ -98,9 +99,11 @@ def job_logger(config: LoggingConfig) -> logging.Logger:
             if _installed is not None:
                 logger.removeHandler(_installed[1])
                 _installed[1].close()
-            logger.addHandler(handler)
-            logger.propagate = False
             _installed = (wanted, handler)
+        # Again every time: logging.config.dictConfig (Ray Data calls it) can reset loggers.
+        if _installed[1] not in logger.handlers:
+            logger.addHandler(_installed[1])
+        logger.propagate = False
         logger.setLevel(config.level)
     return logger
 
@@ -119,7 +122,7 @@ def _handler(config: LoggingConfig) -> logging.Handler:
                 f"logging sink {config.sink} returned {type(handler).__name__}, "
                 "not a logging.Handler"
             )
-    if handler.formatter is None:  # a sink that brings its own formatter keeps it
+    if config.format != "handler":  # watchtower's own formatter, for one, sends the message alone
         handler.setFormatter(JsonFormatter() if config.format == "json" else TextFormatter())
     return handler
 
@@ -140,7 +143,12 @@ class _Console(logging.StreamHandler):
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRIBUTES}
+    """What the caller passed (`extra`); not what a record factory adds (Ray: _ray_...)."""
+    return {
+        k: v
+        for k, v in vars(record).items()
+        if k not in _RECORD_ATTRIBUTES and not k.startswith("_")
+    }
 
 
 def _time(record: logging.LogRecord) -> str:
