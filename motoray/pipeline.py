@@ -17,7 +17,7 @@ import math
 import platform
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -252,10 +252,8 @@ def _process(
         ray.data.DataContext.get_current().execution_options.preserve_order = True
         if plan.sharded:
             tasks = shard_runs(keys, assignment, images_per_shard(plan, keys, assignment))
-            shards = defaultdict(int)
-            for task in tasks:
-                shards[task["shard"].split("/")[0]] += 1
-            counts["shards"] = dict(sorted(shards.items()))
+            per_split_shards = Counter(task["shard"].split("/")[0] for task in tasks)
+            counts["shards"] = dict(sorted(per_split_shards.items()))
             telemetry.log("sharded", f"{len(tasks)} shards", shards=counts["shards"])
         else:
             tasks = image_items(keys, assignment)
@@ -272,17 +270,12 @@ def _process(
                 per_split[split]["images"] += 1
             for split in written["split"].to_pylist():
                 per_split[split]["outputs"] += 1
+            done = len(images) + failed.num_rows
             counts["images_failed"] += failed.num_rows
-            counts["images_done"] += len(images) + failed.num_rows
+            counts["images_done"] += done
             counts["outputs"] += written.num_rows
-            written_bytes = pc.sum(written["bytes"]).as_py() or 0
-            telemetry.block(
-                len(images) + failed.num_rows,
-                failed.num_rows,
-                written.num_rows,
-                written_bytes,
-                dict(counts),
-            )
+            nbytes = pc.sum(written["bytes"]).as_py() or 0
+            telemetry.block(done, failed.num_rows, written.num_rows, nbytes, dict(counts))
             if on_progress:
                 on_progress(dict(counts))
     plan.job_dir.write(MANIFEST_FILE, manifest.finish())
