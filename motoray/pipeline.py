@@ -351,7 +351,11 @@ def process_batch(batch: dict[str, np.ndarray], plan: Plan) -> pa.Table:
 
 def process_shard(batch: dict[str, np.ndarray], plan: Plan) -> pa.Table:
     """The same for one shard (`batch`: one task of `shard_runs`): every output goes into one
-    tar as `<key>.jpg` with its manifest record `<key>.json`, in manifest order."""
+    tar as `<key>.jpg` with its manifest record `<key>.json`, in manifest order.
+
+    The shard is built in memory (the Storage interface writes whole objects): a task needs
+    about twice shard_size_mb, which is why that is capped.
+    """
     [shard], [items] = batch["shard"].tolist(), batch["items"].tolist()
     images = {c: np.array([item[c] for item in json.loads(items)]) for c in ("key", *PLACEMENT)}
     encoded: dict[str, bytes] = {}

@@ -113,7 +113,7 @@ class OutputOptions(_Strict):
         "<split>/shard-000000.tar, ... of <sample>.jpg + <sample>.json",
     )
     shard_size_mb: int = Field(
-        256, strict=True, ge=1, le=4096, description="webdataset: target size of one shard, MiB"
+        256, strict=True, ge=1, le=1024, description="webdataset: target size of one shard, MiB"
     )
     quality: int = Field(90, strict=True, ge=1, le=100, description="JPEG quality")
 
