@@ -1,0 +1,196 @@
+"""Lose a worker node in the middle of a motoray job, on a local multi-node Ray cluster.
+
+One cluster (head with 0 CPUs, two 1-CPU worker nodes) runs the same request twice:
+job "clean", then job "node-loss", during which a worker node that is running a pipeline
+task is killed without grace (SIGKILL of its raylet and object store; its workers die with
+them) once some outputs exist but not all, and a replacement node joins. Writes a JSON
+report (--report, default stdout); the caller compares the two job folders.
+
+Run it in a process of its own (tests/cluster/test_node_loss.py does): it calls ray.init,
+which must not meet a test session's in-process Ray, and it should get a private RAY_TMPDIR
+so that `ray.init()` elsewhere on the machine does not find this cluster.
+
+    python scripts/node_loss_check.py --frames DIR --output DIR [--report FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import ray
+from ray.cluster_utils import Cluster
+
+from motoray.config import Config, OutputConfig, SourceConfig
+from motoray.ops import enabled
+from motoray.pipeline import JOB_FILE, job_folder, run_job
+from motoray.spec import parse_json, parse_requests
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_REQUEST = ROOT / "examples" / "requests" / "seed_sample.json"
+WORKER_CPUS = 1
+POLL_S = 0.005
+PIPELINE_TASK = "MapBatches(process_batch)"  # Ray Data's name for pipeline.process_batch tasks
+
+
+def count_outputs(job_dir: Path) -> int:
+    return sum(1 for _ in job_dir.rglob("*.jpg")) if job_dir.exists() else 0
+
+
+class JobThread(threading.Thread):
+    """run_job off the main thread: the main thread kills and adds nodes (Ray's Node
+    installs signal handlers, which only the main thread may do)."""
+
+    def __init__(self, request, config: Config, job_id: str) -> None:
+        super().__init__(daemon=True)
+        self.args = (request, config, job_id)
+        self.record: dict | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.record = run_job(*self.args)
+        except BaseException as e:  # reported by the main thread
+            self.error = e
+
+
+def busy_workers(address: str, workers: list) -> list:
+    """The worker nodes running a pipeline task right now, per Ray's state API."""
+    from ray.util.state import list_tasks
+
+    tasks = list_tasks(address=address, limit=1000, raise_on_missing_output=False)
+    busy = {t.node_id for t in tasks if t.state == "RUNNING" and t.name == PIPELINE_TASK}
+    return [w for w in workers if w.node_id in busy]
+
+
+def kill_mid_job(
+    cluster: Cluster, workers: list, job: JobThread, job_dir: Path, low: int, high: int
+) -> dict:
+    """Once at least `low` outputs exist, kill a worker node that is running a pipeline task,
+    then add a replacement. Gives up if `high` outputs exist or the job ends first."""
+    started = time.monotonic()
+    while job.is_alive() and not (job_dir / JOB_FILE).exists():
+        outputs = count_outputs(job_dir)
+        if outputs >= high:
+            break
+        victims = busy_workers(cluster.address, workers) if outputs >= low else []
+        if victims:
+            victim = victims[0]
+            cluster.remove_node(victim, allow_graceful=False)
+            report = {
+                "killed": True,
+                "node_id": victim.node_id,
+                "outputs_at_kill": outputs,
+                "job_json_at_kill": (job_dir / JOB_FILE).exists(),
+                "killed_after_s": round(time.monotonic() - started, 2),
+            }
+            report["replacement_id"] = cluster.add_node(num_cpus=WORKER_CPUS).node_id
+            return report
+        time.sleep(POLL_S)
+    return {"killed": False, "outputs_when_given_up": count_outputs(job_dir)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", required=True, help="folder of source frames")
+    parser.add_argument("--output", required=True, help="output root for both jobs")
+    parser.add_argument("--report", type=Path, help="write the JSON report here, not to stdout")
+    parser.add_argument("--request", default=str(SEED_REQUEST), help="default: the seed request")
+    parser.add_argument(
+        "--kill-at", type=float, default=0.1, help="kill once this share of outputs exists"
+    )
+    parser.add_argument("--timeout", type=float, default=300, help="seconds, for the lossy job")
+    args = parser.parse_args(argv)
+
+    body = parse_json(Path(args.request).read_bytes())
+    body = body[0] if isinstance(body, list) else body
+    name = body["name"]
+    config = Config(
+        sources={name: SourceConfig(uri=str(Path(args.frames).resolve()))},
+        output=OutputConfig(uri=str(Path(args.output).resolve())),
+    )
+    [request] = parse_requests(body, enabled(), [name])
+
+    # shutdown_at_exit: a reaper kills the nodes if this process dies before `finally`.
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 0, "include_dashboard": True, "dashboard_port": 0},
+    )
+    report: dict = {}
+    try:
+        workers = [cluster.add_node(num_cpus=WORKER_CPUS) for _ in range(2)]
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+
+        clean = run_job(request, config, "clean")
+        total = clean["counts"]["outputs"]
+
+        job_dir = Path(job_folder(config, name, "node-loss").uri)
+        job = JobThread(request, config, "node-loss")
+        started = time.monotonic()
+        job.start()
+        low, high = max(1, int(total * args.kill_at)), int(total * 0.75)
+        kill = kill_mid_job(cluster, workers, job, job_dir, low, high)
+        job.join(timeout=args.timeout)
+        if job.is_alive():
+            raise TimeoutError(f"job node-loss still running after {args.timeout} s")
+        if job.error is not None:
+            raise job.error
+        lossy = job.record
+        report = {
+            "clean": {"state": clean["state"], "counts": clean["counts"]},
+            "node_loss": {"state": lossy["state"], "counts": lossy["counts"]},
+            "node_loss_s": round(time.monotonic() - started, 2),
+            "outputs_expected": total,
+            "kill": kill,
+            "task_attempts": task_attempts(cluster.address, kill.get("node_id")),
+            "nodes": [
+                {"node_id": n["NodeID"], "alive": n["Alive"], "cpus": n["Resources"].get("CPU", 0)}
+                for n in ray.nodes()
+            ],
+        }
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    text = json.dumps(report, indent=2, sort_keys=True)
+    if args.report:
+        args.report.write_text(text + "\n")
+    else:
+        print(text)
+    return 0
+
+
+def task_attempts(address: str, node_id: str | None, timeout_s: float = 30) -> list[dict]:
+    """The pipeline task attempts that died with node `node_id`, and the retries: the evidence
+    that the kill hit running work. Ray's task events arrive a second or more after the fact,
+    so this waits until both kinds show up (or `timeout_s`)."""
+    from ray.util.state import list_tasks
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        # An explicit address: with none, the state API picks any Ray instance on the machine.
+        tasks = list_tasks(address=address, limit=1000, detail=True)
+        attempts = [
+            {
+                "attempt": t.attempt_number,
+                "state": t.state,
+                "error_type": t.error_type,
+                "on_killed_node": t.node_id == node_id,
+            }
+            for t in tasks
+            if t.name == PIPELINE_TASK and (t.attempt_number > 0 or t.error_type)
+        ]
+        died = any(a["on_killed_node"] and a["error_type"] == "NODE_DIED" for a in attempts)
+        retried = any(a["attempt"] > 0 and a["state"] == "FINISHED" for a in attempts)
+        if (died and retried) or time.monotonic() > deadline:
+            return attempts
+        time.sleep(1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

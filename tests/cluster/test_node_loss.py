@@ -1,0 +1,112 @@
+"""A worker node dies in the middle of a job: the job succeeds, with exactly a clean run's files.
+
+The cluster work runs in its own process (scripts/node_loss_check.py), not in pytest's: the
+session `ray_local` fixture may already have called ray.init here, and a second cluster's
+driver cannot share a process with it (ray.init(ignore_reinit_error=True) would silently
+keep the first one). A subprocess also gets its own RAY_TMPDIR, so the address file that
+`ray.cluster_utils.Cluster` writes is not where other `ray.init()` calls on this machine
+look, and everything it started dies with its process group whatever happens here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from motoray.sample_data import write_sample_frames
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "node_loss_check.py"
+FRAMES = 200
+TIMEOUT_S = 420
+
+
+def job_hashes(job_dir: Path) -> dict[str, str]:
+    """sha256 of every file under the job folder (hidden ones too) but job.json."""
+    return {
+        p.relative_to(job_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(job_dir.rglob("*"))
+        if p.is_file() and p.name != "job.json"
+    }
+
+
+def run_check(frames: Path, output: Path) -> dict:
+    # Short, private temp dir: Ray's unix socket paths must fit in 107 bytes.
+    ray_tmp = tempfile.mkdtemp(prefix="motoray-nodeloss-", dir="/tmp")
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp}
+    env.pop("RAY_ADDRESS", None)
+    report = output.parent / "report.json"
+    command = [sys.executable, str(SCRIPT), "--frames", str(frames), "--output", str(output)]
+    command += ["--report", str(report)]
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group: the Ray nodes it starts are in it
+    )
+    try:
+        log, _ = process.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        log, _ = process.communicate()
+        pytest.fail(f"node_loss_check.py timed out after {TIMEOUT_S} s:\n{log[-4000:]}")
+    finally:
+        # Stragglers of the group it leads (a worker of the killed node, say).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert process.returncode == 0, f"node_loss_check.py failed:\n{log[-4000:]}"
+    return json.loads(report.read_text())
+
+
+def test_worker_node_killed_mid_job_changes_no_output_byte(tmp_path: Path) -> None:
+    frames = tmp_path / "MotoGP"
+    write_sample_frames(frames, FRAMES, (640, 360))
+    output = tmp_path / "outputs"
+
+    report = run_check(frames, output)
+    print(json.dumps(report["kill"]), f"node-loss job: {report['node_loss_s']} s")
+
+    assert report["clean"]["state"] == "SUCCEEDED"
+    assert report["node_loss"]["state"] == "SUCCEEDED"
+    assert report["node_loss"]["counts"] == report["clean"]["counts"]
+    assert report["clean"]["counts"]["images_failed"] == 0
+    expected = report["outputs_expected"]
+    assert expected == FRAMES * 4  # seed request: one CROP and three RANDOM_CROPs per frame
+
+    # The kill landed mid-job: some outputs written, not all, job not finished...
+    kill = report["kill"]
+    assert kill["killed"], f"the job finished before the kill: {kill}"
+    assert 0 < kill["outputs_at_kill"] < expected and not kill["job_json_at_kill"]
+    # ...the node (picked while it ran a pipeline task) really died, and that work ran again.
+    nodes = {n["node_id"]: n for n in report["nodes"]}
+    assert not nodes[kill["node_id"]]["alive"]
+    assert nodes[kill["replacement_id"]]["alive"]
+    attempts = report["task_attempts"]
+    assert any(a["on_killed_node"] and a["error_type"] == "NODE_DIED" for a in attempts), attempts
+    assert any(a["attempt"] > 0 and a["state"] == "FINISHED" for a in attempts), attempts
+
+    # Nothing missing, nothing duplicated, nothing half written: the same files, byte for byte.
+    clean, lossy = output / "MotoGP" / "clean", output / "MotoGP" / "node-loss"
+    hashes = job_hashes(lossy)
+    assert hashes == job_hashes(clean)
+    assert len(hashes) == expected + 1  # + manifest.parquet
+    manifest = pq.read_table(lossy / "manifest.parquet")
+    paths = manifest["output_path"].to_pylist()
+    assert len(paths) == len(set(paths)) == expected
+    assert set(paths) == set(hashes) - {"manifest.parquet"}
+    record = json.loads((lossy / "job.json").read_text())
+    assert record["state"] == "SUCCEEDED" and record["failures"] == []
