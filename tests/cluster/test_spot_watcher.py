@@ -76,7 +76,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def imds(request: pytest.FixtureRequest) -> Iterator[FakeIMDS]:
-    server = FakeIMDS(list(request.param))
+    # Answers may be callables, evaluated now: a notice's deadline is relative to the test run.
+    server = FakeIMDS([r() if callable(r) else r for r in request.param])
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -150,7 +151,7 @@ def test_drain_argv_parses_with_rays_own_cli(node_id: str | None) -> None:
     assert params["node_id"] == node_id
 
 
-@pytest.mark.parametrize("imds", [[404, 404, notice_in(120)]], indirect=True)
+@pytest.mark.parametrize("imds", [[404, 404, lambda: notice_in(120)]], indirect=True)
 def test_drains_once_when_notice_appears(imds: FakeIMDS) -> None:
     runner = Recorder()
     argv = watch(MetadataClient(imds.url), interval=0.01, runner=runner, max_polls=50)
@@ -166,7 +167,7 @@ def test_drains_once_when_notice_appears(imds: FakeIMDS) -> None:
     assert set(imds.action_tokens) == {TOKEN}
 
 
-@pytest.mark.parametrize("imds", [[notice_in(60)]], indirect=True)
+@pytest.mark.parametrize("imds", [[lambda: notice_in(60)]], indirect=True)
 def test_failed_drain_is_retried(imds: FakeIMDS) -> None:
     runner = Recorder(codes=[1, 0])
     argv = watch(
@@ -177,7 +178,9 @@ def test_failed_drain_is_retried(imds: FakeIMDS) -> None:
 
 
 @pytest.mark.parametrize(
-    "imds", [[404, b"garbage", b'{"action": "terminate"}', 500, notice_in(100)]], indirect=True
+    "imds",
+    [[404, b"garbage", b'{"action": "terminate"}', 500, lambda: notice_in(100)]],
+    indirect=True,
 )
 def test_bad_answers_are_logged_and_polling_goes_on(
     imds: FakeIMDS, caplog: pytest.LogCaptureFixture
