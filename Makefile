@@ -22,8 +22,8 @@ demo: setup $(SAMPLE)
 	$(BIN)/motoray run examples/requests/seed_sample.json --config $(CONFIG)
 
 lint: setup
-	$(BIN)/ruff check motoray tests
-	$(BIN)/ruff format --check motoray tests
+	$(BIN)/ruff check motoray tests scripts
+	$(BIN)/ruff format --check motoray tests scripts
 
 test: setup lint
 	$(BIN)/pytest -q -m "not slow" --durations=10

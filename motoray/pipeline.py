@@ -345,7 +345,7 @@ def process_batch(batch: dict[str, np.ndarray], plan: Plan) -> pa.Table:
 
         rows = _outputs(plan, batch, io, write)
         for done in writes:
-            done.result()  # a failed write fails the task, and Ray retries it
+            done.result()  # a failed write fails the job: Ray Data retries lost tasks, not errors
     return pa.Table.from_pylist(rows, schema=ROWS_SCHEMA)
 
 
