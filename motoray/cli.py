@@ -1,4 +1,4 @@
-"""motoray run | sample-data | operators | sources."""
+"""motoray run | serve | submit | sample-data | operators | sources."""
 
 from __future__ import annotations
 
@@ -36,6 +36,28 @@ def main(argv: list[str] | None = None) -> int:
     _config_flag(operators)
     sources = commands.add_parser("sources", help="list the configured data sources")
     _config_flag(sources)
+
+    serve = commands.add_parser("serve", help="the HTTP API on Ray Serve, until Ctrl-C")
+    _config_flag(serve)
+    serve.add_argument("--host", help="default: the config's server.host")
+    serve.add_argument("--port", type=int, help="default: the config's server.port (5000)")
+    serve.add_argument(
+        "--address",
+        default=os.environ.get("RAY_ADDRESS"),
+        help="Ray cluster to join (default: $RAY_ADDRESS; none: start a local Ray)",
+    )
+
+    submit = commands.add_parser("submit", help="send request(s) to a running service")
+    submit.add_argument("request", help="JSON file: one request object or a list of them")
+    submit.add_argument("--url", default=os.environ.get("MOTORAY_URL", "http://127.0.0.1:5000"))
+    submit.add_argument(
+        "--token", default=os.environ.get("MOTORAY_API_TOKEN"), help="default: $MOTORAY_API_TOKEN"
+    )
+    submit.add_argument("--wait", action="store_true", help="follow the jobs to the end")
+    submit.add_argument("--cacert", help="CA bundle to verify an HTTPS service with")
+    submit.add_argument(
+        "--ready-timeout", type=float, default=0, help="wait this long for the service to be up"
+    )
 
     args = parser.parse_args(argv)
     try:
@@ -80,7 +102,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     exit_code = 0
     for request, job_id in zip(requests, job_ids):
         try:
-            record = run_job(request, config, job_id, on_progress=_progress_bar(job_id, args.quiet))
+            progress = _with_service_progress(job_id, _progress_bar(job_id, args.quiet))
+            record = run_job(request, config, job_id, on_progress=progress)
         except Exception as e:
             print(f"\njob {job_id} FAILED: {type(e).__name__}: {e}", file=sys.stderr)
             exit_code = 1
@@ -107,6 +130,21 @@ def _progress_bar(job_id: str, quiet: bool):
             bar.close()
 
     return update
+
+
+def _with_service_progress(job_id: str, on_progress):
+    """In a job started by the service, also report progress where its API can read it."""
+    if not os.environ.get("MOTORAY_PROGRESS"):  # motoray.jobs.PROGRESS_ENV
+        return on_progress
+    from motoray.jobs import progress_reporter
+
+    report = progress_reporter(job_id)
+
+    def both(counts: dict) -> None:
+        on_progress(counts)
+        report(counts)
+
+    return both
 
 
 def print_summary(record: dict) -> None:
@@ -167,8 +205,22 @@ def _maybe_config(path: str | None) -> Config | None:
         return None
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from motoray.server import serve
+
+    return serve(args.config, args.host, args.port, args.address)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from motoray.client import submit
+
+    return submit(args.request, args.url, args.token, args.wait, args.cacert, args.ready_timeout)
+
+
 COMMANDS = {
     "run": cmd_run,
+    "serve": cmd_serve,
+    "submit": cmd_submit,
     "sample-data": cmd_sample_data,
     "operators": cmd_operators,
     "sources": cmd_sources,

@@ -1,0 +1,1 @@
+"""The HTTP API: a FastAPI app served by Ray Serve (see `deployment.py`)."""

@@ -1,0 +1,48 @@
+"""The Serve deployment wrapping the FastAPI app, and how to build the application."""
+
+from __future__ import annotations
+
+import os
+
+from ray import serve
+from ray.serve import Application
+
+from motoray.config import load_config
+
+APP_NAME = "motoray"
+
+
+@serve.deployment(
+    name="MotorayAPI",
+    ray_actor_options={"num_cpus": 0},  # waits on Ray and HTTP; leaves the CPUs to jobs
+    max_ongoing_requests=32,
+    # Beyond this many queued requests Serve answers 429 + Retry-After itself.
+    max_queued_requests=256,
+    backpressure_config={"status_code": 429, "retry_after_s": 1},
+)
+@serve.ingress()
+class MotorayAPI:
+    def __init__(self, config_path: str, token: str | None) -> None:
+        self._config_path = config_path
+        self._token = token
+
+    def __serve_build_asgi_app__(self):
+        # Built inside the replica, where Ray is up for the job service.
+        from motoray.api.app import create_app
+
+        app = create_app(self._config_path, self._token)
+        app.state.jobs.connect_board()  # now, rather than on the first POST
+        return app
+
+
+def build_app(config_path: str | None = None) -> Application:
+    """The application for `serve.run`; fails here, not in a replica, on a bad config.
+
+    The token is taken from MOTORAY_API_TOKEN in this process; without it, the
+    replicas use the config's `server.auth_token`.
+    """
+    config = load_config(config_path)
+    token = os.environ.get("MOTORAY_API_TOKEN") or None
+    if not (token or config.server.auth_token):
+        raise ValueError("no API token: set MOTORAY_API_TOKEN (or server.auth_token in the config)")
+    return MotorayAPI.bind(config.path, token)

@@ -1,0 +1,86 @@
+"""What the API answers: response models, separate from the pipeline's records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+State = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "STOPPED"]
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int] = Field(description="path of the offending field; [] for the whole body")
+    msg: str
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    errors: list[ErrorItem] = Field(default_factory=list)
+
+
+class JobLink(BaseModel):
+    job_id: str
+    status_url: str
+
+
+class JobsAccepted(BaseModel):
+    jobs: list[JobLink] = Field(description="one job per request of the body, in order")
+
+
+class Progress(BaseModel):
+    images_total: int
+    images_done: int
+    images_failed: int
+    outputs: int = Field(description="output images written so far")
+
+
+class Failure(BaseModel):
+    source_path: str
+    reason: str
+
+
+class Summary(BaseModel):
+    """The end of job.json: what a finished job did."""
+
+    counts: dict[str, Any]
+    failures: list[Failure] = Field(description="the first failed images (all are in job.json)")
+    timings: dict[str, Any]
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    state: State
+    source: str
+    output: str = Field(description="the job folder: images, manifest.parquet, job.json")
+    submitted_at: datetime | None = None
+    finished_at: datetime | None = None
+    progress: Progress | None = Field(None, description="absent until the job has listed images")
+    summary: Summary | None = Field(None, description="once the job has written job.json")
+    error: str | None = None
+
+
+class DataSource(BaseModel):
+    name: str
+    uri: str
+    description: str
+
+
+class DataSources(BaseModel):
+    sources: list[DataSource]
+
+
+class OperatorInfo(BaseModel):
+    name: str
+    description: str
+    parameters: dict[str, Any] = Field(description="JSON schema of the operator's parameters")
+
+
+class Operators(BaseModel):
+    operators: list[OperatorInfo]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str

@@ -1,0 +1,166 @@
+"""/data_prep: submit jobs, read their status, stop them."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+
+from motoray.api.auth import require_token
+from motoray.api.deps import ConfigDep, JobsDep, OperatorsDep
+from motoray.api.errors import ApiError, clip
+from motoray.api.models import (
+    ErrorResponse,
+    Failure,
+    JobLink,
+    JobsAccepted,
+    JobStatus,
+    Progress,
+    Summary,
+)
+from motoray.cli import new_job_id
+from motoray.jobs import JobState
+from motoray.spec import RequestError, parse_json, parse_requests
+
+MAX_BODY_BYTES = 1024 * 1024
+JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+FAILURES_SHOWN = 20
+
+_errors = {"model": ErrorResponse}
+_retry_after = {"Retry-After": {"description": "seconds", "schema": {"type": "integer"}}}
+UNAVAILABLE = {
+    503: {
+        **_errors,
+        "description": "Ray unreachable or the API restarting",
+        "headers": _retry_after,
+    }
+}
+
+router = APIRouter(
+    prefix="/data_prep",
+    tags=["jobs"],
+    dependencies=[Depends(require_token)],
+    responses={401: {**_errors, "description": "missing or wrong token"}, **UNAVAILABLE},
+)
+
+
+@router.post(
+    "",
+    status_code=202,
+    summary="Start one job per request",
+    responses={
+        400: {**_errors, "description": "body is not JSON (the message says where)"},
+        413: {**_errors, "description": "body larger than 1 MiB"},
+        415: {**_errors, "description": "Content-Type is not application/json"},
+        422: {**_errors, "description": "invalid request: every field path and reason"},
+        429: {
+            "description": "too many pending jobs (or the API overloaded)",
+            "headers": _retry_after,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}},
+                "text/plain": {"schema": {"type": "string"}},  # Serve's own backpressure
+            },
+        },
+    },
+    # The body schema depends on the enabled operators: filled in by app.openapi().
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {}}}},
+)
+async def submit_jobs(
+    request: Request, config: ConfigDep, operators: OperatorsDep, jobs: JobsDep
+) -> JobsAccepted:
+    """A request object, or a list of them (the original clients send a list)."""
+    body = await _read_json(request)
+    requests = parse_requests(body, operators, list(config.sources))
+    ids = await run_in_threadpool(jobs.submit, requests, config, new_job_id())
+    return JobsAccepted(
+        jobs=[JobLink(job_id=i, status_url=str(request.url_for("get_job", job_id=i))) for i in ids]
+    )
+
+
+@router.get(
+    "/{job_id}",
+    name="get_job",
+    summary="A job's state, progress and summary",
+    responses={404: {**_errors, "description": "unknown job"}},
+)
+def get_job(job_id: str, config: ConfigDep, jobs: JobsDep) -> JobStatus:
+    return _status(_known(job_id, jobs.status, config))
+
+
+@router.delete(
+    "/{job_id}",
+    summary="Stop a job",
+    responses={
+        404: {**_errors, "description": "unknown job"},
+        409: {**_errors, "description": "the job already finished"},
+    },
+)
+def stop_job(job_id: str, config: ConfigDep, jobs: JobsDep) -> JobStatus:
+    """Stops the job and waits (briefly) until it has ended: a stopped job writes no job.json."""
+    state = _known(job_id, jobs.status, config)
+    if state.state in ("SUCCEEDED", "FAILED"):
+        raise ApiError(409, f"job {job_id} already finished: {state.state}")
+    return _status(_known(job_id, jobs.stop, config))
+
+
+def _known(job_id: str, lookup, config) -> JobState:
+    state = lookup(job_id, config) if JOB_ID.match(job_id) else None
+    if state is None:
+        raise ApiError(404, f"unknown job {clip(job_id, 130)!r}")
+    return state
+
+
+async def _read_json(request: Request) -> Any:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not (media_type == "application/json" or media_type.endswith("+json")):
+        raise ApiError(
+            415, f"send the body as application/json, not {clip(media_type, 80) or 'untyped'}"
+        )
+    body = bytearray()
+    async for chunk in request.stream():  # stop reading once it is too large
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise ApiError(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    if not body.strip():
+        raise RequestError([{"loc": [], "msg": "empty body: send a request object or a list"}], 400)
+    try:
+        return parse_json(bytes(body))
+    except RecursionError:
+        raise RequestError([{"loc": [], "msg": "invalid JSON: nested too deeply"}], 400) from None
+    except RequestError:
+        raise
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise RequestError([{"loc": [], "msg": f"invalid JSON: {e}"}], 400) from None
+
+
+def _status(state: JobState) -> JobStatus:
+    record = state.record
+    return JobStatus(
+        job_id=state.job_id,
+        state=state.state,
+        source=state.source,
+        output=state.output,
+        submitted_at=_time(state.submitted_at),
+        finished_at=_time(state.finished_at),
+        progress=Progress(**state.progress) if state.progress else None,
+        summary=Summary(
+            counts=record.get("counts", {}),
+            failures=[Failure(**f) for f in record.get("failures", [])[:FAILURES_SHOWN]],
+            timings=record.get("timings", {}),
+        )
+        if record
+        else None,
+        error=_tail(state.error) if state.error else None,
+    )
+
+
+def _tail(text: str, limit: int = 2000) -> str:
+    """Ray's message ends with the job's last log lines: the end says most."""
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+def _time(epoch_s: float | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch_s, UTC) if epoch_s else None

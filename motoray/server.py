@@ -1,0 +1,260 @@
+"""`motoray serve`: the HTTP API on Ray Serve, in the foreground until Ctrl-C or SIGTERM.
+
+It joins the Ray cluster at --address / $RAY_ADDRESS, or starts a local one.
+A local Ray is a `ray start --head --block` child with its own temp dir and free
+ports, so it neither collides with nor gets joined by other Ray instances on the
+machine (a notebook's `ray.init()`, tests). On exit it takes down only what it
+started: a local Ray with its jobs; on a joined cluster, its Serve application
+(and Serve, if it started it), leaving the jobs running.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from motoray.config import load_config
+
+DEFAULT_DASHBOARD_PORT = 8265
+
+
+class _Stop(BaseException):
+    """Raised by the signal handler: unwinds whatever is running into the cleanup."""
+
+
+@dataclass
+class LocalRay:
+    """A single-node Ray cluster in a child process."""
+
+    process: subprocess.Popen
+    address: str  # GCS host:port, for ray.init and RAY_ADDRESS
+    dashboard_url: str
+    temp_dir: str
+    env: dict[str, str] = field(default_factory=dict)  # what a client needs to connect
+
+    def stop(self, timeout: float = 60) -> None:
+        """SIGTERM makes `ray start --block` stop every process it started."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def start_local_ray(
+    num_cpus: int | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> LocalRay:
+    """A fresh single-node Ray; the dashboard on 8265 when that port is free."""
+    env = {**os.environ, **(env or {})}
+    env.pop("RAY_ADDRESS", None)
+    env.pop("MOTORAY_API_TOKEN", None)  # the replicas get it from `serve`; jobs need not see it
+    # Ray 2.60 enables token auth for a new `ray.init()` cluster; do the same here.
+    env.setdefault("RAY_AUTH_MODE", "token")
+    # `serve` stops its jobs and Serve before Ray: no need for Ray's own drain on SIGTERM.
+    env.setdefault("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "0")
+    ray_cli = _script("ray", "ray.scripts.scripts")
+    if env["RAY_AUTH_MODE"] == "token" and not _has_ray_token(env):
+        subprocess.run(
+            [*ray_cli, "get-auth-token", "--generate"], env=env, check=True, capture_output=True
+        )
+    dashboard = DEFAULT_DASHBOARD_PORT if _port_free(DEFAULT_DASHBOARD_PORT) else free_port()
+    for _ in range(3):
+        try:
+            return _ray_start(ray_cli, env, num_cpus, dashboard, timeout)
+        except _PortTaken:
+            # Free when we looked, taken when Ray bound it (another Ray starting alongside).
+            dashboard = free_port()
+    return _ray_start(ray_cli, env, num_cpus, dashboard, timeout)
+
+
+class _PortTaken(RuntimeError):
+    pass
+
+
+def _ray_start(ray_cli, env, num_cpus, dashboard, timeout) -> LocalRay:
+    temp_dir = tempfile.mkdtemp(prefix="motoray-ray-")
+    gcs, agent, client = free_port(), free_port(), free_port()
+    command = [
+        *ray_cli, "start", "--head", "--block", "--disable-usage-stats",
+        f"--port={gcs}", f"--dashboard-port={dashboard}", "--include-dashboard=true",
+        f"--dashboard-agent-listen-port={agent}", f"--ray-client-server-port={client}",
+        f"--temp-dir={temp_dir}",
+    ]  # fmt: skip
+    if num_cpus is not None:
+        command.append(f"--num-cpus={num_cpus}")
+    log_path = Path(temp_dir, "ray-start.log")
+    with log_path.open("wb") as log:
+        # Own session: a Ctrl-C in the terminal reaches us, and we stop Ray in order.
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    address_file = Path(temp_dir, "ray_current_cluster")  # written once the head is up
+    deadline = time.monotonic() + timeout
+    while not address_file.is_file() or not address_file.read_text().strip():
+        if process.poll() is not None or time.monotonic() > deadline:
+            if process.poll() is None:
+                process.terminate()
+            output = log_path.read_text()
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            taken = "already occupied" in output or "already in use" in output
+            raise (_PortTaken if taken else RuntimeError)(f"ray start failed:\n{output[-3000:]}")
+        time.sleep(0.2)
+    return LocalRay(
+        process=process,
+        address=address_file.read_text().strip(),
+        dashboard_url=f"http://127.0.0.1:{dashboard}",
+        temp_dir=temp_dir,
+        env={"RAY_AUTH_MODE": env["RAY_AUTH_MODE"]},
+    )
+
+
+def serve(
+    config_path: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    address: str | None = None,
+) -> int:
+    config = load_config(config_path)
+    if not (os.environ.get("MOTORAY_API_TOKEN") or config.server.auth_token):
+        raise ValueError("no API token: set MOTORAY_API_TOKEN (or server.auth_token in the config)")
+    host = host or config.server.host
+    port = port or config.server.port
+    http_options: dict = {"host": host, "port": port, "request_timeout_s": 60}
+    if config.server.tls:
+        http_options["ssl_certfile"] = _config_file(config, config.server.tls.certfile)
+        http_options["ssl_keyfile"] = _config_file(config, config.server.tls.keyfile)
+    scheme = "https" if config.server.tls else "http"
+
+    def stop(signum, frame):
+        raise _Stop
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
+
+    local: LocalRay | None = None
+    serve_was_running = True
+    try:
+        if not address:
+            print("starting a local Ray ...", flush=True)
+            local = start_local_ray()
+            os.environ.update(local.env)
+            address = local.address
+        # Imported only now: Ray reads RAY_AUTH_MODE once, when it loads.
+        import ray
+        from ray import serve as ray_serve
+
+        from motoray.api.deployment import APP_NAME, build_app
+
+        app = build_app(config.path)
+        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+        for signum in (signal.SIGINT, signal.SIGTERM):  # ray.init installed its own
+            signal.signal(signum, stop)
+        serve_was_running = bool(ray_serve.status().proxies)
+        if serve_was_running:
+            print("Serve already runs on this cluster: its HTTP options are kept", flush=True)
+        ray_serve.start(http_options=http_options)
+        ray_serve.run(app, name=APP_NAME, route_prefix="/")
+        print(
+            f"motoray API on {scheme}://{host}:{port} (docs: /docs); Ray at {address}", flush=True
+        )
+        if local:
+            print(f"Ray dashboard {local.dashboard_url}; logs in {local.temp_dir}", flush=True)
+        while True:
+            time.sleep(3600)
+    except _Stop:
+        print("stopping ...", flush=True)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):  # finish the cleanup once started
+            signal.signal(signum, signal.SIG_IGN)
+        _teardown(local, address, serve_was_running)
+    print("stopped", flush=True)
+    return 0
+
+
+def _teardown(local: LocalRay | None, address: str | None, serve_was_running: bool) -> None:
+    """Undo what `serve` did, step by step: one failing step must not skip the others."""
+    try:
+        if "ray" in sys.modules:
+            import ray
+
+            if ray.is_initialized():
+                _leave_ray(ray, local, address, serve_was_running)
+    finally:
+        if local:
+            local.stop()
+
+
+def _leave_ray(ray, local: LocalRay | None, address: str | None, serve_was_running: bool) -> None:
+    from ray import serve as ray_serve
+
+    from motoray.api.deployment import APP_NAME
+
+    if local:  # its Ray goes away: stop the jobs cleanly first
+
+        def stop_jobs() -> None:
+            from motoray.jobs import JobService
+
+            _report_stopped(JobService(address).stop_all())
+
+        _attempt(stop_jobs)
+    if serve_was_running:  # others' apps may be on it: remove only ours
+        _attempt(lambda: ray_serve.delete(APP_NAME))
+    else:
+        _attempt(ray_serve.shutdown)
+    _attempt(ray.shutdown)
+
+
+def _attempt(step) -> None:
+    try:
+        step()
+    except Exception as e:
+        print(f"cleanup: {type(e).__name__}: {e}", file=sys.stderr)
+
+
+def _report_stopped(job_ids: list[str]) -> None:
+    if job_ids:
+        print(f"stopped {len(job_ids)} unfinished job(s): {', '.join(job_ids)}", flush=True)
+
+
+def _config_file(config, path: str) -> str:
+    """TLS files, like every path in the config, are relative to the config file."""
+    base = Path(config.path).parent if config.path else Path.cwd()
+    return str((base / Path(path).expanduser()).resolve())
+
+
+def _script(name: str, module: str) -> list[str]:
+    script = Path(sys.executable).with_name(name)
+    return [str(script)] if script.is_file() else [sys.executable, "-m", module]
+
+
+def _has_ray_token(env: dict[str, str]) -> bool:
+    return bool(
+        env.get("RAY_AUTH_TOKEN")
+        or env.get("RAY_AUTH_TOKEN_PATH")
+        or Path("~/.ray/auth_token").expanduser().is_file()
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+        return True

@@ -1,0 +1,159 @@
+"""POST /data_prep -> Ray Jobs -> the same dataset as the core pipeline; status, stop, catalog."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from motoray.config import OutputConfig, load_config
+from motoray.ops import enabled
+from motoray.pipeline import JOB_FILE, MANIFEST_FILE, run_job
+from motoray.spec import parse_requests
+from tests.api.conftest import FRAMES, post_json, wait_for
+from tests.conftest import EXAMPLES
+
+SEED_FILE = EXAMPLES / "seed_sample.json"
+
+
+@pytest.fixture(scope="module")
+def seed_job(service) -> dict:
+    """The seed sample POSTed as its file's bytes, followed to the end."""
+    with service.client() as api:
+        started = time.monotonic()
+        response = post_json(api, SEED_FILE.read_bytes())
+        assert response.status_code == 202, response.text
+        [job] = response.json()["jobs"]
+        running = wait_for(api, job["job_id"], states=("RUNNING", "SUCCEEDED"), poll_s=0.05)
+        to_running = time.monotonic() - started
+        final = wait_for(api, job["job_id"])
+    print(f"\nPOST -> {running['state']}: {to_running:.2f} s")  # reported by the test run
+    return {"link": job, "final": final, "to_running_s": to_running}
+
+
+def test_seed_sample_succeeds_with_the_core_results(seed_job, service, ray_local, tmp_path):
+    link, final = seed_job["link"], seed_job["final"]
+    assert link["status_url"] == f"{service.url}/data_prep/{link['job_id']}"
+    assert final["state"] == "SUCCEEDED", final
+    assert final["error"] is None
+    train = round(FRAMES * 0.8)
+    # 1 CROP + 3 RANDOM_CROP outputs per image
+    assert final["progress"] == {
+        "images_total": FRAMES,
+        "images_done": FRAMES,
+        "images_failed": 0,
+        "outputs": 4 * FRAMES,
+    }
+    assert final["summary"]["counts"]["splits"] == {
+        "test": {"images": FRAMES - train, "outputs": 4 * (FRAMES - train)},
+        "train": {"images": train, "outputs": 4 * train},
+    }
+    served = Path(final["output"])
+    assert json.loads((served / JOB_FILE).read_text())["state"] == "SUCCEEDED"
+
+    # The same request through the core pipeline, in this process: byte for byte the same.
+    config = load_config(service.config_path)
+    config.output = OutputConfig(uri=str(tmp_path))
+    [request] = parse_requests(json.loads(SEED_FILE.read_bytes()), enabled(), ["MotoGP"])
+    core = Path(run_job(request, config, "core")["output"])
+    served_manifest = pq.read_table(served / MANIFEST_FILE)
+    assert served_manifest.equals(pq.read_table(core / MANIFEST_FILE))
+    for path in served_manifest["output_path"].to_pylist():
+        assert (served / path).read_bytes() == (core / path).read_bytes(), path
+
+
+def test_post_to_running_latency_is_reported(seed_job):
+    assert seed_job["to_running_s"] < 60
+
+
+def test_seed_text_verbatim_is_400_saying_where(api):
+    body = (EXAMPLES / "seed_sample_verbatim.txt").read_bytes()
+    response = post_json(api, body)
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert error["loc"] == []
+    assert "line 1 column" in error["msg"] and "delimiter" in error["msg"]
+
+
+def test_a_list_body_is_one_job_per_element(api):
+    seed = json.loads(SEED_FILE.read_text())[0]
+    augment_only = json.loads((EXAMPLES / "augment_only.json").read_text())[0]
+    response = post_json(api, [seed, augment_only])
+    assert response.status_code == 202, response.text
+    jobs = response.json()["jobs"]
+    base = jobs[0]["job_id"].rsplit("-", 1)[0]
+    assert [job["job_id"] for job in jobs] == [f"{base}-0", f"{base}-1"]
+    finals = [wait_for(api, job["job_id"]) for job in jobs]
+    assert [f["state"] for f in finals] == ["SUCCEEDED", "SUCCEEDED"]
+    assert finals[1]["progress"]["outputs"] == 5 * FRAMES  # RANDOM_CROP target_count 5
+
+
+def test_delete_stops_a_job_and_leaves_no_job_json(api):
+    response = post_json(api, json.loads(SEED_FILE.read_text()))
+    [job] = response.json()["jobs"]
+    stopped = api.delete(f"/data_prep/{job['job_id']}")
+    assert stopped.status_code == 200, stopped.text
+    assert stopped.json()["state"] == "STOPPED"
+    time.sleep(3)  # a driver that outlived its stop would write job.json by now
+    assert not (Path(stopped.json()["output"]) / JOB_FILE).exists()
+    assert api.get(f"/data_prep/{job['job_id']}").json()["state"] == "STOPPED"
+    again = api.delete(f"/data_prep/{job['job_id']}")  # idempotent
+    assert (again.status_code, again.json()["state"]) == (200, "STOPPED")
+
+
+def test_delete_of_a_finished_job_is_409(seed_job, api):
+    response = api.delete(f"/data_prep/{seed_job['link']['job_id']}")
+    assert response.status_code == 409
+    assert "SUCCEEDED" in response.json()["error"]
+
+
+@pytest.mark.parametrize("job_id", ["20990101-000000-abcdef", "nope", "a..b", "a" * 300, "%00"])
+def test_unknown_job_is_404(api, job_id):
+    for method in ("GET", "DELETE"):
+        response = api.request(method, f"/data_prep/{job_id}")
+        assert response.status_code == 404, (method, job_id, response.text)
+        assert response.json()["error"].startswith("unknown job")
+
+
+def test_too_many_pending_jobs_is_429_with_retry_after(service, api):
+    seed = json.loads(SEED_FILE.read_text())[0]
+
+    def at_most_one(config: dict) -> None:
+        config["server"]["max_pending_jobs"] = 1
+
+    with service.edited_config(at_most_one):
+        first = post_json(api, seed)
+        assert first.status_code == 202, first.text
+        [job] = first.json()["jobs"]
+        try:
+            for body in (seed, [seed, seed]):
+                refused = post_json(api, body)
+                assert refused.status_code == 429, refused.text
+                assert int(refused.headers["Retry-After"]) > 0
+                assert "limit 1" in refused.json()["error"]
+        finally:
+            api.delete(f"/data_prep/{job['job_id']}")
+
+
+def test_catalog(api, service):
+    sources = api.get("/data_sources").json()["sources"]
+    assert [s["name"] for s in sources] == ["MotoGP"]
+    operators = {op["name"]: op for op in api.get("/operators").json()["operators"]}
+    assert {"CROP", "RANDOM_CROP"} <= set(operators)
+    crop = operators["CROP"]["parameters"]
+    assert "crop_dimensions" in crop["properties"] and "crop_type" in crop["properties"]
+    assert operators["RANDOM_CROP"]["description"]
+    assert api.get("/healthz").json()["status"] == "ok"
+
+
+def test_docs_and_openapi(service):
+    with service.client(token=None) as anonymous:
+        assert anonymous.get("/docs").status_code == 200
+        schema = anonymous.get("/openapi.json").json()
+    body = schema["paths"]["/data_prep"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["anyOf"][0] == {"$ref": "#/components/schemas/DataPrepRequest"}
+    assert "RANDOM_CROP" in json.dumps(schema["components"]["schemas"]["Augmentation"])
+    assert schema["components"]["securitySchemes"]["token"]["scheme"] == "bearer"

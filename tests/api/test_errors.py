@@ -1,0 +1,160 @@
+"""Bad requests over real HTTP: each one a clear 4xx that names its field, never a 5xx."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from tests.conftest import EXAMPLES
+
+SEED = json.loads((EXAMPLES / "seed_sample.json").read_text())[0]
+JSON = "application/json"
+AUG = ("augmentations", 0)
+
+
+def _with(path: tuple, value=None, delete=False) -> bytes:
+    request = copy.deepcopy(SEED)
+    target = request
+    for part in path[:-1]:
+        target = target[part]
+    if delete:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return json.dumps([request]).encode()
+
+
+def _raw(text: str) -> bytes:
+    return text.encode()
+
+
+BIG = "A" * 100_000
+CASES = [
+    # (id, body, content type, status, error location ("" = body, None = any), word in message)
+    ("empty-body", b"", JSON, 400, "", "empty body"),
+    ("whitespace-body", b"  \n ", JSON, 400, "", "empty body"),
+    ("seed-text-verbatim", (EXAMPLES / "seed_sample_verbatim.txt").read_bytes(), JSON, 400, "",
+     "line 1 column"),
+    ("truncated-json", _raw('[{"name": "MotoGP"'), JSON, 400, "", "line 1 column"),
+    ("not-utf8", b'[{"name": "\xff\xfe"}]', JSON, 400, "", "UTF-8"),
+    ("nested-too-deep", b"[" * 100_000, JSON, 400, "", "nested"),
+    ("integer-5000-digits", _raw('[{"name": "MotoGP", "seed": ' + "9" * 5000 + "}]"), JSON,
+     400, "", "digits"),
+    ("text-plain", json.dumps([SEED]).encode(), "text/plain", 415, None, "application/json"),
+    ("form-encoded", b"name=MotoGP", "application/x-www-form-urlencoded", 415, None, "json"),
+    ("no-content-type", json.dumps([SEED]).encode(), None, 415, None, "application/json"),
+    ("body-over-1mib", _raw(json.dumps([{"name": "MotoGP", "x": "A" * 1_100_000}])), JSON,
+     413, None, "larger"),
+    ("json-number", b"42", JSON, 422, "", ""),
+    ("json-string", b'"MotoGP"', JSON, 422, "", ""),
+    ("json-null", b"null", JSON, 422, "", ""),
+    ("empty-list", b"[]", JSON, 422, "", "empty list"),
+    ("empty-object", b"{}", JSON, 422, "name", "required"),
+    ("too-many-requests", json.dumps([SEED] * 101).encode(), JSON, 422, "", "at most 100"),
+    ("name-missing", _with(("name",), delete=True), JSON, 422, "0.name", "required"),
+    ("name-not-string", _with(("name",), 123), JSON, 422, "0.name", "string"),
+    ("name-path-traversal", _with(("name",), "../../etc"), JSON, 422, "0.name", "pattern"),
+    ("unknown-source", _with(("name",), "soccer"), JSON, 422, "0.name", "registered: MotoGP"),
+    ("size-one-value", _with(("input_image_size",), [480]), JSON, 422,
+     "0.input_image_size.1", "required"),
+    ("size-negative", _with(("input_image_size",), [-1, 270]), JSON, 422,
+     "0.input_image_size.0", "greater"),
+    ("size-huge", _with(("input_image_size",), [10**12, 10**12]), JSON, 422,
+     "0.input_image_size.0", "less"),
+    ("size-strings", _with(("input_image_size",), ["480", "270"]), JSON, 422,
+     "0.input_image_size.0", "integer"),
+    ("augmentations-not-list", _with(("augmentations",), "CROP"), JSON, 422,
+     "0.augmentations", "list"),
+    ("unknown-operator", _with(AUG, {"BLUR": {"radius": 2}}), JSON, 422, "0.augmentations.0",
+     "available: "),
+    ("empty-augmentation", _with(AUG, {}), JSON, 422, "0.augmentations.0", "empty"),
+    ("crop-unknown-position", _with((*AUG, "CROP", "crop_type"), "middle"), JSON, 422,
+     "0.augmentations.0.CROP.crop_type", "top_left"),
+    ("crop-dims-missing", _with((*AUG, "CROP", "crop_dimensions"), delete=True), JSON, 422,
+     "0.augmentations.0.CROP.crop_dimensions", "required"),
+    ("crop-larger-than-size", _with((*AUG, "CROP", "crop_dimensions"), [[300, 270]]), JSON,
+     422, "0.augmentations.0.CROP", "at least 300x270"),
+    ("crop-extra-field", _with((*AUG, "CROP", "padding"), 4), JSON, 422,
+     "0.augmentations.0.CROP.padding", "extra"),
+    ("random-count-zero", _with((*AUG, "RANDOM_CROP", "target_count"), 0), JSON, 422,
+     "0.augmentations.0.RANDOM_CROP.target_count", "greater"),
+    ("random-count-huge", _with((*AUG, "RANDOM_CROP", "target_count"), 10**18), JSON, 422,
+     "0.augmentations.0.RANDOM_CROP.target_count", "less"),
+    ("random-count-float", _with((*AUG, "RANDOM_CROP", "target_count"), 2.5), JSON, 422,
+     "0.augmentations.0.RANDOM_CROP.target_count", "integer"),
+    ("split-not-summing", _with(("train_test_split", "test_ratio"), 30), JSON, 422,
+     "0.train_test_split", "sum to 100"),
+    ("split-negative", _with(("train_test_split", "train_ratio"), -20), JSON, 422,
+     "0.train_test_split.train_ratio", "greater"),
+    ("split-nan", _raw(json.dumps([SEED]).replace('"test_ratio": 20', '"test_ratio": NaN')),
+     JSON, 422, "0.train_test_split.test_ratio", "finite"),
+    ("seed-negative", _with(("seed",), -1), JSON, 422, "0.seed", "greater"),
+    ("seed-over-64-bits", _with(("seed",), 2**64), JSON, 422, "0.seed", "less"),
+    ("quality-out-of-range", _with(("output",), {"quality": 0}), JSON, 422, "0.output.quality",
+     "greater"),
+    ("extra-top-level-field", _with(("priority",), "high"), JSON, 422, "0.priority", "extra"),
+    ("huge-name-not-echoed", _with(("name",), BIG), JSON, 422, "0.name", "pattern"),
+    ("huge-operator-name-not-echoed", _with(AUG, {BIG: {}}), JSON, 422, "0.augmentations.0",
+     "unknown operator"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "loc", "word"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_bad_request_is_a_clear_4xx(api, body, content_type, status, loc, word):
+    headers = {"Content-Type": content_type} if content_type else {}  # httpx adds none
+    response = api.post("/data_prep", content=body, headers=headers)
+    assert response.status_code == status, response.text[:2000]
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()
+    assert len(response.content) < 20_000  # never the input echoed back
+    assert BIG[:400] not in response.text  # messages are clipped
+    messages = [e["msg"] for e in error["errors"]] + [error["error"]]
+    if loc is not None:
+        locs = [".".join(map(str, e["loc"])) for e in error["errors"]]
+        assert loc in locs, error
+        messages = [e["msg"] for e in error["errors"] if ".".join(map(str, e["loc"])) == loc]
+    assert any(word.lower() in m.lower() for m in messages), error
+
+
+def test_the_table_is_big_enough():
+    assert len(CASES) >= 30
+
+
+def test_every_error_of_every_request_is_reported(api):
+    body = json.loads(_with(("seed",), -1)) + json.loads(_with(("name",), 7))
+    body[0]["output"] = {"quality": 500}
+    response = api.post("/data_prep", content=json.dumps(body), headers={"Content-Type": JSON})
+    assert response.status_code == 422
+    locs = {".".join(map(str, e["loc"])) for e in response.json()["errors"]}
+    assert locs == {"0.seed", "0.output.quality", "1.name"}
+
+
+def test_many_errors_are_capped(api):
+    body = [{"name": 1, "seed": -1, "x": 0}] * 100  # 300 errors
+    response = api.post("/data_prep", content=json.dumps(body), headers={"Content-Type": JSON})
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert len(errors) == 101 and errors[-1]["msg"] == "... and 200 more errors"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("PUT", "/data_prep", 405),
+        ("GET", "/data_prep", 405),
+        ("PATCH", "/data_prep/x", 405),
+        ("POST", "/data_sources", 405),
+        ("GET", "/no_such_route", 404),
+        ("POST", "/data_prep/x", 405),
+    ],
+)
+def test_unknown_routes_and_methods(api, method, path, status):
+    response = api.request(method, path)
+    assert response.status_code == status
+    assert "error" in response.json()

@@ -1,0 +1,57 @@
+"""A config edit reaches the running service: new sources and operators, no redeploy."""
+
+from __future__ import annotations
+
+from tests.api.conftest import post_json, wait_for
+
+
+def test_a_new_source_is_served_without_redeploy(service, api, tmp_path):
+    from motoray.sample_data import write_sample_frames
+
+    write_sample_frames(tmp_path / "soccer", 3, (320, 180), seed=7)
+    assert post_json(api, {"name": "soccer"}).status_code == 422
+
+    def add_soccer(config: dict) -> None:
+        config["sources"]["soccer"] = {"uri": str(tmp_path / "soccer"), "description": "new"}
+
+    with service.edited_config(add_soccer):
+        names = [s["name"] for s in api.get("/data_sources").json()["sources"]]
+        assert names == ["MotoGP", "soccer"]
+        response = post_json(api, {"name": "soccer", "input_image_size": [160, 90]})
+        assert response.status_code == 202, response.text
+        [job] = response.json()["jobs"]
+        final = wait_for(api, job["job_id"])
+        assert final["state"] == "SUCCEEDED", final["error"]
+        assert final["source"] == "soccer"
+        assert final["progress"]["images_done"] == 3
+    names = [s["name"] for s in api.get("/data_sources").json()["sources"]]
+    assert names == ["MotoGP"]
+
+
+def test_operators_follow_the_config(service, api):
+    request = {"name": "MotoGP", "augmentations": [{"RANDOM_CROP": {"crop_dimensions": [8, 8]}}]}
+
+    def disable_random_crop(config: dict) -> None:
+        config.setdefault("operators", {})["disabled"] = ["RANDOM_CROP"]
+
+    with service.edited_config(disable_random_crop):
+        operators = [op["name"] for op in api.get("/operators").json()["operators"]]
+        assert "RANDOM_CROP" not in operators and "CROP" in operators
+        response = post_json(api, request)
+        assert response.status_code == 422
+        assert "unknown operator 'RANDOM_CROP'" in response.json()["errors"][0]["msg"]
+        schema = api.get("/openapi.json").json()["components"]["schemas"]["Augmentation"]
+        assert "RANDOM_CROP" not in schema["properties"]
+    # enabled again by the edit being undone
+    assert "RANDOM_CROP" in [op["name"] for op in api.get("/operators").json()["operators"]]
+    schema = api.get("/openapi.json").json()["components"]["schemas"]["Augmentation"]
+    assert "RANDOM_CROP" in schema["properties"]
+
+
+def test_a_broken_config_keeps_the_last_good_one(service, api):
+    original = service.config_path.read_text()
+    service.config_path.write_text("sources: [this is: not valid")
+    try:
+        assert [s["name"] for s in api.get("/data_sources").json()["sources"]] == ["MotoGP"]
+    finally:
+        service.config_path.write_text(original)

@@ -1,0 +1,41 @@
+"""The API replica killed mid-job: the job goes on, and the new replica reports it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from tests.api.conftest import FRAMES, post_json, wait_for
+
+# More outputs per image than the seed: the job is still running when the replica dies.
+REQUEST = {
+    "name": "MotoGP",
+    "augmentations": [{"RANDOM_CROP": {"crop_dimensions": [64, 64], "target_count": 40}}],
+}
+
+
+def test_job_survives_its_api_replica(service, api):
+    response = post_json(api, REQUEST)
+    assert response.status_code == 202, response.text
+    [job] = response.json()["jobs"]
+    wait_for(api, job["job_id"], states=("RUNNING",), poll_s=0.2)
+
+    [old_pid] = service.replica_pids()
+    os.kill(old_pid, signal.SIGKILL)  # a crash, not a graceful stop
+
+    # The proxy answers 5xx (or holds the request) until Serve has a new replica.
+    seen_after = wait_for(api, job["job_id"], states=("RUNNING", "SUCCEEDED"), timeout=120)
+    final = wait_for(api, job["job_id"])
+    assert final["state"] == "SUCCEEDED", final["error"]
+    assert final["progress"] == {
+        "images_total": FRAMES,
+        "images_done": FRAMES,
+        "images_failed": 0,
+        "outputs": 40 * FRAMES,
+    }
+    deadline = time.monotonic() + 60
+    while not (new_pids := service.replica_pids()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert new_pids and old_pid not in new_pids
+    print(f"\nafter the kill, the new replica reported {seen_after['state']}")
