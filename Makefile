@@ -18,8 +18,13 @@ $(VENV)/.installed: pyproject.toml
 $(SAMPLE): | setup
 	$(BIN)/motoray sample-data $(SAMPLE) --count 60 --size 1280x720
 
+# Starts the service on the sample data, sends the seed request over HTTP, waits with a
+# progress bar, prints the summary and stops the service (also on failure or Ctrl-C).
 demo: setup $(SAMPLE)
-	$(BIN)/motoray run examples/requests/seed_sample.json --config $(CONFIG)
+	@export MOTORAY_API_TOKEN=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(24))'); \
+	$(BIN)/motoray serve --config $(CONFIG) & server=$$!; \
+	trap 'kill -TERM $$server; wait $$server' EXIT; \
+	$(BIN)/motoray submit examples/requests/seed_sample.json --url http://127.0.0.1:5000 --wait --ready-timeout 180
 
 lint: setup
 	$(BIN)/ruff check motoray tests scripts

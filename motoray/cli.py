@@ -1,4 +1,4 @@
-"""motoray run | serve | submit | sample-data | operators | sources."""
+"""motoray run | serve | submit | preview | plan | bench | sample-data | operators | sources."""
 
 from __future__ import annotations
 
@@ -13,10 +13,24 @@ from pathlib import Path
 
 from motoray.config import Config, load_config
 
+# Subcommands that parse their own flags (motoray preview -h, ...).
+DELEGATED = {
+    "preview": ("motoray.preview", "contact sheet PNG of what a request will produce"),
+    "plan": ("motoray.plan", "dry run: counts, bytes, duration and cost estimates"),
+    "bench": ("motoray.bench", "motoray against its floor and the usual ways, side by side"),
+}
+
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] and argv[0] in DELEGATED:
+        import importlib
+
+        return importlib.import_module(DELEGATED[argv[0]][0]).main(argv[1:])
     parser = argparse.ArgumentParser(prog="motoray", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in DELEGATED.items():
+        commands.add_parser(name, help=help_text, add_help=False)
 
     run = commands.add_parser("run", help="run request(s) from a JSON file on Ray, no HTTP")
     run.add_argument("request", help="JSON file: one request object or a list of them")

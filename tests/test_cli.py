@@ -90,3 +90,16 @@ def test_sources_operators_and_sample_data(tmp_path, frames):
         "clip000_frame0001.jpg",
         "clip000_frame0002.jpg",
     ]
+
+
+def test_preview_and_plan_from_the_command_line(tmp_path, frames):
+    config = _config(tmp_path, frames)
+    sheet = tmp_path / "sheet.png"
+    request = str(EXAMPLES / "seed_sample.json")
+    result = motoray("preview", request, "--config", str(config), "-o", str(sheet), "--count", "2")
+    assert result.returncode == 0, result.stderr
+    assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    result = motoray("plan", request, "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(result.stdout)["counts"]
+    assert counts["images_total"] == 50 and counts["outputs"] == 200
