@@ -57,7 +57,7 @@ class ServerConfig(_Strict):
     port: int = Field(5000, ge=1, le=65535)
     auth_token: str | None = None
     tls: TLSConfig | None = None
-    max_pending_jobs: PositiveInt = 16
+    max_pending_jobs: PositiveInt = 4  # more jobs than CPUs starve the API on a small head
 
 
 class LimitsConfig(_Strict):
