@@ -71,5 +71,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     if {"CROP", "RANDOM_CROP"} <= set(operators):
         media["example"] = SEED_EXAMPLE
     schema["paths"]["/data_prep"]["post"]["requestBody"]["content"]["application/json"] = media
+    schema["paths"]["/data_prep/plan"]["post"]["requestBody"]["content"]["application/json"] = media
+    preview = schema["paths"]["/data_prep/preview"]["post"]["requestBody"]["content"]
+    preview["application/json"] = {"schema": one}
     app.state.openapi = (key, schema)
     return schema

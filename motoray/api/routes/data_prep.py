@@ -6,8 +6,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
 
 from motoray.api.auth import require_token
 from motoray.api.deps import ConfigDep, JobsDep, OperatorsDep
@@ -23,6 +24,8 @@ from motoray.api.models import (
 )
 from motoray.cli import new_job_id
 from motoray.jobs import JobState
+from motoray.plan import plan as plan_request
+from motoray.preview import MAX_COUNT, contact_sheet
 from motoray.spec import RequestError, parse_json, parse_requests
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -78,6 +81,51 @@ async def submit_jobs(
     return JobsAccepted(
         jobs=[JobLink(job_id=i, status_url=str(request.url_for("get_job", job_id=i))) for i in ids]
     )
+
+
+_BODY = {"requestBody": {"required": True, "content": {"application/json": {}}}}
+_BAD_BODY = {
+    400: {**_errors, "description": "body is not JSON"},
+    415: {**_errors, "description": "Content-Type is not application/json"},
+    422: {**_errors, "description": "invalid request, or a source that cannot be listed"},
+}
+
+
+@router.post(
+    "/preview",
+    summary="A contact sheet (PNG) of what a request will produce, without running it",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, **_BAD_BODY},
+    openapi_extra=_BODY,
+)
+async def preview(
+    request: Request,
+    config: ConfigDep,
+    operators: OperatorsDep,
+    count: int = Query(4, ge=1, le=MAX_COUNT, description="source images shown"),
+) -> Response:
+    [first, *_] = parse_requests(await _read_json(request), operators, list(config.sources))
+    try:
+        png = await run_in_threadpool(contact_sheet, first, config, count)
+    except (ValueError, OSError) as e:  # stratify without labels, a missing source folder
+        raise ApiError(422, clip(str(e))) from None
+    return Response(png, media_type="image/png")
+
+
+@router.post(
+    "/plan",
+    summary="Dry run: images, outputs per split, bytes, duration and cost, without processing",
+    responses=_BAD_BODY,
+    openapi_extra=_BODY,
+)
+async def plan(request: Request, config: ConfigDep, operators: OperatorsDep) -> Any:
+    body = await _read_json(request)
+    requests = parse_requests(body, operators, list(config.sources))
+    try:
+        plans = [await run_in_threadpool(plan_request, r, config) for r in requests]
+    except (ValueError, OSError) as e:
+        raise ApiError(422, clip(str(e))) from None
+    return plans if isinstance(body, list) else plans[0]
 
 
 @router.get(

@@ -1,0 +1,39 @@
+"""POST /data_prep/preview and /data_prep/plan on the running service."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from PIL import Image
+
+from tests.api.conftest import FRAMES
+from tests.conftest import EXAMPLES
+
+SEED = json.loads((EXAMPLES / "seed_sample.json").read_text())
+JSON = {"Content-Type": "application/json"}
+
+
+def test_preview_is_a_png_contact_sheet(api):
+    response = api.post("/data_prep/preview?count=2", content=json.dumps(SEED[0]), headers=JSON)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    sheet = Image.open(io.BytesIO(response.content))
+    assert sheet.format == "PNG" and sheet.width >= 480 and sheet.height >= 2 * 270
+
+
+def test_plan_counts_the_seed_request_without_running_it(api):
+    response = api.post("/data_prep/plan", content=json.dumps(SEED), headers=JSON)
+    assert response.status_code == 200, response.text
+    [plan] = response.json()
+    assert plan["counts"]["images_total"] == FRAMES
+    assert plan["counts"]["outputs"] == 4 * FRAMES
+
+
+def test_preview_and_plan_reject_bad_requests_with_the_field(api):
+    bad = {**SEED[0], "input_image_size": [0, 270]}
+    for path in ("/data_prep/preview", "/data_prep/plan"):
+        response = api.post(path, content=json.dumps(bad), headers=JSON)
+        assert response.status_code == 422
+        assert "input_image_size" in response.text
+    assert api.post("/data_prep/plan", content=b"{", headers=JSON).status_code == 400
