@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
 
 from tests.conftest import EXAMPLES
+from tests.test_spec import _with as seed_with
 
 SEED = json.loads((EXAMPLES / "seed_sample.json").read_text())[0]
 JSON = "application/json"
@@ -15,15 +15,8 @@ AUG = ("augmentations", 0)
 
 
 def _with(path: tuple, value=None, delete=False) -> bytes:
-    request = copy.deepcopy(SEED)
-    target = request
-    for part in path[:-1]:
-        target = target[part]
-    if delete:
-        del target[path[-1]]
-    else:
-        target[path[-1]] = value
-    return json.dumps([request]).encode()
+    """The seed request with one field changed, as the original clients send it (a list)."""
+    return json.dumps([seed_with(path, value, delete)]).encode()
 
 
 def _raw(text: str) -> bytes:
