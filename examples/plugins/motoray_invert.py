@@ -29,8 +29,6 @@ OPERATOR = register(
     Operator(
         name="INVERT",
         params=InvertParams,
-        copies=lambda params: 1,
-        sample=lambda params, rng, shape, copy: {},
         kernel=invert,
         description="The negative: every channel value v becomes 255 - v.",
     )

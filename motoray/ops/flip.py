@@ -20,8 +20,6 @@ OPERATOR = register(
     Operator(
         name="FLIP",
         params=FlipParams,
-        copies=lambda p: 1,
-        sample=lambda p, rng, shape, copy: {"direction": p.direction},
         kernel=flip,
         description="Mirror the image horizontally (left <-> right) or vertically.",
     )

@@ -14,8 +14,6 @@ OPERATOR = register(
     Operator(
         name="GRAYSCALE",
         params=GrayscaleParams,
-        copies=lambda p: 1,
-        sample=lambda p, rng, shape, copy: {},
         kernel=grayscale,
         description="Grayscale (ITU-R 601 luma, as Pillow's 'L'), written as a 3-channel image.",
     )

@@ -26,9 +26,11 @@ OutputShape = Callable[[Any, Shape | None, int], Shape | None]
 class Operator:
     name: str
     params: type[BaseModel]
-    copies: Callable[[Any], int]  # outputs per image
-    sample: Sampler  # (params, rng, image shape, copy index) -> concrete params of one output
     kernel: Kernel  # (images N x H x W x C, concrete params per image) -> N outputs
+    copies: Callable[[Any], int] = lambda params: 1  # outputs per image
+    # (params, rng, image shape, copy index) -> concrete params of one output; by default
+    # the requested params as they are (operators that draw nothing and make one output).
+    sample: Sampler = lambda params, rng, shape, copy: params.model_dump(mode="json")
     min_shape: Callable[[Any], Shape] = lambda params: (1, 1)  # smallest image it accepts
     # Declared by operators that change the shape, so that a CHAIN's later stages can be
     # checked before any pixel is read; the default keeps the shape.

@@ -28,8 +28,6 @@ OPERATOR = register(
     Operator(
         name="ROTATE",
         params=RotateParams,
-        copies=lambda p: 1,
-        sample=lambda p, rng, shape, copy: {"angle": p.angle},
         kernel=rotate,
         output_shape=lambda p, shape, copy: (
             shape if shape is None or p.angle == 180 else shape[::-1]
