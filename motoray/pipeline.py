@@ -11,6 +11,7 @@ that touches pixels.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -517,11 +518,17 @@ def _sample(
     return {**sampled, "seed": seed} if operator.random else sampled
 
 
+@functools.lru_cache(maxsize=4096)
+def _output_stem(key: str) -> str:
+    """Once per image, not per output: the file stem plus a key hash (keeps a/x.jpg and
+    b/x.jpg apart)."""
+    stem = safe_name(key.rsplit("/", 1)[-1].rsplit(".", 1)[0], max_length=60)
+    return f"{stem}.{stable_hash(key, bits=32):08x}"
+
+
 def _encode(plan: Plan, key, placed, operator, suffix, params, image) -> tuple[dict, bytes]:
     """The output's bytes and its manifest row (its name is the same on every retry)."""
-    stem = safe_name(key.rsplit("/", 1)[-1].rsplit(".", 1)[0], max_length=60)
-    # The key hash keeps a/x.jpg and b/x.jpg apart.
-    name = f"{stem}.{stable_hash(key, bits=32):08x}.{suffix}"
+    name = f"{_output_stem(key)}.{suffix}"
     if plan.sharded:
         path = f"{sample_key(name)}.jpg"  # a member of its split's shard; the label is in .json
     else:
