@@ -181,3 +181,37 @@ def test_missing_source_folder_fails_with_job_json(make_config, tmp_path):
         run_job(request, config, "missing")
     record = json.loads((Path(config.output.uri) / "MotoGP" / "missing" / "job.json").read_text())
     assert record["state"] == "FAILED" and "does not exist" in record["error"]
+
+
+def test_block_and_chunk_boundaries_change_no_byte(
+    frames, make_config, seed_request, monkeypatch, tmp_path
+):
+    """What a Ray Data block or an in-task chunk holds depends on cluster size and settings;
+    the outputs and rows must not. process_batch is called here directly, no Ray."""
+    import motoray.pipeline as pipeline
+
+    source = tmp_path / "with-a-bad-file"
+    shutil.copytree(frames, source)
+    (source / "clip000_frame0003.jpg").write_bytes(b"<html>not a frame</html>")
+    config = make_config(MotoGP=source)
+    [request] = parse_requests(seed_request, enabled(), list(config.sources))
+    storage, keys = pipeline.list_source(request, config)
+    items = pipeline.image_items(keys, pipeline.assign_keys(request, config, keys))
+
+    def process(job_id: str, block_images: int, chunk_images: int) -> tuple[list, Path]:
+        monkeypatch.setattr(pipeline, "CHUNK_IMAGES", chunk_images)
+        job_dir = pipeline.job_folder(config, request.name, job_id)
+        plan = pipeline.make_plan(request, config, storage, job_dir)
+        rows = []
+        for start in range(0, len(items), block_images):
+            block = items[start : start + block_images]
+            batch = {c: np.array([item[c] for item in block]) for c in block[0]}
+            rows += pipeline.process_batch(batch, plan).to_pylist()
+        return rows, Path(job_dir.uri)
+
+    one_block, first = process("one-block", len(items), pipeline.CHUNK_IMAGES)
+    many_blocks, second = process("many-blocks", 9, 4)
+    assert one_block == many_blocks
+    assert [row["source_path"] for row in one_block if row["error"]] == ["clip000_frame0003.jpg"]
+    assert _hashes(first) == _hashes(second)
+    assert len(_hashes(first)) == 4 * (len(items) - 1)
