@@ -1,6 +1,7 @@
 # motoray in one container: a local Ray head, the API on :5000 and JupyterLab on :8888.
 #   docker build -t motoray .
-#   docker run --init -p 5000:5000 -p 8888:8888 --shm-size=2g -e JUPYTER_TOKEN=... motoray
+#   docker run --init -p 5000:5000 -p 8888:8888 --shm-size=2g \
+#     -e MOTORAY_API_TOKEN=... -e JUPYTER_TOKEN=... motoray
 # The base is the exact image the cluster nodes run (cluster.yaml): same Ray, Python and OS,
 # so what works here works there. Its tag carries the Ray version pinned in pyproject.toml.
 FROM rayproject/ray:2.60.0-py311-cpu

@@ -165,7 +165,7 @@ def _drain(url: str, token: str, report: Report, timeout: float = 600) -> None:
 def _own_service(workdir: Path, frames: int, max_pending: int) -> tuple[subprocess.Popen, str, str]:
     """`motoray serve` (with its own local Ray) on freshly written sample frames."""
     from motoray.sample_data import write_sample_frames
-    from motoray.server import free_port
+    from motoray.server import spawn_service
 
     write_sample_frames(workdir / "MotoGP", frames, (320, 180))
     config = workdir / "motoray.yaml"
@@ -178,28 +178,9 @@ def _own_service(workdir: Path, frames: int, max_pending: int) -> tuple[subproce
             }
         )
     )
-    token, port = secrets.token_urlsafe(16), free_port()
-    env = {**os.environ, "MOTORAY_API_TOKEN": token}
-    env.pop("RAY_ADDRESS", None)
-    motoray = str(Path(sys.executable).with_name("motoray"))
-    log = (workdir / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [motoray, "serve", "--config", str(config), "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
-                return process, url, token
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    process.terminate()
-    raise SystemExit(f"service did not start; see {workdir / 'serve.log'}")
+    token = secrets.token_urlsafe(16)
+    process, url = spawn_service(config, token, workdir / "serve.log")
+    return process, url, token
 
 
 def main() -> int:

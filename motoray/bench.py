@@ -233,6 +233,51 @@ def cold_run_seconds(frames: Path, work: Path) -> float:
     return time.perf_counter() - start
 
 
+def service_post_to_running(frames: Path, work: Path, jobs: int = 5) -> dict:
+    """Seconds from POST /data_prep to the job RUNNING on an idle running service (its own
+    local Ray), one job at a time after a warm-up job."""
+    import secrets
+
+    import httpx
+    import yaml
+
+    from motoray.server import spawn_service
+
+    source = _linked(sorted(frames.glob("*.jpg"))[:20], work / "service-source")
+    config = work / "service.yaml"
+    sources = {"bench": {"uri": str(source)}}
+    output = {"uri": str(work / "service-out")}
+    config.write_text(yaml.safe_dump({"sources": sources, "output": output}))
+    token = secrets.token_urlsafe(16)
+    process, url = spawn_service(config, token, work / "serve.log")
+    seconds = []
+    try:
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
+            for job in range(jobs + 1):  # the first warms up: job board, worker processes
+                start = time.perf_counter()
+                response = http.post("/data_prep", json=REQUEST)
+                response.raise_for_status()
+                [job_id] = [j["job_id"] for j in response.json()["jobs"]]
+                while (state := http.get(f"/data_prep/{job_id}").json()["state"]) == "PENDING":
+                    time.sleep(0.02)
+                if job:
+                    seconds.append(time.perf_counter() - start)
+                while state not in ("SUCCEEDED", "FAILED", "STOPPED"):
+                    time.sleep(0.2)
+                    state = http.get(f"/data_prep/{job_id}").json()["state"]
+                if state != "SUCCEEDED":
+                    raise RuntimeError(f"service job {job_id} ended {state}")
+    finally:
+        process.terminate()
+        process.wait(120)
+    return {
+        "median_s": round(statistics.median(seconds), 2),
+        "max_s": round(max(seconds), 2),
+        "jobs": jobs,
+    }
+
+
 def run(
     frames: Path,
     images: int = 6000,
@@ -311,6 +356,7 @@ def run(
         bench.close()
         ray.shutdown()
     result["cold_run_s"] = round(cold_run_seconds(frames, work), 2)
+    result["service_post_to_running"] = service_post_to_running(frames, work)
     shutil.rmtree(work, ignore_errors=True)
     if output:
         output.write_text(json.dumps(result, indent=2) + "\n")
@@ -339,6 +385,11 @@ def report(result: dict) -> str:
         f"PSNR >= {f['psnr_db_min']:.1f} dB"
     )
     lines.append(f"  cold `motoray run` (1 image, Ray start included): {result['cold_run_s']} s")
+    service = result["service_post_to_running"]
+    lines.append(
+        f"  running service, POST -> RUNNING: median {service['median_s']} s, "
+        f"max {service['max_s']} s over {service['jobs']} jobs"
+    )
     return "\n".join(lines)
 
 

@@ -181,6 +181,38 @@ def serve(
     return 0
 
 
+def spawn_service(
+    config_path: Path, token: str, log_path: Path, port: int | None = None, timeout: float = 300
+) -> tuple[subprocess.Popen, str]:
+    """`motoray serve` with its own local Ray in a child process, returned once /healthz
+    answers: (process, base URL). SIGTERM to the process stops both."""
+    import httpx
+
+    port = port or free_port()
+    env = {**os.environ, "MOTORAY_API_TOKEN": token}
+    env.pop("RAY_ADDRESS", None)
+    command = [*_script("motoray", "motoray.cli"), "serve", "--config", str(config_path)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    process.terminate()
+    process.wait(120)
+    raise RuntimeError(f"motoray serve did not become healthy; see {log_path}")
+
+
 def _teardown(local: LocalRay | None, address: str | None, serve_was_running: bool) -> None:
     """Undo what `serve` did, step by step: one failing step must not skip the others."""
     try:
