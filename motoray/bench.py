@@ -85,9 +85,13 @@ class Bench:
 
     def _out(self, name: str) -> Path:
         out = self.work / name
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir(parents=True)
+        out.mkdir(parents=True, exist_ok=True)
         return out
+
+    def clear(self) -> None:
+        """Delete the previous run's outputs: before the clock starts, it is no variant's work."""
+        for name in ("floor", "naive", "motoray", "raydata"):
+            shutil.rmtree(self.work / name, ignore_errors=True)
 
     def floor(self, paths: list[Path]) -> None:
         out = self._out("floor")
@@ -177,7 +181,8 @@ class PeakMemory:
         self._thread.join()
 
 
-def _timed(run: Callable[[list[Path]], None], paths: list[Path]) -> tuple[float, int]:
+def _timed(bench: Bench, run: Callable[[list[Path]], None], paths: list[Path]) -> tuple[float, int]:
+    bench.clear()
     with PeakMemory() as memory:
         start = time.perf_counter()
         run(paths)
@@ -282,7 +287,7 @@ def run(
     frames: Path,
     images: int = 6000,
     slow_images: int = 600,
-    repeats: int = 3,
+    repeats: int = 5,
     workers: int = 2,
     memory_check: bool = True,
     output: Path | None = None,
@@ -316,13 +321,14 @@ def run(
     try:
         log("warming up (Ray workers, imports, page cache) ...")
         for fn, subset in variants.values():
+            bench.clear()
             fn(subset[:100])
         rates: dict[str, list[float]] = {name: [] for name in variants}
         peaks: dict[str, list[int]] = {name: [] for name in variants}
         ratios: dict[str, list[float]] = {"c/a": [], "c/b": [], "c/d": []}
         for repeat in range(repeats):
             for name, (fn, subset) in variants.items():
-                rate, peak = _timed(fn, subset)
+                rate, peak = _timed(bench, fn, subset)
                 rates[name].append(rate)
                 peaks[name].append(peak)
                 mib = peak / 2**20
@@ -344,8 +350,8 @@ def run(
         }
         if memory_check:
             small = paths[: max(100, images // 10)]
-            _, peak_small = _timed(bench.motoray, small)
-            _, peak_large = _timed(bench.motoray, paths)
+            _, peak_small = _timed(bench, bench.motoray, small)
+            _, peak_large = _timed(bench, bench.motoray, paths)
             result["memory_growth"] = {
                 "images": [len(small), len(paths)],
                 "peak_rss_mib": [round(peak_small / 2**20), round(peak_large / 2**20)],
@@ -414,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         default=600,
         help="images for the slow baselines (naive, raydata)",
     )
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--no-memory-check", action="store_true")
     parser.add_argument("--output", type=Path, help="write the result as JSON here")

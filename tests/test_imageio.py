@@ -5,8 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFile
+from PIL import ExifTags, Image, ImageFile
 
+from motoray import imageio
 from motoray.imageio import DecodeError, encode_jpeg, encode_png, load_image
 from motoray.sample_data import render_frame
 from tests.corpus import (
@@ -200,6 +201,42 @@ def test_draft_path_matches_full_decode(frame_jpeg: bytes) -> None:
         fast = load_image(frame_jpeg, size)
         full = _full_decode_resize(frame_jpeg, size)
         assert _mean_abs_diff(fast, full) < 3, size
+
+
+def _pillow_encoded(image: np.ndarray, **options) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=90, **options)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"progressive": True}, {"subsampling": 0}, {"gray": True}, {"odd": True}]
+)
+def test_plain_jpegs_take_the_direct_path_with_pillows_pixels(options: dict) -> None:
+    """libjpeg-turbo straight into NumPy must give exactly the pixels the Pillow path gives,
+    at every draft scale and with the resize after it."""
+    frame = render_frame(5, (1283, 721) if options.pop("odd", False) else (1280, 720))
+    if options.pop("gray", False):
+        frame = frame[..., 1]
+    data = _pillow_encoded(frame, **options)
+    for size in [None, (640, 360), (320, 180), (160, 90), (480, 270), (100, 100), (2000, 900)]:
+        direct = imageio._decode_plain_jpeg(data, size, max_pixels=10**8)
+        assert direct is not None, size
+        np.testing.assert_array_equal(direct, imageio._decode(data, "JPEG", size, 10**8))
+        assert direct.flags.writeable
+
+
+def test_jpegs_with_exif_or_cmyk_go_through_pillow() -> None:
+    frame = render_frame(5, (64, 48))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 1
+    with_exif = _pillow_encoded(frame, exif=exif.tobytes())
+    assert imageio._has_exif(with_exif) and not imageio._has_exif(_pillow_encoded(frame))
+    assert imageio._decode_plain_jpeg(with_exif, None, 10**8) is None
+    cmyk = io.BytesIO()
+    Image.fromarray(frame).convert("CMYK").save(cmyk, format="JPEG")
+    assert imageio._decode_plain_jpeg(cmyk.getvalue(), None, 10**8) is None
+    assert imageio._decode_plain_jpeg(_pillow_encoded(frame), None, max_pixels=100) is None
 
 
 def test_no_resize_when_already_at_size(frame_jpeg: bytes) -> None:
