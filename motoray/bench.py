@@ -291,6 +291,7 @@ def run(
     workers: int = 2,
     memory_check: bool = True,
     output: Path | None = None,
+    service_jobs: int = 5,
     log: Callable[[str], None] = print,
 ) -> dict:
     """The whole benchmark; returns (and writes) the result."""
@@ -362,7 +363,7 @@ def run(
         bench.close()
         ray.shutdown()
     result["cold_run_s"] = round(cold_run_seconds(frames, work), 2)
-    result["service_post_to_running"] = service_post_to_running(frames, work)
+    result["service_post_to_running"] = service_post_to_running(frames, work, service_jobs)
     shutil.rmtree(work, ignore_errors=True)
     if output:
         output.write_text(json.dumps(result, indent=2) + "\n")
@@ -423,6 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--no-memory-check", action="store_true")
+    parser.add_argument(
+        "--service-jobs", type=int, default=5, help="jobs timed POST -> RUNNING on a service"
+    )
     parser.add_argument("--output", type=Path, help="write the result as JSON here")
     args = parser.parse_args(argv)
     if args.output:
@@ -435,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         args.workers,
         not args.no_memory_check,
         args.output,
+        args.service_jobs,
     )
     return 0
 
