@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         if job.error is not None:
             raise job.error
         lossy = job.record
+        if kill["killed"]:
+            wait_until_dead(kill["node_id"])
         report = {
             "clean": {"state": clean["state"], "counts": clean["counts"]},
             "node_loss": {"state": lossy["state"], "counts": lossy["counts"]},
@@ -163,6 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(text)
     return 0
+
+
+def wait_until_dead(node_id: str, timeout_s: float = 90) -> None:
+    """The GCS marks a killed node dead after missed health checks: a fast job can finish
+    (its lost tasks retried as soon as their workers vanished) before that."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not any(n["NodeID"] == node_id and n["Alive"] for n in ray.nodes()):
+            return
+        time.sleep(0.5)
 
 
 def task_attempts(address: str, node_id: str | None, timeout_s: float = 30) -> list[dict]:
