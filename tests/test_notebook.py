@@ -13,7 +13,6 @@ import io
 import json
 import os
 import secrets
-import shutil
 from pathlib import Path
 
 import httpx
@@ -23,8 +22,7 @@ from nbclient import NotebookClient
 from PIL import Image
 
 from motoray.sample_data import write_sample_frames
-from motoray.server import start_local_ray
-from tests.api.conftest import start_service, stop_service, write_config
+from tests.api.conftest import own_ray, start_service, stop_service, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "examples" / "quickstart.ipynb"
@@ -43,12 +41,8 @@ def test_committed_notebook_has_no_outputs() -> None:
 
 @pytest.fixture
 def ray_cluster():
-    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
-    local = start_local_ray(num_cpus=4, env=env)
-    local.env.update(env)
-    yield local
-    local.stop()
-    shutil.rmtree(local.temp_dir, ignore_errors=True)
+    with own_ray() as local:
+        yield local
 
 
 @pytest.mark.timeout(900)

@@ -128,15 +128,23 @@ def stop_service(process: subprocess.Popen, timeout: float = 120) -> int:
         raise
 
 
-@pytest.fixture(scope="session")
-def api_ray() -> Iterator[LocalRay]:
-    # Its own Ray token: nothing depends on ~/.ray/auth_token.
+@contextlib.contextmanager
+def own_ray() -> Iterator[LocalRay]:
+    """A `ray start` cluster with its own Ray token: nothing depends on ~/.ray/auth_token."""
     env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
     local = start_local_ray(num_cpus=4, env=env)
     local.env.update(env)
-    yield local
-    local.stop()
-    shutil.rmtree(local.temp_dir, ignore_errors=True)
+    try:
+        yield local
+    finally:
+        local.stop()
+        shutil.rmtree(local.temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def api_ray() -> Iterator[LocalRay]:
+    with own_ray() as local:
+        yield local
 
 
 @pytest.fixture(scope="session")
