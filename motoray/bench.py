@@ -84,14 +84,13 @@ class Bench:
         self.pool = context.Pool(workers)
 
     def _out(self, name: str) -> Path:
-        out = self.work / name
+        out = self.work / "outputs" / name
         out.mkdir(parents=True, exist_ok=True)
         return out
 
     def clear(self) -> None:
         """Delete the previous run's outputs: before the clock starts, it is no variant's work."""
-        for name in ("floor", "naive", "motoray", "raydata"):
-            shutil.rmtree(self.work / name, ignore_errors=True)
+        shutil.rmtree(self.work / "outputs", ignore_errors=True)
 
     def floor(self, paths: list[Path]) -> None:
         out = self._out("floor")

@@ -117,7 +117,7 @@ def _decode_plain_jpeg(
     data: bytes, size: tuple[int, int] | None, max_pixels: int
 ) -> np.ndarray | None:
     """A YCbCr or gray JPEG without EXIF, decoded with libjpeg-turbo into NumPy at the same
-    1/2, 1/4 or 1/8 scale Pillow's draft() picks: the same pixels, ~10% faster, no copies.
+    1/2, 1/4 or 1/8 scale Pillow's draft() picks: the same pixels, ~10% faster, no Pillow image.
     None for anything else (EXIF orientation, CMYK, limits, errors): the Pillow path decides."""
     try:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)

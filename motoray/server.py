@@ -182,35 +182,38 @@ def serve(
 
 
 def spawn_service(
-    config_path: Path, token: str, log_path: Path, port: int | None = None, timeout: float = 300
+    config_path: Path,
+    token: str,
+    log_path: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    verify: str | bool = True,
+    timeout: float = 300,
 ) -> tuple[subprocess.Popen, str]:
-    """`motoray serve` with its own local Ray in a child process, returned once /healthz
-    answers: (process, base URL). SIGTERM to the process stops both."""
+    """`motoray serve` on 127.0.0.1 in a child process (its own local Ray unless `args` has
+    --address), returned once /healthz answers: (process, base URL). `verify`: a CA file for
+    a service with TLS. SIGTERM to the process stops what it started."""
     import httpx
 
-    port = port or free_port()
-    env = {**os.environ, "MOTORAY_API_TOKEN": token}
-    env.pop("RAY_ADDRESS", None)
+    port = free_port()
+    env = {**os.environ, **(env or {}), "MOTORAY_API_TOKEN": token}
+    env.pop("RAY_ADDRESS", None)  # the cluster is --address, or a new local one
     command = [*_script("motoray", "motoray.cli"), "serve", "--config", str(config_path)]
+    command += ["--host", "127.0.0.1", "--port", str(port), *args]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"{'http' if verify is True else 'https'}://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while process.poll() is None and time.monotonic() < deadline:
         try:
-            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+            if httpx.get(f"{url}/healthz", verify=verify, timeout=5).status_code == 200:
                 return process, url
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    process.terminate()
+    process.kill()
     process.wait(120)
-    raise RuntimeError(f"motoray serve did not become healthy; see {log_path}")
+    raise RuntimeError(f"motoray serve did not become healthy:\n{log_path.read_text()[-4000:]}")
 
 
 def _teardown(local: LocalRay | None, address: str | None, serve_was_running: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,12 @@ def frames(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("MotoGP")
     write_sample_frames(directory, 50, (1280, 720))
     return directory
+
+
+def copy_frames(frames: Path, folder: Path, count: int) -> list[Path]:
+    """The first `count` session frames copied into a new `folder`: a source a test may spoil."""
+    folder.mkdir(parents=True)
+    return [Path(shutil.copy(path, folder)) for path in sorted(frames.glob("*.jpg"))[:count]]
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from motoray.observability import JobTelemetry, job_logger
 from motoray.ops import enabled
 from motoray.pipeline import run_job
 from motoray.spec import parse_requests
+from tests.conftest import copy_frames
 from tests.s3server import S3Endpoint, s3_endpoint  # noqa: F401  (fixture: moto serves logs too)
 
 SINK = "tests.test_logging:collect"
@@ -53,9 +53,7 @@ def _lines(job_id: str) -> list[dict]:
 @pytest.fixture
 def small_source(frames, tmp_path) -> Path:
     folder = tmp_path / "small"
-    folder.mkdir()
-    for path in sorted(frames.glob("*.jpg"))[:5]:
-        shutil.copy(path, folder / path.name)
+    copy_frames(frames, folder, 5)
     (folder / "broken.jpg").write_bytes(b"not a jpeg")
     return folder
 

@@ -6,7 +6,6 @@ of its own, so other tests' jobs do not add to the series read here.
 
 from __future__ import annotations
 
-import shutil
 import time
 import urllib.request
 import uuid
@@ -18,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from motoray.ops import enabled
 from motoray.pipeline import run_job
 from motoray.spec import parse_requests
+from tests.conftest import copy_frames
 
 WAIT_S = 60  # Ray exports every ~10 s by default
 
@@ -42,10 +42,8 @@ def test_counters_and_duration_on_the_prometheus_endpoint(frames, make_config, t
 
     source = f"metrics-{uuid.uuid4().hex[:8]}"
     folder = tmp_path / source
-    folder.mkdir()
-    for path in sorted(frames.glob("*.jpg"))[:5]:
-        shutil.copy(path, folder / path.name)
-    (folder / "truncated.jpg").write_bytes((folder / path.name).read_bytes()[:500])
+    *_, last = copy_frames(frames, folder, 5)
+    (folder / "truncated.jpg").write_bytes(last.read_bytes()[:500])
     config = make_config(**{source: folder})
     body = {
         "name": source,

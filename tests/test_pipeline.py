@@ -15,6 +15,7 @@ from motoray.imageio import load_image
 from motoray.ops import enabled
 from motoray.pipeline import JobExistsError, run_job
 from motoray.spec import parse_requests
+from tests.conftest import copy_frames
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -108,10 +109,7 @@ def test_same_seed_byte_identical_other_seed_other_boxes(frames, make_config, se
 
 def test_bad_files_are_recorded_and_the_rest_completes(frames, make_config, tmp_path):
     source = tmp_path / "mixed"
-    source.mkdir()
-    good = sorted(frames.glob("*.jpg"))[:6]
-    for path in good:
-        shutil.copy(path, source / path.name)
+    good = copy_frames(frames, source, 6)
     data = good[0].read_bytes()
     (source / "truncated.jpg").write_bytes(data[: len(data) // 3])
     (source / "empty.jpg").write_bytes(b"")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +16,13 @@ from motoray.ops import enabled
 from motoray.pipeline import run_job
 from motoray.preview import BOX_WIDTH, CAPTION, PAD, PALETTE, contact_sheet
 from motoray.spec import parse_requests
+from tests.conftest import copy_frames
 
 
 @pytest.fixture
 def source(frames, tmp_path) -> Path:
     folder = tmp_path / "MotoGP"
-    folder.mkdir()
-    for path in sorted(frames.glob("*.jpg"))[:6]:
-        shutil.copy(path, folder / path.name)
+    copy_frames(frames, folder, 6)
     return folder
 
 

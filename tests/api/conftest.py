@@ -9,7 +9,6 @@ service on a real cluster; the pytest process talks to it over HTTP only.
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import shutil
 import signal
@@ -25,7 +24,7 @@ import psutil
 import pytest
 import yaml
 
-from motoray.server import LocalRay, free_port, start_local_ray
+from motoray.server import LocalRay, spawn_service, start_local_ray
 
 FRAMES = 6
 FRAME_SIZE = (320, 180)  # small: API tests are about the service, not pixels
@@ -90,33 +89,15 @@ def start_service(
     verify: str | bool = True,
     timeout: float = 240,
 ) -> tuple[subprocess.Popen, str, Path]:
-    """`motoray serve` in a child process, once /healthz answers (`verify`: for HTTPS)."""
-    scheme = "http" if verify is True else "https"
-    port = free_port()
-    url = f"{scheme}://127.0.0.1:{port}"
+    """motoray.server.spawn_service for a test: a service that does not come up fails it."""
     log_path = config_path.with_suffix(".serve.log")
-    command = [motoray_bin(), "serve", "--config", str(config_path)]
-    command += ["--host", "127.0.0.1", "--port", str(port), *args]
-    env = {**os.environ, **env, "MOTORAY_API_TOKEN": token}
-    env.pop("RAY_ADDRESS", None)  # the cluster is --address, or a new local one
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+    try:
+        process, url = spawn_service(
+            config_path, token, log_path, *args, env=env, verify=verify, timeout=timeout
         )
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"motoray serve exited {process.returncode}:\n{log_path.read_text()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/healthz", verify=verify, timeout=5).status_code == 200:
-                return process, url, log_path
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"motoray serve not healthy after {timeout} s:\n{log_path.read_text()}")
-        time.sleep(0.5)
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    return process, url, log_path
 
 
 def stop_service(process: subprocess.Popen, timeout: float = 120) -> int:
