@@ -46,6 +46,18 @@ def copy_frames(frames: Path, folder: Path, count: int) -> list[Path]:
     return [Path(shutil.copy(path, folder)) for path in sorted(frames.glob("*.jpg"))[:count]]
 
 
+def run_request(config: Config, body: dict, job_id: str) -> tuple[dict, Path]:
+    """One request through a job on the current Ray: (job.json as written, job folder)."""
+    from motoray.ops import enabled
+    from motoray.pipeline import run_job
+    from motoray.spec import parse_requests
+
+    [request] = parse_requests(body, enabled(), list(config.sources))
+    run_job(request, config, job_id)
+    job_dir = Path(config.output.uri) / request.name / job_id
+    return json.loads((job_dir / "job.json").read_text()), job_dir
+
+
 @pytest.fixture
 def make_config(tmp_path):
     """Config(sources={name: folder}) writing under a fresh output root."""
