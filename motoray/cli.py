@@ -1,244 +1,322 @@
-"""motoray run | serve | submit | preview | plan | bench | sample-data | operators | sources."""
+"""motoray run | run-job | serve | submit | preview | plan | bench | sample-data | operators |
+sources. Exit status: 0 done, 1 a job failed, 2 bad input (request, config, flags)."""
 
 from __future__ import annotations
 
-import argparse
+import functools
 import json
 import logging
-import os
 import sys
-import time
-import uuid
 from pathlib import Path
+
+import click
 
 from motoray.config import Config, load_config
 
-# Subcommands that parse their own flags (motoray preview -h, ...).
-DELEGATED = {
-    "preview": ("motoray.preview", "contact sheet PNG of what a request will produce"),
-    "plan": ("motoray.plan", "dry run: counts, bytes, duration and cost estimates"),
-    "bench": ("motoray.bench", "motoray against its floor and the usual ways, side by side"),
-}
+CONFIG_HELP = "config file (default: $MOTORAY_CONFIG or ./motoray.yaml)"
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] and argv[0] in DELEGATED:
-        import importlib
-
-        return importlib.import_module(DELEGATED[argv[0]][0]).main(argv[1:])
-    parser = argparse.ArgumentParser(prog="motoray", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, (_, help_text) in DELEGATED.items():
-        commands.add_parser(name, help=help_text, add_help=False)
-
-    run = commands.add_parser("run", help="run request(s) from a JSON file on Ray, no HTTP")
-    run.add_argument("request", help="JSON file: one request object or a list of them")
-    _config_flag(run)
-    run.add_argument("--seed", type=int, help="override the request's seed")
-    run.add_argument("--job-id", help="job id (default: generated); a list gets -0, -1, ...")
-    run.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="Ray cluster")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    sample = commands.add_parser("sample-data", help="write synthetic broadcast-like JPEG frames")
-    sample.add_argument("directory")
-    sample.add_argument("--count", type=int, default=60)
-    sample.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT")
-    sample.add_argument("--seed", type=int, default=0)
-
-    operators = commands.add_parser("operators", help="list operators and their parameters")
-    _config_flag(operators)
-    sources = commands.add_parser("sources", help="list the configured data sources")
-    _config_flag(sources)
-
-    serve = commands.add_parser("serve", help="the HTTP API on Ray Serve, until Ctrl-C")
-    _config_flag(serve)
-    serve.add_argument("--host", help="default: the config's server.host")
-    serve.add_argument("--port", type=int, help="default: the config's server.port (5000)")
-    serve.add_argument(
-        "--address",
-        default=os.environ.get("RAY_ADDRESS"),
-        help="Ray cluster to join (default: $RAY_ADDRESS; none: start a local Ray)",
-    )
-
-    submit = commands.add_parser("submit", help="send request(s) to a running service")
-    submit.add_argument("request", help="JSON file: one request object or a list of them")
-    submit.add_argument("--url", default=os.environ.get("MOTORAY_URL", "http://127.0.0.1:5000"))
-    submit.add_argument(
-        "--token", default=os.environ.get("MOTORAY_API_TOKEN"), help="default: $MOTORAY_API_TOKEN"
-    )
-    submit.add_argument("--wait", action="store_true", help="follow the jobs to the end")
-    submit.add_argument("--cacert", help="CA bundle to verify an HTTPS service with")
-    submit.add_argument(
-        "--ready-timeout", type=float, default=0, help="wait this long for the service to be up"
-    )
-
-    args = parser.parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"motoray {args.command}: {e}", file=sys.stderr)
-        return 2
+class BadInput(click.ClickException):
+    exit_code = 2
 
 
-def _config_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="config file (default: $MOTORAY_CONFIG or ./motoray.yaml)")
+def _bad_input(command):
+    """Errors a user can fix become one clear message and exit status 2, not a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from motoray.spec import RequestError
+
+        try:
+            return command(*args, **kwargs)
+        except RequestError as e:
+            lines = [
+                f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg']}" for err in e.errors
+            ]
+            raise BadInput("invalid request:\n  " + "\n  ".join(lines)) from None
+        except (FileNotFoundError, ValueError) as e:
+            raise BadInput(str(e)) from None
+
+    return wrapper
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from motoray.spec import RequestError, parse_json, parse_requests
+def config_option(command):
+    return click.option("--config", "config_path", help=CONFIG_HELP)(command)
 
-    config = load_config(args.config)
-    try:
-        requests = parse_requests(
-            parse_json(Path(args.request).read_bytes()), _operators(config), list(config.sources)
-        )
-    except RequestError as e:
-        print(f"motoray run: invalid request {args.request}:", file=sys.stderr)
-        for error in e.errors:
-            print(
-                f"  {'.'.join(map(str, error['loc'])) or 'body'}: {error['msg']}", file=sys.stderr
-            )
-        return 2
-    if args.seed is not None:
-        requests = [r.model_copy(update={"seed": args.seed}) for r in requests]
-    base_id = args.job_id or new_job_id()
-    job_ids = [base_id] if len(requests) == 1 else [f"{base_id}-{i}" for i in range(len(requests))]
 
+def address_option(command):
+    return click.option(
+        "--address", envvar="RAY_ADDRESS", help="Ray cluster (default: $RAY_ADDRESS, else local)"
+    )(command)
+
+
+def read_requests(path: str, config: Config) -> list:
+    """The requests in a JSON file (an object or a list), validated against the config."""
+    from motoray.ops import operators_for
+    from motoray.spec import parse_json, parse_requests
+
+    body = parse_json(Path(path).read_bytes())
+    return parse_requests(body, operators_for(config.operators), list(config.sources))
+
+
+def read_one_request(path: str, config: Config):
+    """Preview and plan take one request, over HTTP and here alike: a list of one is fine."""
+    requests = read_requests(path, config)
+    if len(requests) != 1:
+        raise ValueError(f"takes one request; {path} holds {len(requests)}")
+    return requests[0]
+
+
+@click.group(help=__doc__)
+def cli() -> None:
+    pass
+
+
+@cli.command(help="Run request(s) from a JSON file on Ray, without HTTP.")
+@click.argument("request")
+@config_option
+@click.option("--seed", type=int, help="override the request's seed")
+@click.option("--job-id", help="job id (default: generated); a list gets -0, -1, ...")
+@address_option
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@_bad_input
+def run(request, config_path, seed, job_id, address, quiet) -> int:
+    from motoray import jobs
+
+    config = load_config(config_path)
+    requests = read_requests(request, config)
+    if seed is not None:
+        requests = [r.model_copy(update={"seed": seed}) for r in requests]
+    accepted = jobs.accept(requests, config, job_id or jobs.new_job_id())
+    return _run_jobs(accepted, address, quiet)
+
+
+@cli.command("run-job", help="Run a job the service accepted (its driver: inputs from Ray).")
+@click.argument("job_id")
+@address_option
+@_bad_input
+def run_job(job_id, address) -> int:
     import ray
 
-    from motoray.pipeline import run_job
+    from motoray import jobs
 
-    ray.init(address=args.address, logging_level="WARNING", log_to_driver=False)
+    _init_ray(address)
+    inputs = jobs.load_inputs(job_id, ray.get_runtime_context().gcs_address)
+    return _run_jobs([inputs], address, quiet=True)
+
+
+def _init_ray(address: str | None) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
     # Our own progress bar and summary replace Ray Data's per-operator chatter.
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+
+def _run_jobs(accepted: list, address: str | None, quiet: bool) -> int:
+    from motoray.pipeline.job import run_job
+
+    _init_ray(address)
     exit_code = 0
-    for request, job_id in zip(requests, job_ids):
+    for inputs in accepted:
         try:
-            progress = _with_service_progress(job_id, _progress_bar(job_id, args.quiet))
-            record = run_job(request, config, job_id, on_progress=progress)
+            record = run_job(inputs, on_progress=_progress(inputs.job_id, quiet))
         except Exception as e:
-            print(f"\njob {job_id} FAILED: {type(e).__name__}: {e}", file=sys.stderr)
+            click.echo(f"\njob {inputs.job_id} FAILED: {type(e).__name__}: {e}", err=True)
             exit_code = 1
             continue
-        print_summary(record)
+        click.echo("\n".join(record.summary_lines()))
     return exit_code
 
 
-def _progress_bar(job_id: str, quiet: bool):
+def _progress(job_id: str, quiet: bool):
+    """A progress bar; in a job the service started, also the board its API reads."""
+    import os
+
     from tqdm import tqdm
 
+    from motoray.jobs import PROGRESS_ENV, progress_reporter
+
+    report = progress_reporter(job_id) if os.environ.get(PROGRESS_ENV) else None
     bar = None
 
-    def update(counts: dict) -> None:
+    def update(counts) -> None:
         nonlocal bar
+        if report:
+            report(counts)
         if quiet:
             return
         if bar is None:
-            bar = tqdm(total=counts["images_total"], desc=job_id, unit="img", file=sys.stderr)
-        bar.n = counts["images_done"]
-        bar.set_postfix(failed=counts["images_failed"], outputs=counts["outputs"], refresh=False)
+            bar = tqdm(total=counts.images_total, desc=job_id, unit="img", file=sys.stderr)
+        bar.n = counts.images_done
+        bar.set_postfix(failed=counts.images_failed, outputs=counts.outputs, refresh=False)
         bar.refresh()
-        if counts["images_done"] >= counts["images_total"]:
+        if counts.images_done >= counts.images_total:
             bar.close()
 
     return update
 
 
-def _with_service_progress(job_id: str, on_progress):
-    """In a job started by the service, also report progress where its API can read it."""
-    if not os.environ.get("MOTORAY_PROGRESS"):  # motoray.jobs.PROGRESS_ENV
-        return on_progress
-    from motoray.jobs import progress_reporter
+@cli.command(help="The HTTP API on Ray Serve, until Ctrl-C.")
+@config_option
+@click.option("--host", help="default: the config's server.host")
+@click.option("--port", type=int, help="default: the config's server.port (5000)")
+@click.option(
+    "--address",
+    envvar="RAY_ADDRESS",
+    help="Ray cluster to join (default: $RAY_ADDRESS; none: start a local Ray)",
+)
+@_bad_input
+def serve(config_path, host, port, address) -> int:
+    from motoray.server import serve as run_service
 
-    report = progress_reporter(job_id)
-
-    def both(counts: dict) -> None:
-        on_progress(counts)
-        report(counts)
-
-    return both
-
-
-def print_summary(record: dict) -> None:
-    counts = record.get("counts", {})
-    print(f"job {record['job_id']}: {record['state']}")
-    print(f"  results:  {record['output']}")
-    for split, c in counts.get("splits", {}).items():
-        print(f"  {split:>6}:   {c['images']} images -> {c['outputs']} outputs")
-    print(f"  failed:   {counts.get('images_failed', 0)} of {counts.get('images_total', 0)} images")
-    for failure in record.get("failures", [])[:10]:
-        print(f"            {failure['source_path']}: {failure['reason']}")
-    if "timings" in record:
-        print(f"  duration: {record['timings']['duration_s']} s")
+    return run_service(config_path, host, port, address)
 
 
-def new_job_id() -> str:
-    """Sortable by start time, unique without coordination."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+@cli.command(help="Send request(s) to a running service.")
+@click.argument("request")
+@click.option("--url", envvar="MOTORAY_URL", default="http://127.0.0.1:5000", show_default=True)
+@click.option("--token", envvar="MOTORAY_API_TOKEN", help="default: $MOTORAY_API_TOKEN")
+@click.option("--wait", is_flag=True, help="follow the jobs to the end")
+@click.option("--cacert", help="CA bundle to verify an HTTPS service with")
+@click.option("--ready-timeout", type=float, default=0, help="wait this long for the service")
+@_bad_input
+def submit(request, url, token, wait, cacert, ready_timeout) -> int:
+    from motoray.client import submit as send
+
+    return send(request, url, token, wait, cacert, ready_timeout)
 
 
-def _operators(config: Config):
-    from motoray.ops import enabled
+@cli.command(help="Contact sheet PNG of what a request will produce.")
+@click.argument("request")
+@config_option
+@click.option("-o", "--output", default="preview.png", show_default=True, help="PNG to write")
+@click.option("--count", type=int, default=4, show_default=True, help="source images shown")
+@_bad_input
+def preview(request, config_path, output, count) -> int:
+    from motoray.preview import contact_sheet
 
-    return enabled(config.operators.disabled, config.operators.plugins)
+    config = load_config(config_path)
+    Path(output).write_bytes(contact_sheet(read_one_request(request, config), config, count))
+    click.echo(f"wrote {output}")
+    return 0
 
 
-def cmd_sample_data(args: argparse.Namespace) -> int:
+@cli.command(help="Dry run: counts, bytes, duration and cost estimates.")
+@click.argument("request")
+@config_option
+@click.option("--cpus", type=int, help="estimate for this many CPUs (default: here)")
+@_bad_input
+def plan(request, config_path, cpus) -> int:
+    from motoray.dry_run import dry_run
+
+    config = load_config(config_path)
+    click.echo(json.dumps(dry_run(read_one_request(request, config), config, cpus), indent=2))
+    return 0
+
+
+@cli.command(help="Write synthetic broadcast-like JPEG frames.")
+@click.argument("directory")
+@click.option("--count", type=int, default=60, show_default=True)
+@click.option("--size", default="1280x720", show_default=True, help="WIDTHxHEIGHT")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_bad_input
+def sample_data(directory, count, size, seed) -> int:
     from motoray.sample_data import write_sample_frames
 
-    width, _, height = args.size.lower().partition("x")
-    paths = write_sample_frames(
-        args.directory, args.count, (int(width), int(height)), seed=args.seed
-    )
-    print(f"wrote {len(paths)} frames ({args.size}) to {args.directory}")
+    width, _, height = size.lower().partition("x")
+    paths = write_sample_frames(directory, count, (int(width), int(height)), seed=seed)
+    click.echo(f"wrote {len(paths)} frames ({size}) to {directory}")
     return 0
 
 
-def cmd_operators(args: argparse.Namespace) -> int:
-    config = _maybe_config(args.config)
-    ops = _operators(config) if config else _operators(Config())
-    for name, op in ops.items():
-        print(f"{name}: {op.description}")
-        print(json.dumps(op.params.model_json_schema()["properties"], indent=2))
-    return 0
+@cli.command(help="List the enabled operators and their parameters.")
+@config_option
+@_bad_input
+def operators(config_path) -> int:
+    from motoray.ops import operators_for
 
-
-def cmd_sources(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    for name, source in config.sources.items():
-        print(f"{name}\t{source.uri}\t{source.description}")
-    return 0
-
-
-def _maybe_config(path: str | None) -> Config | None:
     try:
-        return load_config(path)
+        config = load_config(config_path)
     except FileNotFoundError:
-        return None
+        config = Config()  # the built-ins, for a look before any config exists
+    for name, op in operators_for(config.operators).items():
+        click.echo(f"{name}: {op.description}")
+        click.echo(json.dumps(op.params.model_json_schema()["properties"], indent=2))
+    return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from motoray.server import serve
-
-    return serve(args.config, args.host, args.port, args.address)
-
-
-def cmd_submit(args: argparse.Namespace) -> int:
-    from motoray.client import submit
-
-    return submit(args.request, args.url, args.token, args.wait, args.cacert, args.ready_timeout)
+@cli.command(help="List the configured data sources.")
+@config_option
+@_bad_input
+def sources(config_path) -> int:
+    for name, source in load_config(config_path).sources.items():
+        click.echo(f"{name}\t{source.uri}\t{source.description}")
+    return 0
 
 
-COMMANDS = {
-    "run": cmd_run,
-    "serve": cmd_serve,
-    "submit": cmd_submit,
-    "sample-data": cmd_sample_data,
-    "operators": cmd_operators,
-    "sources": cmd_sources,
-}
+@cli.command(help="motoray against its floor and the usual ways, side by side.")
+@click.option(
+    "--frames",
+    type=Path,
+    default=Path("data/bench/frames"),
+    show_default=True,
+    help="1080p frames (made if fewer than --images)",
+)
+@click.option("--images", type=int, default=6000, show_default=True)
+@click.option(
+    "--slow-images",
+    type=int,
+    default=600,
+    show_default=True,
+    help="images for the slow baselines (naive, raydata)",
+)
+@click.option("--repeats", type=int, default=5, show_default=True)
+@click.option("--workers", type=int, help="default: the CPUs here")
+@click.option("--memory-check/--no-memory-check", default=True, show_default=True)
+@click.option(
+    "--service-jobs",
+    type=int,
+    default=5,
+    show_default=True,
+    help="jobs timed POST -> RUNNING on a service",
+)
+@click.option("--output", type=Path, help="write the result as JSON here")
+def bench(frames, images, slow_images, repeats, workers, memory_check, service_jobs, output):
+    import os
+
+    from motoray.bench import run as run_bench
+
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    run_bench(
+        frames,
+        images,
+        slow_images,
+        repeats,
+        workers or os.cpu_count() or 2,
+        memory_check,
+        output,
+        service_jobs,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `motoray` script: a command's return value is the exit status."""
+    try:
+        return cli.main(args=argv, prog_name="motoray", standalone_mode=False) or 0
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.Abort:
+        click.echo("aborted", err=True)
+        return 1
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -99,7 +99,7 @@ def _follow(http: httpx.Client, job_id: str, poll_s: float) -> str:
     """A progress bar until the job ends, then its summary; returns the final state."""
     from tqdm import tqdm
 
-    from motoray.cli import print_summary
+    from motoray.record import Outcome, summary_lines
 
     bar = tqdm(desc=job_id, unit="img", file=sys.stderr, total=None)
     last_ok = time.monotonic()
@@ -136,10 +136,7 @@ def _follow(http: httpx.Client, job_id: str, poll_s: float) -> str:
             bar.refresh()
     finally:
         bar.close()
-    summary = status.get("summary") or {}
-    print_summary(
-        {"job_id": job_id, "state": status["state"], "output": status["output"], **summary}
-    )
-    if status.get("error"):
-        print(f"  error:    {status['error']}")
+    outcome = Outcome.model_validate(status["summary"]) if status.get("summary") else None
+    lines = summary_lines(job_id, status["state"], status["output"], outcome, status.get("error"))
+    print("\n".join(lines))
     return status["state"]

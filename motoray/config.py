@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 DEFAULT_CONFIG = "motoray.yaml"
+TOKEN_ENV = "MOTORAY_API_TOKEN"
 
 
 class _Strict(BaseModel):
@@ -63,6 +64,7 @@ class ServerConfig(_Strict):
 class LimitsConfig(_Strict):
     max_image_pixels: PositiveInt = 100_000_000  # decompression-bomb guard
     max_file_bytes: PositiveInt = 64 * 1024 * 1024
+    preview_max_images: PositiveInt = 32  # images per contact sheet: a preview, not a job
 
 
 class OperatorsConfig(_Strict):
@@ -91,6 +93,14 @@ class Config(_Strict):
     operators: OperatorsConfig = Field(default_factory=OperatorsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     path: str | None = Field(None, exclude=True)  # where it was loaded from
+
+    def api_token(self) -> str:
+        """The API's bearer token: MOTORAY_API_TOKEN where the service starts, else
+        server.auth_token. No token, no service: the API is never open."""
+        token = os.environ.get(TOKEN_ENV) or self.server.auth_token
+        if not token:
+            raise ValueError(f"no API token: set {TOKEN_ENV} (or server.auth_token in the config)")
+        return token
 
     def source_s3(self, name: str) -> S3Settings:
         return self.s3.merged(self.sources[name].s3)

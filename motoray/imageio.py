@@ -14,7 +14,7 @@ import numpy as np
 import simplejpeg
 from PIL import ExifTags, Image, JpegImagePlugin, PngImagePlugin
 
-__all__ = ["SUPPORTED_FORMATS", "DecodeError", "encode_jpeg", "encode_png", "load_image"]
+__all__ = ["DecodeError", "encode_jpeg", "encode_png", "load_image"]
 
 # The allow-list. Formats are recognised by their magic bytes, never by file name, and opened
 # with their plugin class directly: that skips Pillow's format guessing and its global
@@ -23,7 +23,6 @@ _OPENERS: dict[str, type[Image.Image]] = {
     "JPEG": JpegImagePlugin.JpegImageFile,
     "PNG": PngImagePlugin.PngImageFile,
 }
-SUPPORTED_FORMATS = tuple(_OPENERS)
 
 # Formats we recognise only to give a precise rejection reason.
 _OTHER_MAGIC = (

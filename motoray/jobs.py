@@ -1,37 +1,58 @@
-"""A job's life on Ray Jobs: submit, report progress, read status, stop.
+"""A job's life on Ray Jobs: ids, submit, report progress, read status, stop.
 
 The HTTP service never runs a pipeline itself. Each request becomes a Ray Job
-(submission id = job id) whose entrypoint is `motoray run`, so the job outlives
-the HTTP request and the API replica. While it runs, the job's driver pushes its
-counts to a small detached actor (the job board) that any API replica can read;
-once it ends, `job.json` in the job folder holds the summary.
+(submission id = job id) whose entrypoint is `motoray run-job <id>`; the job's inputs
+(`record.JobInputs`: the validated request, the config it was validated against, the job
+folder) travel in the Ray Job's metadata, so the driver runs exactly what was accepted and
+the job outlives the HTTP request and the API replica. While it runs, the driver pushes its
+counts to a small detached actor (the job board) that any API replica can read; once it
+ends, `job.json` in the job folder holds the record.
 """
 
 from __future__ import annotations
 
-import json
-import shlex
-import sys
+import contextlib
 import time
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 
 import ray
 
+from motoray.commands import installed_command
 from motoray.config import Config
-from motoray.pipeline import JOB_FILE, Progress, job_folder
+from motoray.pipeline.layout import JOB_FILE, job_folder
+from motoray.record import Counts, JobInputs, JobRecord
 from motoray.spec import RequestBase
 from motoray.storage import open_storage
+from motoray.waiting import wait_until
 
 NAMESPACE = "motoray"
 BOARD_NAME = "job-board"
 PROGRESS_ENV = "MOTORAY_PROGRESS"  # set in service jobs: the driver reports to the board
-MAX_REQUEST_BYTES = 64 * 1024  # the request travels inside the entrypoint command line
+MAX_INPUTS_BYTES = 256 * 1024  # a job's inputs travel in its Ray Job metadata
 RESERVATION_TIMEOUT_S = 120  # a reserved id Ray still does not know after this never started
 RECHECK_S = 1.0
 ACTIVE = frozenset({"PENDING", "RUNNING"})
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
+
+
+def new_job_id() -> str:
+    """Sortable by start time, unique without coordination."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+def job_ids(count: int, base: str) -> list[str]:
+    """The ids of the requests of one body: `base`, or `base-0`, `base-1`, ... for a list."""
+    return [base] if count == 1 else [f"{base}-{i}" for i in range(count)]
+
+
+def accept(requests: list[RequestBase], config: Config, base_id: str) -> list[JobInputs]:
+    """Fix what each request of a body will run."""
+    return [
+        JobInputs.accept(request, config, job_id, job_folder(config, request.name, job_id).uri)
+        for request, job_id in zip(requests, job_ids(len(requests), base_id))
+    ]
 
 
 @ray.remote(num_cpus=0, max_restarts=-1)
@@ -78,10 +99,10 @@ def job_board():
     ).remote()
 
 
-def progress_reporter(job_id: str) -> Progress:
+def progress_reporter(job_id: str):
     """An `on_progress` callback for a job driver: fire-and-forget board updates."""
     board = job_board()
-    return lambda counts: board.update.remote(job_id, counts)
+    return lambda counts: board.update.remote(job_id, counts.model_dump(exclude_none=True))
 
 
 class TooManyJobs(Exception):
@@ -91,6 +112,69 @@ class TooManyJobs(Exception):
 
 class RequestTooLarge(ValueError):
     pass
+
+
+class RayUnavailable(ConnectionError):
+    """Ray's job server answered 5xx: down or restarting, the service's fault, temporary."""
+
+
+class RayJobs:
+    """Ray's job API with its errors mapped in one place: an unknown job is None, the job
+    server's own failures are RayUnavailable (the SDK reports both as RuntimeError text)."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._client = None
+
+    @property
+    def client(self):
+        # Created lazily: its constructor calls the dashboard, which may still be starting.
+        if self._client is None:
+            from ray.job_submission import JobSubmissionClient
+
+            self._client = JobSubmissionClient(self.address)
+        return self._client
+
+    def _call(self, method: str, *args, **kwargs):
+        try:
+            return getattr(self.client, method)(*args, **kwargs)
+        except RuntimeError as e:
+            if "status code 404" in str(e):
+                return None
+            if "status code 5" in str(e):
+                raise RayUnavailable(str(e)) from e
+            raise
+
+    def info(self, job_id: str):
+        """JobDetails, or None for an id Ray does not know."""
+        return self._call("get_job_info", job_id)
+
+    def status(self, job_id: str) -> str | None:
+        status = self._call("get_job_status", job_id)
+        return None if status is None else status.value
+
+    def submit(self, **kwargs) -> None:
+        self._call("submit_job", **kwargs)
+
+    def stop(self, job_id: str) -> None:
+        self._call("stop_job", job_id)
+
+    def list(self) -> list:
+        return self._call("list_jobs")
+
+
+def entrypoint(job_id: str, address: str) -> str:
+    """`motoray run-job`: the driver reads its inputs from the job's metadata. The id is a
+    plain name (checked where it is made), the only argument that varies per job."""
+    return " ".join([*installed_command("motoray"), "run-job", job_id, "--address", address])
+
+
+def load_inputs(job_id: str, address: str) -> JobInputs:
+    """A submitted job's inputs, from its Ray Job metadata (in its driver)."""
+    info = RayJobs(address).info(job_id)
+    if info is None or "inputs" not in (info.metadata or {}):
+        raise LookupError(f"no motoray job {job_id!r} on the Ray cluster at {address}")
+    return JobInputs.model_validate_json(info.metadata["inputs"])
 
 
 @dataclass(frozen=True)
@@ -103,37 +187,9 @@ class JobState:
     output: str
     submitted_at: float | None  # epoch seconds
     finished_at: float | None
-    progress: dict | None
-    record: dict | None  # job.json, once the job has finished
+    progress: Counts | None
+    record: JobRecord | None  # job.json, once the job has finished
     error: str | None
-
-
-def job_ids(count: int, base: str) -> list[str]:
-    """The ids `motoray run --job-id base` gives the requests of one body."""
-    return [base] if count == 1 else [f"{base}-{i}" for i in range(count)]
-
-
-def motoray_command() -> list[str]:
-    """This installation's `motoray`: a bare `python` may be another interpreter."""
-    script = Path(sys.executable).with_name("motoray")  # the venv's script, symlinks kept
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "motoray.cli"]
-
-
-def entrypoint(request: RequestBase, config_path: str, job_id: str, address: str) -> str:
-    """`motoray run` reading the normalised request from a pipe.
-
-    The command is self-contained (no file to ship to the driver's node) and can
-    be copied from the Ray dashboard to rerun the job by hand.
-    """
-    # What the user set, validated: defaults are the driver's to fill in, like for any request.
-    body = json.dumps(request.model_dump(mode="json", exclude_unset=True), separators=(",", ":"))
-    if len(body) > MAX_REQUEST_BYTES:
-        raise RequestTooLarge(
-            f"request is {len(body)} bytes once normalised; limit is {MAX_REQUEST_BYTES}"
-        )
-    run = [*motoray_command(), "run", "/dev/stdin", "--config", config_path]
-    run += ["--job-id", job_id, "--address", address, "--quiet"]
-    return f"printf %s {shlex.quote(body)} | {shlex.join(run)}"
 
 
 class JobService:
@@ -141,19 +197,10 @@ class JobService:
 
     def __init__(self, gcs_address: str | None = None) -> None:
         self.gcs_address = gcs_address or ray.get_runtime_context().gcs_address
-        self._client = None
+        self.ray_jobs = RayJobs(self.gcs_address)
         self._board = None
         self._checked_at = -RECHECK_S  # when the board's active jobs were last checked
-        self._records: OrderedDict[str, dict] = OrderedDict()  # job.json of finished jobs
-
-    @property
-    def client(self):
-        # Created lazily: its constructor calls the dashboard, which may still be starting.
-        if self._client is None:
-            from ray.job_submission import JobSubmissionClient
-
-            self._client = JobSubmissionClient(self.gcs_address)
-        return self._client
+        self._records: OrderedDict[str, JobRecord] = OrderedDict()  # of finished jobs
 
     @property
     def board(self):
@@ -165,32 +212,37 @@ class JobService:
         """Find (or create) the cluster's job board; creating it takes a second or so."""
         self._board = job_board()
 
-    def submit(self, requests: list[RequestBase], config: Config, base_id: str) -> list[str]:
-        """One Ray Job per request, or none if that would exceed `max_pending_jobs`."""
-        assert config.path, "jobs need a config file their driver can read"
-        ids = job_ids(len(requests), base_id)
-        commands = [entrypoint(r, config.path, i, self.gcs_address) for r, i in zip(requests, ids)]
-        self._reserve(ids, config.server.max_pending_jobs)
+    def submit(self, jobs: list[JobInputs], limit: int) -> list[str]:
+        """One Ray Job per accepted request, or none if that would exceed `limit` active."""
+        metadata = [self._metadata(job) for job in jobs]
+        ids = [job.job_id for job in jobs]
+        self._reserve(ids, limit)
         submitted: list[str] = []
         try:
-            for request, job_id, command in zip(requests, ids, commands):
-                self.client.submit_job(
-                    entrypoint=command,
-                    submission_id=job_id,
-                    metadata={
-                        "motoray": "1",
-                        "source": request.name,
-                        "output": job_folder(config, request.name, job_id).uri,
-                    },
+            for job, meta in zip(jobs, metadata):
+                self.ray_jobs.submit(
+                    entrypoint=entrypoint(job.job_id, self.gcs_address),
+                    submission_id=job.job_id,
+                    metadata=meta,
                     runtime_env={"env_vars": {PROGRESS_ENV: "1"}},
                 )
-                submitted.append(job_id)
+                submitted.append(job.job_id)
         except Exception:
             for job_id in submitted:  # all of a body's jobs or none
-                self.client.stop_job(job_id)
+                self.ray_jobs.stop(job_id)
             self.board.release.remote(ids)
             raise
         return ids
+
+    @staticmethod
+    def _metadata(job: JobInputs) -> dict[str, str]:
+        inputs = job.model_dump_json()
+        if len(inputs) > MAX_INPUTS_BYTES:
+            raise RequestTooLarge(
+                f"request is {len(inputs)} bytes with its config; limit is {MAX_INPUTS_BYTES}"
+            )
+        source = job.request["name"]
+        return {"motoray": "1", "source": source, "output": job.output, "inputs": inputs}
 
     def _reserve(self, ids: list[str], limit: int) -> None:
         active = ray.get(self.board.reserve.remote(ids, limit), timeout=10)
@@ -208,35 +260,34 @@ class JobService:
         raise TooManyJobs(len(active), limit)
 
     def _ended(self, job_id: str, age_s: float) -> bool:
-        try:
-            return self.client.get_job_status(job_id).value not in ACTIVE
-        except RuntimeError as e:
-            if "status code 404" not in str(e):
-                raise
-            # Reserved, not submitted yet; or never, if its replica died in between.
+        status = self.ray_jobs.status(job_id)
+        if status is None:  # reserved, not submitted yet; or never, if its replica died
             return age_s > RESERVATION_TIMEOUT_S
+        return status not in ACTIVE
 
-    def status(self, job_id: str, config: Config) -> JobState | None:
+    def status(self, job_id: str) -> JobState | None:
         """None for an id that is not a motoray job."""
         info = self._info(job_id)
         if info is None:
             return None
         state = info.status.value
-        output = info.metadata.get("output", "")
-        record = self._record(job_id, output, config) if state in TERMINAL and output else None
-        # The final counts once job.json exists; else the last the driver reported, if any.
-        counts = (record or {}).get("counts") or ray.get(self.board.get.remote(job_id), timeout=10)
-        progress = _counts(counts) if counts else None
+        inputs = JobInputs.model_validate_json(info.metadata["inputs"])
+        record = self._record(inputs) if state in TERMINAL else None
+        if record is not None:
+            progress = record.counts
+        else:  # the last counts the driver reported, if any
+            counts = ray.get(self.board.get.remote(job_id), timeout=10)
+            progress = Counts.model_validate(counts) if counts else None
         if state in TERMINAL:
             self.board.release.remote([job_id])  # keeps the board's active set small
         error = None
         if state == "FAILED":
-            error = (record or {}).get("error") or info.message
+            error = (record.error if record else None) or info.message
         return JobState(
             job_id=job_id,
             state=state,
             source=info.metadata.get("source", ""),
-            output=output,
+            output=inputs.output,
             submitted_at=info.start_time / 1000 if info.start_time else None,
             finished_at=info.end_time / 1000 if info.end_time else None,
             progress=progress,
@@ -244,60 +295,52 @@ class JobService:
             error=error,
         )
 
-    def stop(self, job_id: str, config: Config, wait_s: float = 15) -> JobState | None:
+    def stop(self, job_id: str, wait_s: float = 15) -> JobState | None:
         """Stop a job and wait (bounded) until Ray reports it ended."""
         info = self._info(job_id)
         if info is None:
             return None
         if info.status.value in ACTIVE:
-            self.client.stop_job(job_id)
+            self.ray_jobs.stop(job_id)
             self._wait_ended([job_id], wait_s)
-        return self.status(job_id, config)
+        return self.status(job_id)
 
     def stop_all(self, wait_s: float = 15) -> list[str]:
         """Stop every unfinished motoray job (used when the service takes its Ray down)."""
         ids = [
             job.submission_id
-            for job in self.client.list_jobs()
+            for job in self.ray_jobs.list()
             if (job.metadata or {}).get("motoray") and job.status.value in ACTIVE
         ]
         for job_id in ids:
-            self.client.stop_job(job_id)
+            self.ray_jobs.stop(job_id)
         self._wait_ended(ids, wait_s)
         return ids
 
     def _wait_ended(self, job_ids: list[str], wait_s: float) -> None:
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if all(self.client.get_job_status(i).value in TERMINAL for i in job_ids):
-                return
-            time.sleep(0.2)
+        with contextlib.suppress(TimeoutError):  # the caller reports the state they are in
+            wait_until(
+                lambda: all(self.ray_jobs.status(i) in TERMINAL for i in job_ids),
+                wait_s,
+                what=f"jobs {', '.join(job_ids)} to end",
+            )
 
     def _info(self, job_id: str):
-        try:
-            info = self.client.get_job_info(job_id)
-        except RuntimeError as e:
-            if "status code 404" in str(e):
-                return None
-            raise
-        if not (info.metadata or {}).get("motoray"):
+        info = self.ray_jobs.info(job_id)
+        if info is None or "inputs" not in (info.metadata or {}):
             return None  # another Ray job on the same cluster: not ours to show
         return info
 
-    def _record(self, job_id: str, output: str, config: Config) -> dict | None:
-        """job.json, cached: a finished job's record never changes."""
-        if job_id in self._records:
-            return self._records[job_id]
-        folder = open_storage(output, config.output_s3())
+    def _record(self, inputs: JobInputs) -> JobRecord | None:
+        """job.json, cached: a finished job's record never changes. Read with the config
+        the job ran with, wherever motoray.yaml points now."""
+        if inputs.job_id in self._records:
+            return self._records[inputs.job_id]
+        folder = open_storage(inputs.output, inputs.config.output_s3())
         if not folder.exists(JOB_FILE):
             return None  # stopped, or died before it could write one
-        record = json.loads(folder.read(JOB_FILE))
-        self._records[job_id] = record
+        record = JobRecord.model_validate_json(folder.read(JOB_FILE))
+        self._records[inputs.job_id] = record
         while len(self._records) > 1000:
             self._records.popitem(last=False)
         return record
-
-
-def _counts(counts: dict) -> dict:
-    keys = ("images_total", "images_done", "images_failed", "outputs")
-    return {key: counts.get(key, 0) for key in keys}

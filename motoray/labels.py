@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from motoray.storage.keys import safe_name
-
 LabelRule = Literal["folder"] | None
 
 
@@ -27,8 +25,3 @@ def labels_of(keys: Sequence[str], rule: LabelRule) -> dict[str, str | None] | N
     if rule is None:
         return None
     return {key: label_of(key, rule) for key in keys}
-
-
-def output_folder(split: str, label: str | None) -> str:
-    """Where a job writes an image's outputs: `<split>/<label>`, or `<split>` unlabelled."""
-    return split if label is None else f"{split}/{safe_name(label)}"

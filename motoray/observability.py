@@ -31,6 +31,7 @@ from functools import cache
 from typing import Any
 
 from motoray.config import LoggingConfig
+from motoray.record import Counts, JobRecord
 
 LOGGER = "motoray.job"
 DURATION_BOUNDARIES_S = [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200]
@@ -52,7 +53,7 @@ class JobTelemetry:
     def log(self, stage: str, message: str, level: int = logging.INFO, **fields: Any) -> None:
         self._logger.log(level, message, extra={**self._fields, "stage": stage, **fields})
 
-    def block(self, images: int, failed: int, outputs: int, nbytes: int, counts: dict) -> None:
+    def block(self, images: int, failed: int, outputs: int, nbytes: int, counts: Counts) -> None:
         """One result block: add to the counters; the running counts at DEBUG."""
         metrics = _metrics()
         for counter, value in (
@@ -63,25 +64,29 @@ class JobTelemetry:
         ):
             if value:  # Ray's counters take positive increments only
                 counter.inc(value, tags=self._tags)
-        done = f"{counts['images_done']}/{counts['images_total']}"
-        self.log("processing", f"{done} images", logging.DEBUG, counts=counts)
+        done = f"{counts.images_done}/{counts.images_total}"
+        self.log("processing", f"{done} images", logging.DEBUG, counts=_dump(counts))
 
-    def finished(self, record: dict) -> None:
+    def finished(self, record: JobRecord) -> None:
         """The job's end (record: what job.json holds): its duration, and one line."""
-        state, duration = record["state"], record["timings"]["duration_s"]
+        state, duration = record.state, record.timings.duration_s
         import ray
 
         if ray.is_initialized():  # a job can fail before it starts Ray
             _metrics().job_duration.observe(duration, tags={**self._tags, "state": state})
         if state == "SUCCEEDED":
-            self.log("finished", f"{state} in {duration} s", counts=record["counts"])
+            self.log("finished", f"{state} in {duration} s", counts=_dump(record.counts))
         else:
             self.log(
                 "failed",
-                f"{state}: {record.get('error')}",
+                f"{state}: {record.error}",
                 logging.ERROR,
-                error=record.get("error"),
+                error=record.error,
             )
+
+
+def _dump(counts: Counts | None) -> dict | None:
+    return counts.model_dump(exclude_none=True) if counts else None
 
 
 def job_logger(config: LoggingConfig) -> logging.Logger:

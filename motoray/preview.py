@@ -2,33 +2,29 @@
 
 For each of the first `count` images of the source, one row: the resized original with every
 crop box drawn on it (one colour per operator), then every output, captioned by operator. The
-outputs come from `pipeline.process_batch` itself, run in memory on the driver: the same
-decode, resize, sampling, kernels and JPEG encoding as a job, so the boxes are exactly those
-a job's manifest will record. No Ray needed.
+outputs come from the job's own worker (`worker.outputs`), in memory: the same decode,
+resize, sampling, kernels and JPEG encoding as a job, so the boxes are exactly those a job's
+manifest will record. No Ray needed.
 
-    motoray preview REQUEST.json -o sheet.png [--count N] [--config F]
+    motoray preview REQUEST.json -o sheet.png [--count N]     POST /data_prep/preview
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from motoray.config import Config, load_config
+from motoray.config import Config
 from motoray.imageio import encode_png, load_image
-from motoray.pipeline import assign_keys, image_items, list_source, make_plan, process_batch
-from motoray.spec import RequestBase, parse_json, parse_requests
-from motoray.split import Assignment
-from motoray.storage import Storage
+from motoray.pipeline import source, worker
+from motoray.pipeline.jobspec import job_spec
+from motoray.spec import RequestBase
+from motoray.storage import MemoryStorage
 
-MAX_COUNT = 32  # images per sheet: a preview, not a job
 TILE = 480  # pixels: tiles are shrunk to fit a TILE x TILE square, never enlarged
 PAD = 8  # between tiles and around the sheet
 CAPTION = 16  # text line above every tile; the image starts this far below the tile's top
@@ -40,70 +36,18 @@ ERROR = (255, 90, 90)
 PALETTE = ((255, 0, 255), (0, 255, 255), (255, 255, 0), (0, 255, 0), (255, 128, 0), (0, 128, 255))
 
 
-class MemoryStorage:
-    """A sink that keeps what a job would write, for previews and estimates."""
-
-    def __init__(self) -> None:
-        self.uri = "memory://"
-        self.files: dict[str, bytes] = {}
-
-    def write(self, key: str, data: bytes) -> None:
-        self.files[key] = data
-
-    def write_new(self, key: str, data: bytes) -> bool:
-        if key in self.files:
-            return False
-        self.files[key] = data
-        return True
-
-    def read(self, key: str) -> bytes:
-        return self.files[key]
-
-    def size(self, key: str) -> int:
-        return len(self.files[key])
-
-    def exists(self, key: str) -> bool:
-        return key in self.files
-
-    def list(self, extensions: tuple[str, ...] = ()) -> list[str]:
-        return sorted(k for k in self.files if k.lower().endswith(extensions or ("",)))
-
-    def child(self, prefix: str) -> MemoryStorage:
-        raise NotImplementedError("a preview sink has no folders of its own")
-
-
-def sample_outputs(
-    request: RequestBase,
-    config: Config,
-    source: Storage,
-    keys: list[str],
-    assignment: Assignment,
-    original: bool = False,
-) -> tuple[list[dict], dict[str, bytes]]:
-    """Process `keys` exactly as a job would, in memory.
-
-    Returns the manifest rows (a failed image's row has `error` set) and the bytes of every
-    output by `output_path`. `original` also writes the resized original (as ORIGINAL).
-    """
-    sink = MemoryStorage()
-    plan = make_plan(request, config, source, sink)
-    if original:
-        plan = replace(plan, original=True)
-    items = image_items(keys, assignment)
-    if not items:
-        return [], {}
-    batch = {column: np.array([item[column] for item in items]) for column in items[0]}
-    return process_batch(batch, plan).to_pylist(), sink.files
-
-
 def contact_sheet(request: RequestBase, config: Config, count: int = 4) -> bytes:
     """PNG bytes: one row per image for the first `count` images of the source."""
-    if not 1 <= count <= MAX_COUNT:
-        raise ValueError(f"count must be between 1 and {MAX_COUNT}, got {count}")
-    source, keys = list_source(request, config)
+    most = config.limits.preview_max_images
+    if not 1 <= count <= most:
+        raise ValueError(f"count must be between 1 and {most} (limits.preview_max_images)")
+    storage, keys = source.list_source(request, config)
     # The whole listing is split, so that each row shows the split a job would give it.
-    assignment = assign_keys(request, config, keys)
-    rows, files = sample_outputs(request, config, source, keys[:count], assignment, original=True)
+    assignment = source.place(request, config, keys)
+    spec = replace(job_spec(request, config, storage, MemoryStorage()), original=True)
+    made = list(worker.outputs(spec, source.items(keys[:count], assignment)))
+    rows = [row for row, _ in made]
+    files = {row["output_path"]: data for row, data in made if data is not None}
     colours = {}
     for name, _ in request.steps:
         colours.setdefault(name, PALETTE[len(colours) % len(PALETTE)])
@@ -120,7 +64,7 @@ Tile = tuple[str, tuple[int, int, int], Image.Image]  # caption, caption colour,
 def _row(
     key: str, rows: list[dict], files: dict[str, bytes], request: RequestBase, colours: dict
 ) -> list[Tile]:
-    if rows and rows[0]["error"] is not None:
+    if rows and "error" in rows[0]:
         return [(f"{key}: failed", ERROR, _text_tile(rows[0]["error"]))]
     base = next(r for r in rows if r["operator"] == "ORIGINAL")
     where = base["split"] + (f"/{base['label']}" if base["label"] is not None else "")
@@ -189,35 +133,3 @@ def _clip(draw: ImageDraw.ImageDraw, font, text: str, width: int) -> str:
 def _natural(text: str) -> list:
     """Sort key that puts copy 2 before copy 10."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="motoray preview", description=__doc__.split("\n")[0])
-    parser.add_argument("request", help="JSON file: one request object (or a list of one)")
-    parser.add_argument("--config", help="config file (default: $MOTORAY_CONFIG or ./motoray.yaml)")
-    parser.add_argument("-o", "--output", default="preview.png", help="PNG file to write")
-    parser.add_argument("--count", type=int, default=4, help=f"images, 1 to {MAX_COUNT}")
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config)
-        requests = read_requests(args.request, config)
-        if len(requests) != 1:
-            raise ValueError(f"preview takes one request; {args.request} holds {len(requests)}")
-        Path(args.output).write_bytes(contact_sheet(requests[0], config, args.count))
-    except (FileNotFoundError, ValueError) as e:  # RequestError is a ValueError
-        print(f"motoray preview: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.output}")
-    return 0
-
-
-def read_requests(path: str, config: Config) -> list[RequestBase]:
-    """The requests in a JSON file (an object or a list), validated against the config."""
-    from motoray.ops import enabled
-
-    operators = enabled(config.operators.disabled, config.operators.plugins)
-    return parse_requests(parse_json(Path(path).read_bytes()), operators, list(config.sources))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,7 +21,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from motoray.config import load_config
+from motoray.commands import bin_dir, installed_command
+from motoray.config import TOKEN_ENV, load_config
+from motoray.waiting import wait_until
 
 DEFAULT_DASHBOARD_PORT = 8265
 
@@ -57,12 +59,14 @@ def start_local_ray(
     """A fresh single-node Ray; the dashboard on 8265 when that port is free."""
     env = {**os.environ, **(env or {})}
     env.pop("RAY_ADDRESS", None)
-    env.pop("MOTORAY_API_TOKEN", None)  # the replicas get it from `serve`; jobs need not see it
+    env.pop(TOKEN_ENV, None)  # the replicas get it from `serve`; jobs need not see it
+    # This installation's scripts first: `ray job submit -- motoray run ...` finds our motoray.
+    env["PATH"] = os.pathsep.join([bin_dir(), env.get("PATH", "")])
     # Ray 2.60 enables token auth for a new `ray.init()` cluster; do the same here.
     env.setdefault("RAY_AUTH_MODE", "token")
     # `serve` stops its jobs and Serve before Ray: no need for Ray's own drain on SIGTERM.
     env.setdefault("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "0")
-    ray_cli = _script("ray", "ray.scripts.scripts")
+    ray_cli = installed_command("ray")
     if env["RAY_AUTH_MODE"] == "token" and not _has_ray_token(env):
         subprocess.run(
             [*ray_cli, "get-auth-token", "--generate"], env=env, check=True, capture_output=True
@@ -99,16 +103,22 @@ def _ray_start(ray_cli, env, num_cpus, dashboard, timeout) -> LocalRay:
             command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     address_file = Path(temp_dir, "ray_current_cluster")  # written once the head is up
-    deadline = time.monotonic() + timeout
-    while not address_file.is_file() or not address_file.read_text().strip():
-        if process.poll() is not None or time.monotonic() > deadline:
-            if process.poll() is None:
-                process.terminate()
-            output = log_path.read_text()
-            shutil.rmtree(temp_dir, ignore_errors=True)
-            taken = "already occupied" in output or "already in use" in output
-            raise (_PortTaken if taken else RuntimeError)(f"ray start failed:\n{output[-3000:]}")
-        time.sleep(0.2)
+
+    def started() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError("ray start exited")
+        return address_file.is_file() and bool(address_file.read_text().strip())
+
+    try:
+        wait_until(started, timeout, what="ray start")
+    except (RuntimeError, TimeoutError):
+        if process.poll() is None:
+            process.terminate()
+        output = log_path.read_text()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        taken = "already occupied" in output or "already in use" in output
+        error = _PortTaken if taken else RuntimeError
+        raise error(f"ray start failed:\n{output[-3000:]}") from None
     return LocalRay(
         process=process,
         address=address_file.read_text().strip(),
@@ -125,8 +135,7 @@ def serve(
     address: str | None = None,
 ) -> int:
     config = load_config(config_path)
-    if not (os.environ.get("MOTORAY_API_TOKEN") or config.server.auth_token):
-        raise ValueError("no API token: set MOTORAY_API_TOKEN (or server.auth_token in the config)")
+    config.api_token()  # none: refuse to start, the API is never open
     host = host or config.server.host
     port = port or config.server.port
     http_options: dict = {"host": host, "port": port, "request_timeout_s": 60}
@@ -161,6 +170,11 @@ def serve(
             signal.signal(signum, stop)
         serve_was_running = bool(ray_serve.status().proxies)
         if serve_was_running:
+            if config.server.tls:  # never print https:// over a plain HTTP port
+                raise ValueError(
+                    "Serve already runs on this cluster with its own HTTP options, so "
+                    "server.tls cannot be applied: start motoray on a cluster without Serve"
+                )
             print("Serve already runs on this cluster: its HTTP options are kept", flush=True)
         ray_serve.start(http_options=http_options)
         ray_serve.run(app, name=APP_NAME, route_prefix="/")
@@ -179,41 +193,6 @@ def serve(
         _teardown(local, address, serve_was_running)
     print("stopped", flush=True)
     return 0
-
-
-def spawn_service(
-    config_path: Path,
-    token: str,
-    log_path: Path,
-    *args: str,
-    env: dict[str, str] | None = None,
-    verify: str | bool = True,
-    timeout: float = 300,
-) -> tuple[subprocess.Popen, str]:
-    """`motoray serve` on 127.0.0.1 in a child process (its own local Ray unless `args` has
-    --address), returned once /healthz answers: (process, base URL). `verify`: a CA file for
-    a service with TLS. SIGTERM to the process stops what it started."""
-    import httpx
-
-    port = free_port()
-    env = {**os.environ, **(env or {}), "MOTORAY_API_TOKEN": token}
-    env.pop("RAY_ADDRESS", None)  # the cluster is --address, or a new local one
-    command = [*_script("motoray", "motoray.cli"), "serve", "--config", str(config_path)]
-    command += ["--host", "127.0.0.1", "--port", str(port), *args]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"{'http' if verify is True else 'https'}://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while process.poll() is None and time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", verify=verify, timeout=5).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    process.kill()
-    process.wait(120)
-    raise RuntimeError(f"motoray serve did not become healthy:\n{log_path.read_text()[-4000:]}")
 
 
 def _teardown(local: LocalRay | None, address: str | None, serve_was_running: bool) -> None:
@@ -265,11 +244,6 @@ def _config_file(config, path: str) -> str:
     """TLS files, like every path in the config, are relative to the config file."""
     base = Path(config.path).parent if config.path else Path.cwd()
     return str((base / Path(path).expanduser()).resolve())
-
-
-def _script(name: str, module: str) -> list[str]:
-    script = Path(sys.executable).with_name(name)
-    return [str(script)] if script.is_file() else [sys.executable, "-m", module]
 
 
 def _has_ray_token(env: dict[str, str]) -> bool:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
 from fractions import Fraction
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -31,12 +30,24 @@ from pydantic import (
 )
 
 from motoray.ops.registry import Operator, Shape, Side
+from motoray.ops.steps import CHAIN, first_misfit, stages_of
 
+# The original system's sample request: examples/requests/seed_sample.json, /docs, the bench.
+SEED_REQUEST = {
+    "name": "MotoGP",
+    "input_image_size": [480, 270],
+    "augmentations": [
+        {
+            "CROP": {"crop_dimensions": [[270, 270]], "crop_type": "left_down_center"},
+            "RANDOM_CROP": {"crop_dimensions": [80, 80], "target_count": 3},
+        }
+    ],
+    "train_test_split": {"train_ratio": 80, "test_ratio": 20},
+}
 MAX_REQUESTS_PER_BODY = 100
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,99}$"
 Ratio = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
 MAX_GROUP_BY_LENGTH = 300  # a regex runs on every key: keep patterns short
-CHAIN = "CHAIN"  # the step that applies several operators one after the other
 MAX_CHAIN_STAGES = 8
 MAX_CHAIN_OUTPUTS = 1000  # per image: as for one operator's target_count
 
@@ -101,10 +112,6 @@ class TrainTestSplit(_Strict):
         total = sum(exact.values())
         return {name: share / total for name, share in exact.items()}
 
-    @property
-    def train_fraction(self) -> Fraction:
-        return self.fractions["train"]
-
 
 class OutputOptions(_Strict):
     format: Literal["files", "webdataset"] = Field(
@@ -155,13 +162,6 @@ class RequestBase(_Strict):
         if self.include_original is None:
             return not self.steps
         return self.include_original
-
-
-def stages_of(name: str, params: Any) -> list[tuple[str, BaseModel]]:
-    """The (operator name, params) a step applies in order: one, or a CHAIN's stages."""
-    if name != CHAIN:
-        return [(name, params)]
-    return [(n, p) for stage in params for n, p in stage if p is not None]
 
 
 @lru_cache(maxsize=32)
@@ -351,27 +351,3 @@ def _step_errors(
     if name == CHAIN and outputs > MAX_CHAIN_OUTPUTS:
         found.append((where, f"makes {outputs} outputs per image; at most {MAX_CHAIN_OUTPUTS}"))
     return found
-
-
-def first_misfit(
-    stages: Sequence[tuple[Operator, Any]], shape: Shape | None
-) -> tuple[int, Shape, Shape] | None:
-    """The first stage given a smaller image than it needs: (stage number, needs, gets).
-
-    `shape` None: the input size is unknown; a later stage is still checked when an earlier
-    one fixes the size (a crop). Every copy of a stage is followed, so a stage after CROP with
-    several sizes is checked against each.
-    """
-    shapes: set[Shape | None] = {shape}
-    for number, (operator, params) in enumerate(stages):
-        need = tuple(operator.min_shape(params))
-        for got in sorted(s for s in shapes if s is not None):
-            if need[0] > got[0] or need[1] > got[1]:
-                return number, need, got
-        if number + 1 < len(stages):
-            shapes = {
-                operator.output_shape(params, s, copy)
-                for s in shapes
-                for copy in range(operator.copies(params))
-            }
-    return None

@@ -51,16 +51,6 @@ class Assignment:
         return {"split": self.split[key], "label": self.label.get(key), "group": self.group[key]}
 
 
-def assign_splits(
-    keys: Sequence[str],
-    split: TrainTestSplit | None,
-    seed: int,
-    labels: Mapping[str, str | None] | None = None,
-) -> dict[str, str]:
-    """key -> "train" | "validation" | "test" (or "all" when no split is requested)."""
-    return assign(keys, split, seed, labels).split
-
-
 def assign(
     keys: Sequence[str],
     split: TrainTestSplit | None,

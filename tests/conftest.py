@@ -46,16 +46,35 @@ def copy_frames(frames: Path, folder: Path, count: int) -> list[Path]:
     return [Path(shutil.copy(path, folder)) for path in sorted(frames.glob("*.jpg"))[:count]]
 
 
-def run_request(config: Config, body: dict, job_id: str) -> tuple[dict, Path]:
-    """One request through a job on the current Ray: (job.json as written, job folder)."""
-    from motoray.ops import enabled
-    from motoray.pipeline import run_job
+def parse_one(body: dict, config: Config | None = None):
+    """A request body validated as the service would, against `config`'s operators."""
+    from motoray.ops import operators_for
     from motoray.spec import parse_requests
 
-    [request] = parse_requests(body, enabled(), list(config.sources))
-    run_job(request, config, job_id)
-    job_dir = Path(config.output.uri) / request.name / job_id
-    return json.loads((job_dir / "job.json").read_text()), job_dir
+    config = config or Config()
+    sources = list(config.sources) or None
+    [request] = parse_requests(body, operators_for(config.operators), sources)
+    return request
+
+
+def run_job(config: Config, request, job_id: str, on_progress=None):
+    """A request (a body or a parsed request) accepted and run as a job on the current Ray:
+    the JobRecord it returns."""
+    from motoray.jobs import accept
+    from motoray.pipeline import job
+
+    request = parse_one(request, config) if isinstance(request, dict) else request
+    [inputs] = accept([request], config, job_id)
+    return job.run_job(inputs, on_progress)
+
+
+def run_request(config: Config, body: dict, job_id: str) -> tuple[dict, Path]:
+    """One request through a job on the current Ray: (job.json as written, job folder)."""
+    record = run_job(config, body, job_id)
+    job_dir = Path(record.output)
+    written = json.loads((job_dir / "job.json").read_text())
+    assert written == json.loads(record.to_json())
+    return written, job_dir
 
 
 @pytest.fixture

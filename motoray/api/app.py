@@ -12,22 +12,7 @@ from motoray.api import errors
 from motoray.api.deps import ConfigFile, get_operators
 from motoray.api.routes import catalog, data_prep
 from motoray.jobs import JobService
-from motoray.spec import MAX_REQUESTS_PER_BODY, request_model
-
-# The original system's sample request (examples/requests/seed_sample.json), shown in /docs.
-SEED_EXAMPLE = [
-    {
-        "name": "MotoGP",
-        "input_image_size": [480, 270],
-        "augmentations": [
-            {
-                "CROP": {"crop_dimensions": [[270, 270]], "crop_type": "left_down_center"},
-                "RANDOM_CROP": {"crop_dimensions": [80, 80], "target_count": 3},
-            }
-        ],
-        "train_test_split": {"train_ratio": 80, "test_ratio": 20},
-    }
-]
+from motoray.spec import MAX_REQUESTS_PER_BODY, SEED_REQUEST, request_model
 
 
 def create_app(
@@ -69,7 +54,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     many = {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_REQUESTS_PER_BODY}
     media = {"schema": {"anyOf": [one, many]}}
     if {"CROP", "RANDOM_CROP"} <= set(operators):
-        media["example"] = SEED_EXAMPLE
+        media["example"] = [SEED_REQUEST]
     schema["paths"]["/data_prep"]["post"]["requestBody"]["content"]["application/json"] = media
     schema["paths"]["/data_prep/plan"]["post"]["requestBody"]["content"]["application/json"] = media
     preview = schema["paths"]["/data_prep/preview"]["post"]["requestBody"]["content"]

@@ -7,14 +7,14 @@ import os
 from ray import serve
 from ray.serve import Application
 
-from motoray.config import load_config
+from motoray.config import TOKEN_ENV, load_config
 
 APP_NAME = "motoray"
 
 
 @serve.deployment(
     name="MotorayAPI",
-    ray_actor_options={"num_cpus": 0},  # waits on Ray and HTTP; leaves the CPUs to jobs
+    ray_actor_options={"num_cpus": 0},  # answers from Ray and storage; leaves CPUs to jobs
     max_ongoing_requests=32,
     # Beyond this many queued requests Serve answers 429 + Retry-After itself.
     max_queued_requests=256,
@@ -42,7 +42,5 @@ def build_app(config_path: str | None = None) -> Application:
     replicas use the config's `server.auth_token`.
     """
     config = load_config(config_path)
-    token = os.environ.get("MOTORAY_API_TOKEN") or None
-    if not (token or config.server.auth_token):
-        raise ValueError("no API token: set MOTORAY_API_TOKEN (or server.auth_token in the config)")
-    return MotorayAPI.bind(config.path, token)
+    config.api_token()  # none: fail here, not in a replica
+    return MotorayAPI.bind(config.path, os.environ.get(TOKEN_ENV))

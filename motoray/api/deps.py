@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 
 from motoray.config import Config, load_config
 from motoray.jobs import JobService
-from motoray.ops.registry import Operator
+from motoray.ops import Operator, operators_for
 
 log = logging.getLogger("motoray.api")
 
@@ -55,9 +55,7 @@ ConfigDep = Annotated[Config, Depends(get_config)]
 
 
 def get_operators(config: ConfigDep) -> dict[str, Operator]:
-    from motoray.ops import enabled
-
-    return enabled(config.operators.disabled, config.operators.plugins)
+    return operators_for(config.operators)
 
 
 OperatorsDep = Annotated[dict[str, Operator], Depends(get_operators)]

@@ -106,11 +106,9 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 def _ray_unreachable(e: Exception) -> bool:
-    """Ray's job server or GCS down or restarting: the service's fault, and temporary."""
+    """Ray's job server or GCS down or restarting: the service's fault, and temporary.
+    (jobs.RayJobs turns the job server's own 5xx into RayUnavailable, a ConnectionError.)"""
     import requests
     from ray.exceptions import GetTimeoutError, RayError
 
-    if isinstance(e, ConnectionError | requests.ConnectionError | GetTimeoutError | RayError):
-        return True
-    # The job SDK reports the job server's own 5xx as RuntimeError("... status code 5xx ...").
-    return isinstance(e, RuntimeError) and "status code 5" in str(e)
+    return isinstance(e, ConnectionError | requests.ConnectionError | GetTimeoutError | RayError)

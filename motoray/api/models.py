@@ -1,4 +1,5 @@
-"""What the API answers: response models, separate from the pipeline's records."""
+"""What the API answers: response models. A finished job's summary is the documented
+job.json's own `Outcome`; everything else is the API's own shape."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-State = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "STOPPED"]
+from motoray.record import Counts, Outcome, State
 
 
 class ErrorItem(BaseModel):
@@ -35,18 +36,9 @@ class Progress(BaseModel):
     images_failed: int
     outputs: int = Field(description="output images written so far")
 
-
-class Failure(BaseModel):
-    source_path: str
-    reason: str
-
-
-class Summary(BaseModel):
-    """The end of job.json: what a finished job did."""
-
-    counts: dict[str, Any]
-    failures: list[Failure] = Field(description="the first failed images (all are in job.json)")
-    timings: dict[str, Any]
+    @classmethod
+    def of(cls, counts: Counts) -> Progress:
+        return cls.model_validate(counts.model_dump(include=set(cls.model_fields)))
 
 
 class JobStatus(BaseModel):
@@ -57,7 +49,11 @@ class JobStatus(BaseModel):
     submitted_at: datetime | None = None
     finished_at: datetime | None = None
     progress: Progress | None = Field(None, description="absent until the job has listed images")
-    summary: Summary | None = Field(None, description="once the job has written job.json")
+    summary: Outcome | None = Field(
+        None,
+        description="once the job has written job.json: its counts, the first failed images "
+        "(all are in job.json) and timings",
+    )
     error: str | None = None
 
 

@@ -8,23 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
 from motoray.ops.functional import color_jitter
-from motoray.ops.registry import Operator, Params, register
+from motoray.ops.registry import Operator, Params, Range
 
 MAX_FACTOR = 3.0
 FACTORS = ("brightness", "contrast", "saturation")
 Factor = Annotated[float, Field(strict=True, ge=0, le=MAX_FACTOR, allow_inf_nan=False)]
-
-
-def _ordered(bounds: tuple[float, float]) -> tuple[float, float]:
-    if bounds[0] > bounds[1]:
-        raise ValueError(f"[lo, hi] needs lo <= hi, got [{bounds[0]:g}, {bounds[1]:g}]")
-    return bounds
-
-
-FactorRange = Annotated[tuple[Factor, Factor], AfterValidator(_ordered)]
+FactorRange = Range(Factor)
 
 
 class ColorJitterParams(Params):
@@ -39,15 +31,13 @@ def _sample(params: ColorJitterParams, rng, shape, copy: int) -> dict:
     return {name: float(rng.uniform(*getattr(params, name))) for name in FACTORS}
 
 
-OPERATOR = register(
-    Operator(
-        name="COLOR_JITTER",
-        params=ColorJitterParams,
-        copies=lambda p: p.target_count,
-        sample=_sample,
-        kernel=color_jitter,
-        random=True,
-        description="target_count outputs with brightness, contrast and saturation factors "
-        "drawn uniformly from their [lo, hi] ranges.",
-    )
+OPERATOR = Operator(
+    name="COLOR_JITTER",
+    params=ColorJitterParams,
+    copies=lambda p: p.target_count,
+    sample=_sample,
+    kernel=color_jitter,
+    random=True,
+    description="target_count outputs with brightness, contrast and saturation factors "
+    "drawn uniformly from their [lo, hi] ranges.",
 )

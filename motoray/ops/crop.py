@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from motoray.ops.functional import ALIASES, POSITIONS, crop, position_box
-from motoray.ops.registry import HeightWidth, Operator, Params, register
+from motoray.ops.registry import HeightWidth, Operator, Params
 
 Position = Literal[POSITIONS + tuple(ALIASES)]  # type: ignore[valid-type]
 
@@ -31,18 +31,16 @@ def _sample(params: CropParams, rng, shape, copy: int) -> dict:
     return position_box(params.crop_type, shape, params.crop_dimensions[copy])
 
 
-OPERATOR = register(
-    Operator(
-        name="CROP",
-        params=CropParams,
-        copies=lambda p: len(p.crop_dimensions),
-        sample=_sample,
-        kernel=crop,
-        min_shape=lambda p: (
-            max(h for h, _ in p.crop_dimensions),
-            max(w for _, w in p.crop_dimensions),
-        ),
-        output_shape=lambda p, shape, copy: tuple(p.crop_dimensions[copy]),
-        description="Crop at a fixed position, once per [height, width] in crop_dimensions.",
-    )
+OPERATOR = Operator(
+    name="CROP",
+    params=CropParams,
+    copies=lambda p: len(p.crop_dimensions),
+    sample=_sample,
+    kernel=crop,
+    min_shape=lambda p: (
+        max(h for h, _ in p.crop_dimensions),
+        max(w for _, w in p.crop_dimensions),
+    ),
+    output_shape=lambda p, shape, copy: tuple(p.crop_dimensions[copy]),
+    description="Crop at a fixed position, once per [height, width] in crop_dimensions.",
 )

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from motoray.ops.functional import flip
-from motoray.ops.registry import Operator, Params, register
+from motoray.ops.registry import Operator, Params
 
 
 class FlipParams(Params):
@@ -16,11 +16,9 @@ class FlipParams(Params):
     )
 
 
-OPERATOR = register(
-    Operator(
-        name="FLIP",
-        params=FlipParams,
-        kernel=flip,
-        description="Mirror the image horizontally (left <-> right) or vertically.",
-    )
+OPERATOR = Operator(
+    name="FLIP",
+    params=FlipParams,
+    kernel=flip,
+    description="Mirror the image horizontally (left <-> right) or vertically.",
 )

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from motoray.ops.functional import grayscale
-from motoray.ops.registry import Operator, Params, register
+from motoray.ops.registry import Operator, Params
 
 
 class GrayscaleParams(Params):
     """No parameters: {"GRAYSCALE": {}}."""
 
 
-OPERATOR = register(
-    Operator(
-        name="GRAYSCALE",
-        params=GrayscaleParams,
-        kernel=grayscale,
-        description="Grayscale (ITU-R 601 luma, as Pillow's 'L'), written as a 3-channel image.",
-    )
+OPERATOR = Operator(
+    name="GRAYSCALE",
+    params=GrayscaleParams,
+    kernel=grayscale,
+    description="Grayscale (ITU-R 601 luma, as Pillow's 'L'), written as a 3-channel image.",
 )

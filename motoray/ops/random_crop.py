@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from motoray.ops.functional import crop, random_box
-from motoray.ops.registry import HeightWidth, Operator, Params, register
+from motoray.ops.registry import HeightWidth, Operator, Params
 
 
 class RandomCropParams(Params):
@@ -13,16 +13,14 @@ class RandomCropParams(Params):
     target_count: int = Field(1, strict=True, ge=1, le=1000, description="crops per image")
 
 
-OPERATOR = register(
-    Operator(
-        name="RANDOM_CROP",
-        params=RandomCropParams,
-        copies=lambda p: p.target_count,
-        sample=lambda p, rng, shape, copy: random_box(rng, shape, p.crop_dimensions),
-        kernel=crop,
-        min_shape=lambda p: p.crop_dimensions,
-        output_shape=lambda p, shape, copy: tuple(p.crop_dimensions),
-        random=True,
-        description="target_count crops of [height, width] at uniformly random positions.",
-    )
+OPERATOR = Operator(
+    name="RANDOM_CROP",
+    params=RandomCropParams,
+    copies=lambda p: p.target_count,
+    sample=lambda p, rng, shape, copy: random_box(rng, shape, p.crop_dimensions),
+    kernel=crop,
+    min_shape=lambda p: p.crop_dimensions,
+    output_shape=lambda p, shape, copy: tuple(p.crop_dimensions),
+    random=True,
+    description="target_count crops of [height, width] at uniformly random positions.",
 )

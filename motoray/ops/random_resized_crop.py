@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
 from motoray.ops.functional import random_resized_box, resized_crop
-from motoray.ops.registry import Operator, Params, register
+from motoray.ops.registry import Operator, Params, Range
 
 MAX_OUTPUT_SIDE = 4096  # pixels: outputs are not bounded by the input, so bound them here
 OutputSide = Annotated[int, Field(strict=True, gt=0, le=MAX_OUTPUT_SIDE)]
@@ -20,18 +20,12 @@ Fraction = Annotated[float, Field(strict=True, gt=0, le=1, allow_inf_nan=False)]
 Aspect = Annotated[float, Field(strict=True, ge=0.01, le=100, allow_inf_nan=False)]
 
 
-def _ordered(bounds: tuple[float, float]) -> tuple[float, float]:
-    if bounds[0] > bounds[1]:
-        raise ValueError(f"[lo, hi] needs lo <= hi, got [{bounds[0]:g}, {bounds[1]:g}]")
-    return bounds
-
-
 class RandomResizedCropParams(Params):
     size: tuple[OutputSide, OutputSide] = Field(description="[height, width] of every output")
-    scale: Annotated[tuple[Fraction, Fraction], AfterValidator(_ordered)] = Field(
+    scale: Range(Fraction) = Field(
         (0.08, 1.0), description="[lo, hi]: box area as a fraction of the image area"
     )
-    ratio: Annotated[tuple[Aspect, Aspect], AfterValidator(_ordered)] = Field(
+    ratio: Range(Aspect) = Field(
         (3 / 4, 4 / 3), description="[lo, hi]: box aspect ratio, width / height"
     )
     target_count: int = Field(1, strict=True, ge=1, le=1000, description="outputs per image")
@@ -42,16 +36,14 @@ def _sample(params: RandomResizedCropParams, rng, shape, copy: int) -> dict:
     return {**box, "size": list(params.size)}
 
 
-OPERATOR = register(
-    Operator(
-        name="RANDOM_RESIZED_CROP",
-        params=RandomResizedCropParams,
-        copies=lambda p: p.target_count,
-        sample=_sample,
-        kernel=resized_crop,
-        output_shape=lambda p, shape, copy: tuple(p.size),
-        random=True,
-        description="target_count random boxes (area fraction in scale, width/height in "
-        "ratio), each resized to size [height, width].",
-    )
+OPERATOR = Operator(
+    name="RANDOM_RESIZED_CROP",
+    params=RandomResizedCropParams,
+    copies=lambda p: p.target_count,
+    sample=_sample,
+    kernel=resized_crop,
+    output_shape=lambda p, shape, copy: tuple(p.size),
+    random=True,
+    description="target_count random boxes (area fraction in scale, width/height in "
+    "ratio), each resized to size [height, width].",
 )

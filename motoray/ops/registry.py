@@ -1,4 +1,4 @@
-"""Operators by name: each one a parameter model, a sampler and a pure kernel.
+"""What an operator is: a parameter model, a sampler and a pure kernel.
 
 An operator turns one (resized) image into `copies(params)` outputs. For every
 output, `sample` fixes the concrete parameters (a crop box, a flip...) from an
@@ -8,12 +8,12 @@ same-shaped images at once. Kernels are plain NumPy and know nothing of Ray.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 Shape = tuple[int, int]  # (height, width), NumPy order
 Sampler = Callable[[Any, np.random.Generator, Shape, int], dict]
@@ -39,32 +39,20 @@ class Operator:
     description: str = ""
 
 
-_REGISTRY: dict[str, Operator] = {}
-
-
-def register(operator: Operator) -> Operator:
-    """Make an operator available by name (plugins call this on import)."""
-    _REGISTRY[operator.name] = operator
-    return operator
-
-
-def registered() -> Mapping[str, Operator]:
-    return dict(_REGISTRY)
-
-
-def enabled(disabled: Iterable[str] = (), plugins: Iterable[str] = ()) -> dict[str, Operator]:
-    """The operators a config allows: built-ins and plugin modules, minus disabled ones."""
-    import importlib
-
-    for module in plugins:
-        importlib.import_module(module)
-    off = set(disabled)
-    return {name: op for name, op in sorted(_REGISTRY.items()) if name not in off}
-
-
 MAX_SIDE = 16384  # pixels; larger sides are rejected at request time
 Side = Annotated[int, Field(strict=True, gt=0, le=MAX_SIDE)]
 HeightWidth = tuple[Side, Side]
+
+
+def _ordered(bounds: tuple[float, float]) -> tuple[float, float]:
+    if bounds[0] > bounds[1]:
+        raise ValueError(f"[lo, hi] needs lo <= hi, got [{bounds[0]:g}, {bounds[1]:g}]")
+    return bounds
+
+
+def Range(bound: Any) -> Any:
+    """`[lo, hi]` of `bound` values, lo <= hi."""
+    return Annotated[tuple[bound, bound], AfterValidator(_ordered)]
 
 
 class Params(BaseModel):

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from motoray.ops.functional import rotate
-from motoray.ops.registry import Operator, Params, register
+from motoray.ops.registry import Operator, Params
 
 
 class RotateParams(Params):
@@ -24,14 +24,10 @@ class RotateParams(Params):
         return value
 
 
-OPERATOR = register(
-    Operator(
-        name="ROTATE",
-        params=RotateParams,
-        kernel=rotate,
-        output_shape=lambda p, shape, copy: (
-            shape if shape is None or p.angle == 180 else shape[::-1]
-        ),
-        description="Rotate counter-clockwise by angle (90, 180 or 270 degrees), as np.rot90.",
-    )
+OPERATOR = Operator(
+    name="ROTATE",
+    params=RotateParams,
+    kernel=rotate,
+    output_shape=lambda p, shape, copy: shape if shape is None or p.angle == 180 else shape[::-1],
+    description="Rotate counter-clockwise by angle (90, 180 or 270 degrees), as np.rot90.",
 )

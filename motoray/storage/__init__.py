@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING
 
 from motoray.storage.base import IMAGE_EXTENSIONS, Storage
 from motoray.storage.local import LocalStorage
+from motoray.storage.memory import MemoryStorage
 
 if TYPE_CHECKING:
     from motoray.config import S3Settings
 
-__all__ = ["IMAGE_EXTENSIONS", "LocalStorage", "Storage", "open_storage"]
+__all__ = ["IMAGE_EXTENSIONS", "LocalStorage", "MemoryStorage", "Storage", "open_storage"]
 
 
 def open_storage(uri: str, s3: S3Settings | None = None) -> Storage:

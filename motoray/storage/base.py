@@ -25,11 +25,13 @@ class Storage(Protocol):
     def size(self, key: str) -> int: ...
 
     def write(self, key: str, data: bytes) -> None:
-        """Write atomically: a reader sees the old object or the whole new one."""
+        """Create or replace `key`. Not atomic everywhere (a local file is written in place):
+        a job's files count as complete once its commit marker (`write_new`) exists."""
         ...
 
     def write_new(self, key: str, data: bytes) -> bool:
-        """Create `key` only if it does not exist; False if it already did."""
+        """Create `key` whole, only if it does not exist; False if it already did. Atomic:
+        a reader never sees it half written (the commit marker)."""
         ...
 
     def exists(self, key: str) -> bool: ...

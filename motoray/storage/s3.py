@@ -153,7 +153,7 @@ class S3Storage:
     def write_new(self, key: str, data: bytes) -> bool:
         # S3 conditional write: 412 if the key exists, 409 if a concurrent write raced us.
         # If a retried PUT had in fact landed, the retry sees 412 and this returns False
-        # for our own object; callers treat False as "someone wrote it", which holds.
+        # for our own object: a caller that must know compares what is there.
         try:
             with _os_errors(f"{self.uri}/{key}"):
                 self._client.put_object(

@@ -13,20 +13,10 @@ from fastapi.responses import Response
 from motoray.api.auth import require_token
 from motoray.api.deps import ConfigDep, JobsDep, OperatorsDep
 from motoray.api.errors import ApiError, clip
-from motoray.api.models import (
-    ErrorResponse,
-    Failure,
-    JobLink,
-    JobsAccepted,
-    JobStatus,
-    Progress,
-    Summary,
-)
-from motoray.cli import new_job_id
-from motoray.jobs import JobState
-from motoray.plan import plan as plan_request
-from motoray.preview import MAX_COUNT, contact_sheet
-from motoray.spec import RequestError, parse_json, parse_requests
+from motoray.api.models import ErrorResponse, JobLink, JobsAccepted, JobStatus, Progress
+from motoray.jobs import JobState, accept, new_job_id
+from motoray.record import Outcome
+from motoray.spec import RequestBase, RequestError, parse_json, parse_requests
 
 MAX_BODY_BYTES = 1024 * 1024
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -77,7 +67,8 @@ async def submit_jobs(
     """A request object, or a list of them (the original clients send a list)."""
     body = await _read_json(request)
     requests = parse_requests(body, operators, list(config.sources))
-    ids = await run_in_threadpool(jobs.submit, requests, config, new_job_id())
+    accepted = accept(requests, config, new_job_id())
+    ids = await run_in_threadpool(jobs.submit, accepted, config.server.max_pending_jobs)
     return JobsAccepted(
         jobs=[JobLink(job_id=i, status_url=str(request.url_for("get_job", job_id=i))) for i in ids]
     )
@@ -102,11 +93,17 @@ async def preview(
     request: Request,
     config: ConfigDep,
     operators: OperatorsDep,
-    count: int = Query(4, ge=1, le=MAX_COUNT, description="source images shown"),
+    count: int = Query(4, ge=1, description="source images shown, up to limits.preview_max_images"),
 ) -> Response:
-    [first, *_] = parse_requests(await _read_json(request), operators, list(config.sources))
+    from motoray.preview import contact_sheet
+
+    if count > config.limits.preview_max_images:
+        raise RequestError(
+            [{"loc": ["query", "count"], "msg": f"at most {config.limits.preview_max_images}"}]
+        )
+    one = _one_request(parse_requests(await _read_json(request), operators, list(config.sources)))
     try:
-        png = await run_in_threadpool(contact_sheet, first, config, count)
+        png = await run_in_threadpool(contact_sheet, one, config, count)
     except (ValueError, OSError) as e:  # stratify without labels, a missing source folder
         raise ApiError(422, clip(str(e))) from None
     return Response(png, media_type="image/png")
@@ -119,13 +116,21 @@ async def preview(
     openapi_extra=_BODY,
 )
 async def plan(request: Request, config: ConfigDep, operators: OperatorsDep) -> Any:
-    body = await _read_json(request)
-    requests = parse_requests(body, operators, list(config.sources))
+    from motoray.dry_run import dry_run
+
+    one = _one_request(parse_requests(await _read_json(request), operators, list(config.sources)))
     try:
-        plans = [await run_in_threadpool(plan_request, r, config) for r in requests]
+        return await run_in_threadpool(dry_run, one, config)
     except (ValueError, OSError) as e:
         raise ApiError(422, clip(str(e))) from None
-    return plans if isinstance(body, list) else plans[0]
+
+
+def _one_request(requests: list[RequestBase]) -> RequestBase:
+    """Preview and plan take one request, here and on the command line: a list of one is
+    fine, a longer one is refused rather than cut."""
+    if len(requests) != 1:
+        raise RequestError([{"loc": [], "msg": f"takes one request, got {len(requests)}"}])
+    return requests[0]
 
 
 @router.get(
@@ -134,8 +139,8 @@ async def plan(request: Request, config: ConfigDep, operators: OperatorsDep) -> 
     summary="A job's state, progress and summary",
     responses={404: {**_errors, "description": "unknown job"}},
 )
-def get_job(job_id: str, config: ConfigDep, jobs: JobsDep) -> JobStatus:
-    return _status(_known(job_id, jobs.status, config))
+def get_job(job_id: str, jobs: JobsDep) -> JobStatus:
+    return _status(_known(job_id, jobs.status))
 
 
 @router.delete(
@@ -146,16 +151,16 @@ def get_job(job_id: str, config: ConfigDep, jobs: JobsDep) -> JobStatus:
         409: {**_errors, "description": "the job already finished"},
     },
 )
-def stop_job(job_id: str, config: ConfigDep, jobs: JobsDep) -> JobStatus:
+def stop_job(job_id: str, jobs: JobsDep) -> JobStatus:
     """Stops the job and waits (briefly) until it has ended: a stopped job writes no job.json."""
-    state = _known(job_id, jobs.status, config)
+    state = _known(job_id, jobs.status)
     if state.state in ("SUCCEEDED", "FAILED"):
         raise ApiError(409, f"job {job_id} already finished: {state.state}")
-    return _status(_known(job_id, jobs.stop, config))
+    return _status(_known(job_id, jobs.stop))
 
 
-def _known(job_id: str, lookup, config) -> JobState:
-    state = lookup(job_id, config) if JOB_ID.match(job_id) else None
+def _known(job_id: str, lookup) -> JobState:
+    state = lookup(job_id) if JOB_ID.match(job_id) else None
     if state is None:
         raise ApiError(404, f"unknown job {clip(job_id, 130)!r}")
     return state
@@ -193,11 +198,11 @@ def _status(state: JobState) -> JobStatus:
         output=state.output,
         submitted_at=_time(state.submitted_at),
         finished_at=_time(state.finished_at),
-        progress=Progress(**state.progress) if state.progress else None,
-        summary=Summary(
-            counts=record.get("counts", {}),
-            failures=[Failure(**f) for f in record.get("failures", [])[:FAILURES_SHOWN]],
-            timings=record.get("timings", {}),
+        progress=Progress.of(state.progress) if state.progress else None,
+        summary=Outcome(
+            counts=record.counts,
+            failures=record.failures[:FAILURES_SHOWN],
+            timings=record.timings,
         )
         if record
         else None,

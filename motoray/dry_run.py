@@ -3,26 +3,24 @@
 Counts are exact: the source is listed and split exactly as a job does, and every operator
 says how many outputs it makes per image (`copies`). They equal the job's own counts when
 no image fails to decode. Bytes are estimated from a small sample of images processed in
-memory exactly as a job would (`preview.sample_outputs`). Duration and cost come from the
-constants below: measured throughput and AWS list prices. Estimates, not promises.
+memory exactly as a job would (`worker.outputs`). Duration and cost come from the constants
+below: measured throughput and AWS list prices. Estimates, not promises.
 
-    motoray plan REQUEST.json [--config F]
+    motoray plan REQUEST.json [--config F]     POST /data_prep/plan
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
-import sys
 
-from motoray.config import Config, load_config
-from motoray.pipeline import assign_keys, images_per_shard, list_source, make_plan, make_steps
-from motoray.preview import MemoryStorage, read_requests, sample_outputs
+from motoray.config import Config
+from motoray.pipeline import source, worker
+from motoray.pipeline.jobspec import job_spec
 from motoray.spec import RequestBase
+from motoray.storage import MemoryStorage
 
-SAMPLE_IMAGES = 8  # decoded to estimate output bytes, spread evenly over the listing
+SAMPLE_IMAGES = 8  # processed to estimate output bytes, spread evenly over the listing
 
 # `motoray bench` on the seed request (1920x1080 JPEG -> 480x270, one 270x270 crop, three
 # 80x80 random crops, JPEG q90) measured ~100-150 images/s per CPU including listing, split,
@@ -42,15 +40,16 @@ S3_LIST_KEYS_PER_REQUEST = 1000
 JOB_FILES = 2  # manifest.parquet and job.json
 
 
-def plan(request: RequestBase, config: Config, cpus: int | None = None) -> dict:
+def dry_run(request: RequestBase, config: Config, cpus: int | None = None) -> dict:
     """Counts per split, estimated bytes, duration (on `cpus`, default: the cluster's) and cost.
 
     Raises ValueError for a request the source cannot serve (e.g. stratify without labels).
     """
-    source, keys = list_source(request, config)
-    assignment = assign_keys(request, config, keys)
+    storage, keys = source.list_source(request, config)
+    assignment = source.place(request, config, keys)
+    spec = job_spec(request, config, storage, MemoryStorage())
     # A CHAIN step makes the product of its stages' copies.
-    per_image = int(request.writes_original) + sum(s.copies for s in make_steps(request, config))
+    per_image = int(spec.original) + sum(step.copies for step in spec.steps)
     report = assignment.report
     splits = {
         name: {"images": s["images"], "outputs": s["images"] * per_image}
@@ -58,10 +57,10 @@ def plan(request: RequestBase, config: Config, cpus: int | None = None) -> dict:
         if s["images"]  # like a job's counts: a split without images is not listed
     }
     sample = keys[:: max(1, math.ceil(len(keys) / SAMPLE_IMAGES))][:SAMPLE_IMAGES]
-    rows, files = sample_outputs(request, config, source, sample, assignment)
-    failed = {row["source_path"] for row in rows if row["error"] is not None}
+    made = list(worker.outputs(spec, source.items(sample, assignment)))
+    failed = {row["source_path"] for row, data in made if data is None}
     decoded = len(sample) - len(failed)
-    bytes_per_image = sum(map(len, files.values())) / decoded if decoded else 0.0
+    bytes_per_image = sum(len(data) for _, data in made if data) / decoded if decoded else 0.0
     outputs = len(keys) * per_image
     total_bytes = round(bytes_per_image * len(keys))
 
@@ -79,9 +78,8 @@ def plan(request: RequestBase, config: Config, cpus: int | None = None) -> dict:
     shard_bytes = request.output.shard_size_mb * 2**20
     if request.output.format == "webdataset":
         # Exact: the job sizes its shards from the same sample, the same way.
-        per_shard = images_per_shard(
-            make_plan(request, config, source, MemoryStorage()), keys, assignment
-        )
+        items = source.items(keys, assignment)
+        per_shard = worker.images_per_shard(spec, worker.shard_sample(items))
         counts["shards"] = {name: math.ceil(s["images"] / per_shard) for name, s in splits.items()}
         sharded = sum(counts["shards"].values())
     else:
@@ -89,7 +87,7 @@ def plan(request: RequestBase, config: Config, cpus: int | None = None) -> dict:
     objects = {"per_file": outputs + JOB_FILES, "sharded": sharded + JOB_FILES}
     writes = {layout: n * S3_PUT_PER_1000 / 1000 for layout, n in objects.items()}
     return {
-        "source": {"name": request.name, "uri": source.uri},
+        "source": {"name": request.name, "uri": storage.uri},
         "counts": counts,
         "split": report,
         "outputs_per_image": per_image,
@@ -128,23 +126,3 @@ def _cluster_cpus() -> int:
     if ray.is_initialized():
         return max(1, int(ray.cluster_resources().get("CPU", 0)))
     return os.cpu_count() or 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="motoray plan", description=__doc__.split("\n")[0])
-    parser.add_argument("request", help="JSON file: one request object or a list of them")
-    parser.add_argument("--config", help="config file (default: $MOTORAY_CONFIG or ./motoray.yaml)")
-    parser.add_argument("--cpus", type=int, help="estimate for this many CPUs (default: here)")
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config)
-        plans = [plan(r, config, args.cpus) for r in read_requests(args.request, config)]
-    except (FileNotFoundError, ValueError) as e:  # RequestError is a ValueError
-        print(f"motoray plan: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(plans[0] if len(plans) == 1 else plans, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

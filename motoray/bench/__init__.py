@@ -17,11 +17,9 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,18 +30,11 @@ import numpy as np
 import psutil
 from PIL import Image
 
-SIZE = (480, 270)
-REQUEST = {
-    "name": "bench",
-    "input_image_size": list(SIZE),
-    "augmentations": [
-        {
-            "CROP": {"crop_dimensions": [[270, 270]], "crop_type": "left_down_center"},
-            "RANDOM_CROP": {"crop_dimensions": [80, 80], "target_count": 3},
-        }
-    ],
-    "train_test_split": {"train_ratio": 80, "test_ratio": 20},
-}
+from motoray.commands import installed_command
+from motoray.spec import SEED_REQUEST
+
+REQUEST = {**SEED_REQUEST, "name": "bench"}
+SIZE = tuple(REQUEST["input_image_size"])
 
 
 # --- the baselines: plain Pillow, no motoray code ------------------------------------------
@@ -103,8 +94,9 @@ class Bench:
 
     def motoray(self, paths: list[Path]) -> None:
         from motoray.config import Config, OutputConfig, SourceConfig
-        from motoray.ops import enabled
-        from motoray.pipeline import run_job
+        from motoray.jobs import accept
+        from motoray.ops import operators_for
+        from motoray.pipeline.job import run_job
         from motoray.spec import parse_requests
 
         source = _linked(paths, self.work / "source")
@@ -112,8 +104,8 @@ class Bench:
             sources={"bench": SourceConfig(uri=str(source))},
             output=OutputConfig(uri=str(self._out("motoray"))),
         )
-        [request] = parse_requests(REQUEST, enabled())
-        run_job(request, config, "bench")
+        [inputs] = accept(parse_requests(REQUEST, operators_for()), config, "bench")
+        run_job(inputs)
 
     def raydata(self, paths: list[Path]) -> None:
         import ray
@@ -220,9 +212,7 @@ def cold_run_seconds(frames: Path, work: Path) -> float:
     start = time.perf_counter()
     subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "motoray.cli",
+            *installed_command("motoray"),
             "run",
             str(request),
             "--config",
@@ -245,7 +235,7 @@ def service_post_to_running(frames: Path, work: Path, jobs: int = 5) -> dict:
     import httpx
     import yaml
 
-    from motoray.server import spawn_service
+    from motoray.bench.service import spawn_service
 
     source = _linked(sorted(frames.glob("*.jpg"))[:20], work / "service-source")
     config = work / "service.yaml"
@@ -397,51 +387,3 @@ def report(result: dict) -> str:
         f"max {service['max_s']} s over {service['jobs']} jobs"
     )
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="motoray bench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--frames",
-        type=Path,
-        default=Path("data/bench/frames"),
-        help="1080p frames (made if fewer than --images)",
-    )
-    parser.add_argument("--images", type=int, default=6000)
-    parser.add_argument(
-        "--slow-images",
-        type=int,
-        default=600,
-        help="images for the slow baselines (naive, raydata)",
-    )
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--no-memory-check", action="store_true")
-    parser.add_argument(
-        "--service-jobs", type=int, default=5, help="jobs timed POST -> RUNNING on a service"
-    )
-    parser.add_argument("--output", type=Path, help="write the result as JSON here")
-    args = parser.parse_args(argv)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-    run(
-        args.frames,
-        args.images,
-        args.slow_images,
-        args.repeats,
-        args.workers,
-        not args.no_memory_check,
-        args.output,
-        args.service_jobs,
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

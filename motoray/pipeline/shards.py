@@ -17,16 +17,6 @@ MTIME = 0  # fixed: the time a shard is written must not change its bytes
 MODE = 0o644
 
 
-def shard_name(split: str, index: int) -> str:
-    """`train/shard-000000.tar`: numbered per split, so `shard-{000000..000009}.tar` works."""
-    return f"{split}/shard-{index:06d}.tar"
-
-
-def sample_key(name: str) -> str:
-    """A file name without its extension, made a valid sample key (no dots)."""
-    return name.replace(".", "_")
-
-
 def tar_bytes(samples: Iterable[tuple[str, Mapping[str, bytes]]]) -> bytes:
     """A tar of samples in the given order: (key, {extension: bytes}) -> `key.extension`."""
     buffer = io.BytesIO()

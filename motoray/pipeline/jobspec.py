@@ -1,0 +1,44 @@
+"""A request compiled into what every worker needs: small, picklable, no Ray."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from motoray.config import Config, LimitsConfig
+from motoray.ops import operators_for
+from motoray.ops.steps import Step, make_steps
+from motoray.spec import RequestBase
+from motoray.storage import Storage
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    source: Storage
+    job_dir: Storage
+    size: tuple[int, int] | None  # (width, height)
+    steps: tuple[Step, ...]
+    original: bool  # also write the resized image itself
+    seed: int
+    quality: int
+    limits: LimitsConfig
+    sharded: bool = False  # output.format "webdataset"
+    shard_bytes: int = 0  # the size a shard aims at
+
+    def misfit(self, shape: tuple[int, int]) -> str | None:
+        """Why an image of this shape cannot go through every step (every stage of a chain)."""
+        return next((m for step in self.steps if (m := step.misfit(shape))), None)
+
+
+def job_spec(request: RequestBase, config: Config, source: Storage, job_dir: Storage) -> JobSpec:
+    return JobSpec(
+        source=source,
+        job_dir=job_dir,
+        size=request.input_image_size,
+        steps=make_steps(request.steps, operators_for(config.operators)),
+        original=request.writes_original,
+        seed=request.seed,
+        quality=request.output.quality,
+        limits=config.limits,
+        sharded=request.output.format == "webdataset",
+        shard_bytes=request.output.shard_size_mb * 2**20,
+    )

@@ -1,0 +1,77 @@
+"""manifest.parquet: one row per output image, in a fixed order with fixed row groups, so
+its bytes depend on the request and the input alone, never on how the work was cut."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROW_GROUP_ROWS = 65_536  # fixed, so the manifest's bytes do not depend on block sizes
+
+ROWS_SCHEMA = pa.schema(
+    [
+        ("output_path", pa.string()),
+        ("source_path", pa.string()),
+        ("split", pa.string()),
+        ("label", pa.string()),  # null: the source is not labelled
+        ("group", pa.string()),  # null: the image is a split group of its own
+        ("operator", pa.string()),
+        ("params", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("bytes", pa.int64()),
+        ("shard", pa.string()),  # webdataset: the tar that holds output_path (a member name)
+        ("error", pa.string()),  # set on the one row of an image that failed
+    ]
+)
+MANIFEST_COLUMNS = [f.name for f in ROWS_SCHEMA if f.name not in ("shard", "error")]
+SHARD_MANIFEST_COLUMNS = [*MANIFEST_COLUMNS, "shard"]
+
+
+def rows_table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=ROWS_SCHEMA)
+
+
+def sample_record(row: dict) -> bytes:
+    """A shard sample's .json: its manifest row, with params as an object."""
+    fields = ("source_path", "split", "label", "group", "operator", "width", "height")
+    record = {field: row[field] for field in fields} | {"params": json.loads(row["params"])}
+    return json.dumps(record, sort_keys=True).encode()
+
+
+class ManifestWriter:
+    """Parquet with fixed-size row groups, whatever sizes the blocks come in."""
+
+    def __init__(self, columns: list[str]) -> None:
+        self._buffer = io.BytesIO()
+        self._writer = pq.ParquetWriter(
+            self._buffer, pa.schema([ROWS_SCHEMA.field(c) for c in columns])
+        )
+        self._columns = columns
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+
+    def add(self, table: pa.Table) -> None:
+        self._pending.append(table.select(self._columns))
+        self._pending_rows += table.num_rows
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        table = pa.concat_tables(self._pending) if self._pending else None
+        self._pending, self._pending_rows = [], 0
+        if table is None:
+            return
+        cut = table.num_rows if final else table.num_rows - table.num_rows % ROW_GROUP_ROWS
+        if cut:
+            self._writer.write_table(table.slice(0, cut), row_group_size=ROW_GROUP_ROWS)
+        if cut < table.num_rows:
+            self._pending, self._pending_rows = [table.slice(cut)], table.num_rows - cut
+
+    def finish(self) -> bytes:
+        self._flush(final=True)
+        self._writer.close()
+        return self._buffer.getvalue()

@@ -1,0 +1,203 @@
+"""The worker: images in, outputs out. The only code that touches pixels; no Ray.
+
+`outputs(spec, items)` reads, decodes and resizes every item, applies every step and encodes
+the results, yielding each output's manifest row and bytes as it is made (a failed image
+yields one row with `error` and no bytes). Jobs write what it yields (`write_files`,
+`write_shard`); previews and estimates keep it in memory. Same spec and items, same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import nullcontext
+from typing import NamedTuple
+
+import numpy as np
+
+from motoray.imageio import DecodeError, encode_jpeg, load_image
+from motoray.ops.steps import apply_step
+from motoray.pipeline.jobspec import JobSpec
+from motoray.pipeline.layout import output_folder, output_name, sample_key
+from motoray.pipeline.manifest import sample_record
+from motoray.pipeline.shards import tar_bytes
+from motoray.pipeline.source import Item
+
+CHUNK_IMAGES = 64  # decoded together: bounds a task's memory, feeds kernels stacks
+IO_THREADS = 8  # concurrent reads/writes per task: hides object-store latency
+MAX_IMAGES_PER_SHARD = 10_000  # a shard is one task's work: this bounds a task's duration
+SHARD_SAMPLE_IMAGES = 8  # processed to size shards
+
+
+class Output(NamedTuple):
+    row: dict  # its manifest row; a failed image's one row has "error"
+    data: bytes | None  # the encoded image; None for a failed image
+
+
+def outputs(spec: JobSpec, items: Sequence[Item], io: Executor | None = None) -> Iterator[Output]:
+    """Every output of `items`, as it is encoded.
+
+    Images go through in chunks, the next chunk's reads in flight (on `io`, or a pool of
+    our own) while this one is processed: memory stays bounded however many items.
+    """
+    with nullcontext(io) if io else ThreadPoolExecutor(IO_THREADS) as pool:
+
+        def reads(start: int) -> list[Future]:
+            return [
+                pool.submit(_fetch, spec, item.key) for item in items[start : start + CHUNK_IMAGES]
+            ]
+
+        pending = reads(0)
+        for start in range(0, len(items), CHUNK_IMAGES):
+            fetched = [read.result() for read in pending]
+            pending = reads(start + CHUNK_IMAGES)
+            yield from _chunk_outputs(spec, items[start : start + CHUNK_IMAGES], fetched)
+
+
+def write_files(spec: JobSpec, items: Sequence[Item]) -> list[dict]:
+    """Format "files": every output written to the job folder. Rows in manifest order."""
+    rows = []
+    with ThreadPoolExecutor(IO_THREADS) as io:
+        writes = []
+        for row, data in outputs(spec, items, io):
+            if data is not None:
+                writes.append(io.submit(spec.job_dir.write, row["output_path"], data))
+            rows.append(row)
+        for done in writes:
+            done.result()  # a failed write fails the job: Ray Data retries lost tasks, not errors
+    return _in_manifest_order(rows)
+
+
+def shard(spec: JobSpec, name: str, items: Sequence[Item]) -> tuple[list[dict], bytes]:
+    """Format "webdataset": one tar of every output of `items` as `<key>.jpg` with its
+    manifest record `<key>.json`, in manifest order; the rows name the shard."""
+    encoded, rows = {}, []
+    for row, data in outputs(spec, items):
+        if data is not None:
+            encoded[row["output_path"]] = data
+            row["shard"] = name
+        rows.append(row)
+    rows = _in_manifest_order(rows)
+    samples = (
+        (
+            row["output_path"].removesuffix(".jpg"),
+            {"jpg": encoded.pop(row["output_path"]), "json": sample_record(row)},
+        )
+        for row in rows
+        if "error" not in row
+    )
+    return rows, tar_bytes(samples)
+
+
+def write_shard(spec: JobSpec, name: str, items: Sequence[Item]) -> list[dict]:
+    """The shard built in memory (storage writes whole objects), then written: a task needs
+    about twice shard_size_mb, which is why that is capped. Empty too: no gaps in numbering."""
+    rows, data = shard(spec, name, items)
+    spec.job_dir.write(name, data)
+    return rows
+
+
+def shard_sample(items: Sequence[Item]) -> list[Item]:
+    """The fixed sample `images_per_shard` measures: spread evenly over the listing."""
+    step = max(1, -(-len(items) // SHARD_SAMPLE_IMAGES))
+    return list(items[::step][:SHARD_SAMPLE_IMAGES])
+
+
+def images_per_shard(spec: JobSpec, sample: Sequence[Item]) -> int:
+    """Source images per shard, so that shards come out near the requested size: measured
+    by making the shard of `shard_sample(items)` exactly as a task would. The same request
+    and listing give the same number on any cluster."""
+    rows, data = shard(spec, "sample.tar", sample)
+    decoded = len({row["source_path"] for row in rows if "error" not in row})
+    if not decoded:
+        return MAX_IMAGES_PER_SHARD
+    return max(1, min(MAX_IMAGES_PER_SHARD, spec.shard_bytes * decoded // len(data)))
+
+
+def _in_manifest_order(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda row: (row["source_path"], row.get("output_path") or ""))
+
+
+def _chunk_outputs(
+    spec: JobSpec, items: Sequence[Item], fetched: list[bytes | Exception]
+) -> Iterator[Output]:
+    decoded: dict[tuple[int, ...], list[tuple[Item, np.ndarray]]] = defaultdict(list)
+    misfits: dict[tuple[int, ...], str | None] = {}  # by image shape: one when resized
+    for item, data in zip(items, fetched):
+        try:
+            image = _decode(spec, data)
+        except (DecodeError, OSError) as e:
+            yield _failed(item, str(e))
+            continue
+        if image.shape not in misfits:
+            misfits[image.shape] = spec.misfit(image.shape[:2])
+        if misfits[image.shape]:
+            yield _failed(item, misfits[image.shape])  # never silently padded
+            continue
+        decoded[image.shape].append((item, image))
+
+    # Same-shaped images go through each kernel together (all of them when resized).
+    for same_shape in decoded.values():
+        stack = [item for item, _ in same_shape]
+        images = np.stack([image for _, image in same_shape])
+        if spec.original:
+            for item, image in zip(stack, images):
+                yield _encoded(spec, item, "ORIGINAL", "original", {}, image)
+        keys = [item.key for item in stack]
+        for step in spec.steps:
+            names = "-".join(stage.operator.name.lower() for stage in step.stages)
+            for out in apply_step(step, images, keys, spec.seed):
+                suffix = f"{step.index}-{names}-{out.copy}"
+                for item, params, image in zip(stack, out.params, out.images):
+                    yield _encoded(spec, item, step.name, suffix, params, image)
+
+
+def _failed(item: Item, reason: str) -> Output:
+    return Output({"source_path": item.key, **item.placement(), "error": reason}, None)
+
+
+def _encoded(
+    spec: JobSpec, item: Item, operator: str, suffix: str, params: dict, image: np.ndarray
+) -> Output:
+    """The output's bytes and its manifest row (its name is the same on every retry)."""
+    name = output_name(item.key, suffix)
+    if spec.sharded:
+        path = f"{sample_key(name)}.jpg"  # a member of its split's shard; the label is in .json
+    else:
+        path = f"{output_folder(item.split, item.label)}/{name}.jpg"
+    data = encode_jpeg(image, spec.quality)
+    row = {
+        "output_path": path,
+        "source_path": item.key,
+        **item.placement(),
+        "operator": operator,
+        "params": json.dumps(params, sort_keys=True),
+        "width": image.shape[1],
+        "height": image.shape[0],
+        "bytes": len(data),
+    }
+    return Output(row, data)
+
+
+def _fetch(spec: JobSpec, key: str) -> bytes | Exception:
+    """Read one source file on an I/O thread; errors are returned, to be recorded per image."""
+    try:
+        size = spec.source.size(key)
+        if size > spec.limits.max_file_bytes:
+            return DecodeError(f"file too large: {size} bytes > limit {spec.limits.max_file_bytes}")
+        return spec.source.read(key)
+    except OSError as e:
+        return e
+
+
+def _decode(spec: JobSpec, fetched: bytes | Exception) -> np.ndarray:
+    if isinstance(fetched, Exception):
+        raise fetched
+    return load_image(
+        fetched,
+        spec.size,
+        max_pixels=spec.limits.max_image_pixels,
+        max_bytes=spec.limits.max_file_bytes,
+    )

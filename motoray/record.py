@@ -1,0 +1,118 @@
+"""A job as data: what it runs (`JobInputs`) and what it did (`JobRecord`, i.e. job.json).
+
+The service accepts a request and fixes its inputs (the validated request, the config it was
+validated against, the job folder); the job's driver runs exactly those, never re-reading
+motoray.yaml. The driver writes the record; jobs.py reads it; the API maps it; the CLI and
+the client print it with `summary_lines`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from motoray.config import Config
+
+State = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "STOPPED"]
+
+
+class JobInputs(BaseModel):
+    """Everything a job runs, fixed when it is accepted."""
+
+    job_id: str
+    request: dict[str, Any] = Field(description="the validated request, as the user set it")
+    config: Config = Field(description="the config it was validated against, without secrets")
+    output: str = Field(description="the job folder")
+
+    @classmethod
+    def accept(cls, request: Any, config: Config, job_id: str, output: str) -> JobInputs:
+        """`request`: a validated spec.RequestBase. Unset fields stay unset, so the driver
+        fills in defaults exactly as it would for the same request sent again."""
+        server = config.server.model_copy(update={"auth_token": None})
+        return cls(
+            job_id=job_id,
+            request=request.model_dump(mode="json", exclude_unset=True),
+            config=config.model_copy(update={"server": server}),
+            output=output,
+        )
+
+
+class SplitCounts(BaseModel):
+    images: int = 0
+    outputs: int = 0
+
+
+class Counts(BaseModel):
+    """Progress while a job runs; the final counts in job.json."""
+
+    images_total: int = 0
+    images_done: int = 0  # failed ones included
+    images_failed: int = 0
+    outputs: int = 0
+    splits: dict[str, SplitCounts] | None = None  # once the job is done
+    shards: dict[str, int] | None = None  # webdataset: shards per split
+
+
+class Failure(BaseModel):
+    source_path: str
+    reason: str
+
+
+class Timings(BaseModel):
+    started_at: str
+    finished_at: str
+    duration_s: float
+    listing_s: float | None = None
+
+
+class SourceRef(BaseModel):
+    name: str
+    uri: str
+
+
+class Outcome(BaseModel):
+    """What a finished job did: the part of job.json a summary shows."""
+
+    counts: Counts | None = None
+    failures: list[Failure] = Field(default_factory=list)
+    timings: Timings | None = None
+
+
+class JobRecord(Outcome):
+    """job.json: written last, create-only; its presence means the job finished."""
+
+    job_id: str
+    state: State
+    request: dict[str, Any]
+    output: str
+    versions: dict[str, str] = Field(default_factory=dict)
+    source: SourceRef | None = None
+    split: dict[str, Any] | None = None  # split.Assignment.report
+    error: str | None = None
+
+    def to_json(self) -> bytes:
+        data = self.model_dump(mode="json", exclude_none=True)
+        return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
+
+    def summary_lines(self) -> list[str]:
+        return summary_lines(self.job_id, self.state, self.output, self, self.error)
+
+
+def summary_lines(
+    job_id: str, state: str, output: str, outcome: Outcome | None, error: str | None = None
+) -> list[str]:
+    """What `motoray run` and `motoray submit --wait` print when a job ends."""
+    lines = [f"job {job_id}: {state}", f"  results:  {output}"]
+    counts = (outcome and outcome.counts) or Counts()
+    for split, c in (counts.splits or {}).items():
+        lines.append(f"  {split:>6}:   {c.images} images -> {c.outputs} outputs")
+    lines.append(f"  failed:   {counts.images_failed} of {counts.images_total} images")
+    for failure in (outcome.failures if outcome else [])[:10]:
+        lines.append(f"            {failure.source_path}: {failure.reason}")
+    if outcome and outcome.timings:
+        lines.append(f"  duration: {outcome.timings.duration_s} s")
+    if error:
+        lines.append(f"  error:    {error}")
+    return lines

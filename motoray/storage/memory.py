@@ -1,0 +1,60 @@
+"""Storage in a dict: what a job would write, kept in memory (previews, estimates, tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from motoray.storage.base import IMAGE_EXTENSIONS
+from motoray.storage.keys import safe_key
+
+
+@dataclass
+class MemoryStorage:
+    """A folder-like dict; `child` views share it, as folders share a disk."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    prefix: str = ""
+
+    @property
+    def uri(self) -> str:
+        return f"memory://{self.prefix}"
+
+    def _key(self, key: str) -> str:
+        key = safe_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def list(self, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[str]:
+        root = f"{self.prefix}/" if self.prefix else ""
+        wanted = tuple(e.lower() for e in extensions)
+        return sorted(
+            k[len(root) :] for k in self.files if k.startswith(root) and k.lower().endswith(wanted)
+        )
+
+    def read(self, key: str) -> bytes:
+        try:
+            return self.files[self._key(key)]
+        except KeyError:
+            raise FileNotFoundError(f"{self.uri}/{key}") from None
+
+    def size(self, key: str) -> int:
+        return len(self.read(key))
+
+    def exists(self, key: str) -> bool:
+        return self._key(key) in self.files
+
+    def write(self, key: str, data: bytes) -> None:
+        self.files[self._key(key)] = bytes(data)
+
+    def write_new(self, key: str, data: bytes) -> bool:
+        if self.exists(key):
+            return False
+        self.write(key, data)
+        return True
+
+    def child(self, prefix: str) -> MemoryStorage:
+        return MemoryStorage(self.files, self._key(prefix))
+
+    @property
+    def total_bytes(self) -> int:
+        """What was written, in all."""
+        return sum(map(len, self.files.values()))
