@@ -1,15 +1,21 @@
 # First two commands on a fresh machine: `make demo`, then `make test`.
-PYTHON ?= python3.11
+# Python: the first of python3, python3.13, python3.12, python3.11, python3.14 on the PATH that is
+# 3.11 to 3.14 (Ray 2.60 ships wheels for those), or `make PYTHON=/path/to/python ...`.
+SUPPORTED := import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 14))
+PYTHON ?= $(firstword $(foreach p,python3 python3.13 python3.12 python3.11 python3.14,\
+	$(shell $(p) -c '$(SUPPORTED)' >/dev/null 2>&1 && echo $(p))))
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= motoray.yaml
 SAMPLE := data/sample/MotoGP
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-fast test-all lint bench clean
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "motoray needs Python 3.11 to 3.14: none of python3, python3.11 ... python3.14 on the PATH is one. Install one, or run make PYTHON=/path/to/python3.12 $(MAKECMDGOALS)" >&2; exit 1; }
+	@echo "using $(PYTHON) ($$($(PYTHON) --version))"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
@@ -27,17 +33,20 @@ demo: setup $(SAMPLE)
 	$(BIN)/motoray submit examples/requests/seed_sample.json --url http://127.0.0.1:5000 --wait --ready-timeout 180
 
 lint: setup
-	$(BIN)/ruff check motoray tests scripts
-	$(BIN)/ruff format --check motoray tests scripts
+	$(BIN)/ruff check motoray tests scripts bench
+	$(BIN)/ruff format --check motoray tests scripts bench
 
+# Everything, what CI runs (its wall time is printed at the end).
 test: setup lint
-	$(BIN)/pytest -q -m "not slow" --durations=10
+	@start=$$(date +%s); $(BIN)/pytest -q --durations=15; status=$$?; \
+	echo "make test: $$(( $$(date +%s) - start )) s of pytest"; exit $$status
 
-test-all: setup lint
-	$(BIN)/pytest -q --durations=10
+# The inner loop: no cluster, service or benchmark start-ups.
+test-fast: setup
+	$(BIN)/pytest -q -m "not slow" -x
 
 bench: setup
-	$(BIN)/python -m motoray.bench --output bench/result.json
+	$(BIN)/motoray bench --output bench/result.json
 
 clean:
 	rm -rf outputs data/sample

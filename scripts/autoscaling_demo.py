@@ -19,27 +19,23 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import closing, suppress
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 
 import yaml
 
+from motoray.commands import installed_command
+from motoray.server import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 SEED_REQUEST = ROOT / "examples" / "requests" / "seed_sample.json"
 WORKER_TYPE = "cpu_worker"
 POLL_S = 0.5
-
-
-def free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def autoscaling_config(gcs_address: str, max_workers: int, idle_minutes: float) -> dict:
@@ -115,9 +111,8 @@ def start_head(work: Path, env: dict[str, str], max_workers: int, idle_minutes: 
     config.write_text(
         yaml.safe_dump(autoscaling_config(f"{ip}:{ports['gcs']}", max_workers, idle_minutes))
     )
-    ray = Path(sys.executable).parent / "ray"
     command = [
-        str(ray), "start", "--head", "--block", "--disable-usage-stats",
+        *installed_command("ray"), "start", "--head", "--block", "--disable-usage-stats",
         "--num-cpus=0",  # pipeline work cannot run on the head: workers must come
         f"--port={ports['gcs']}",
         "--include-dashboard=true",
@@ -248,8 +243,8 @@ def run_demo(args: argparse.Namespace, work: Path) -> dict:
         client = wait_for_dashboard(lambda: JobSubmissionClient(address), head, 120)
         job_id = "autoscaling-demo"
         run = ["run", str(args.request), "--config", str(config), "--job-id", job_id, "--quiet"]
-        # The venv's own interpreter: a bare `python` may be the system one on the head.
-        entrypoint = shlex.join([sys.executable, "-m", "motoray.cli", *run])
+        # The venv's own motoray: a bare `motoray` may be another one on the head.
+        entrypoint = shlex.join([*installed_command("motoray"), *run])
         timeline = Timeline()
         timeline.add("submit", workers=alive_workers(address))
         submission_id = submit(client, entrypoint, job_id, timeout_s=60)

@@ -26,15 +26,17 @@ import ray
 from ray.cluster_utils import Cluster
 
 from motoray.config import Config, OutputConfig, SourceConfig
-from motoray.ops import enabled
-from motoray.pipeline import JOB_FILE, job_folder, run_job
+from motoray.jobs import accept
+from motoray.ops import operators_for
+from motoray.pipeline.job import run_job
+from motoray.pipeline.layout import JOB_FILE, job_folder
 from motoray.spec import parse_json, parse_requests
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_REQUEST = ROOT / "examples" / "requests" / "seed_sample.json"
 WORKER_CPUS = 1
 POLL_S = 0.005
-PIPELINE_TASK = "MapBatches(process_batch)"  # Ray Data's name for pipeline.process_batch tasks
+PIPELINE_TASK = "MapBatches(_write_files)"  # Ray Data's name for ray_data._write_files tasks
 
 
 def count_outputs(job_dir: Path) -> int:
@@ -47,13 +49,13 @@ class JobThread(threading.Thread):
 
     def __init__(self, request, config: Config, job_id: str) -> None:
         super().__init__(daemon=True)
-        self.args = (request, config, job_id)
+        self.inputs = accept([request], config, job_id)[0]
         self.record: dict | None = None
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            self.record = run_job(*self.args)
+            self.record = json.loads(run_job(self.inputs).to_json())
         except BaseException as e:  # reported by the main thread
             self.error = e
 
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         sources={name: SourceConfig(uri=str(Path(args.frames).resolve()))},
         output=OutputConfig(uri=str(Path(args.output).resolve())),
     )
-    [request] = parse_requests(body, enabled(), [name])
+    [request] = parse_requests(body, operators_for(), [name])
 
     # shutdown_at_exit: a reaper kills the nodes if this process dies before `finally`.
     cluster = Cluster(
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
         ray.data.DataContext.get_current().enable_progress_bars = False
 
-        clean = run_job(request, config, "clean")
+        clean = json.loads(run_job(accept([request], config, "clean")[0]).to_json())
         total = clean["counts"]["outputs"]
 
         job_dir = Path(job_folder(config, name, "node-loss").uri)

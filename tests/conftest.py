@@ -57,24 +57,41 @@ def parse_one(body: dict, config: Config | None = None):
     return request
 
 
-def run_job(config: Config, request, job_id: str, on_progress=None):
-    """A request (a body or a parsed request) accepted and run as a job on the current Ray:
-    the JobRecord it returns."""
+def run_job(request, config: Config, job_id: str, on_progress=None) -> dict:
+    """A request (a body or a parsed request) accepted and run as a job on the current Ray,
+    as the service would: the record it returns, as job.json holds it."""
     from motoray.jobs import accept
     from motoray.pipeline import job
 
     request = parse_one(request, config) if isinstance(request, dict) else request
     [inputs] = accept([request], config, job_id)
-    return job.run_job(inputs, on_progress)
+    return json.loads(job.run_job(inputs, on_progress).to_json())
+
+
+def outputs_in_memory(
+    config: Config, body: dict, keys: list[str] | None = None
+) -> tuple[list[dict], dict[str, bytes]]:
+    """What a job would make of `keys` (default: the whole source), by the job's own worker in
+    this process: (manifest rows in manifest order, every column; output bytes by path)."""
+    from motoray.pipeline import source, worker
+    from motoray.pipeline.jobspec import job_spec
+    from motoray.pipeline.manifest import ROWS_SCHEMA
+    from motoray.storage import MemoryStorage
+
+    request = parse_one(body, config)
+    storage, listed = source.list_source(request, config)
+    items = source.items(listed if keys is None else keys, source.place(request, config, listed))
+    made = list(worker.outputs(job_spec(request, config, storage, MemoryStorage()), items))
+    rows = [{column: row.get(column) for column in ROWS_SCHEMA.names} for row, _ in made]
+    return worker.in_manifest_order(rows), {r["output_path"]: d for r, d in made if d}
 
 
 def run_request(config: Config, body: dict, job_id: str) -> tuple[dict, Path]:
     """One request through a job on the current Ray: (job.json as written, job folder)."""
-    record = run_job(config, body, job_id)
-    job_dir = Path(record.output)
-    written = json.loads((job_dir / "job.json").read_text())
-    assert written == json.loads(record.to_json())
-    return written, job_dir
+    record = run_job(body, config, job_id)
+    job_dir = Path(record["output"])
+    assert json.loads((job_dir / "job.json").read_text()) == record
+    return record, job_dir
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """CHAIN: operators applied one after the other inside one step.
 
-Most checks run the pipeline's own per-batch code in memory (`preview.sample_outputs`) on
-real JPEG files; one job runs on the real local Ray.
+Most checks run the job's own worker in memory (`worker.outputs`) on real JPEG files; one
+job runs on the real local Ray.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from motoray.dry_run import dry_run
 from motoray.imageio import load_image
-from motoray.ops import enabled, registered
-from motoray.pipeline import assign_keys, list_source, run_job
-from motoray.plan import plan
-from motoray.preview import sample_outputs
+from motoray.ops import BUILTINS, operators_for
 from motoray.sample_data import write_sample_frames
 from motoray.spec import RequestError, parse_requests
+from tests.conftest import outputs_in_memory, parse_one, run_job
 from tests.ops.cases import CASES
 
 SIZE = (160, 90)  # width, height
@@ -42,12 +41,7 @@ def clips(tmp_path_factory) -> Path:
     return folder
 
 
-def _outputs(config, body: dict, keys: list[str] | None = None) -> tuple[list[dict], dict]:
-    """(rows, output bytes by path) of the pipeline's batch code, in memory, for `keys`."""
-    [request] = parse_requests(body, enabled(), list(config.sources))
-    source, listed = list_source(request, config)
-    keys = listed if keys is None else keys
-    return sample_outputs(request, config, source, keys, assign_keys(request, config, listed))
+_outputs = outputs_in_memory
 
 
 def _error(output, image, x, y, h, w, dx=0, dy=0, turns=1) -> float:
@@ -58,7 +52,7 @@ def _error(output, image, x, y, h, w, dx=0, dy=0, turns=1) -> float:
 
 def _errors(body: dict) -> dict[str, str]:
     with pytest.raises(RequestError) as info:
-        parse_requests(body, enabled())
+        parse_requests(body, operators_for())
     return {".".join(map(str, e["loc"])): e["msg"] for e in info.value.errors}
 
 
@@ -240,13 +234,13 @@ def test_sizes_are_followed_through_the_chain_from_input_image_size():
     fits = [{"ROTATE": {"angle": 90}}, {"CROP": {"crop_dimensions": [[160, 90]]}}]
     parse_requests(
         {"name": "clips", "input_image_size": [160, 90], "augmentations": [{"CHAIN": fits}]},
-        enabled(),
+        operators_for(),
     )
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_declared_output_shapes_match_the_shared_cases(case):
-    op = registered()[case.operator]
+    op = BUILTINS[case.operator]
     params = op.params.model_validate(case.params)
     assert [
         op.output_shape(params, case.image_hw, c) for c in range(op.copies(params))
@@ -259,8 +253,8 @@ def test_declared_output_shapes_match_the_shared_cases(case):
 def test_a_chain_job_on_ray_matches_its_plan(clips, make_config):
     config = make_config(clips=clips)
     body = {**REQUEST, "augmentations": [{"GRAYSCALE": {}}, CHAIN]}
-    [request] = parse_requests(body, enabled(), list(config.sources))
-    planned = plan(request, config)
+    request = parse_one(body, config)
+    planned = dry_run(request, config)
     record = run_job(request, config, "chain")
     assert record["counts"]["outputs"] == planned["counts"]["outputs"] == 6 * (1 + 4)
     assert planned["outputs_per_image"] == 5

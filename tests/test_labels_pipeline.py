@@ -10,10 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from motoray.config import Config, OutputConfig, SourceConfig
-from motoray.ops import enabled
-from motoray.pipeline import run_job
 from motoray.sample_data import write_sample_frames
-from motoray.spec import parse_requests
+from tests.conftest import run_job
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -43,8 +41,7 @@ def _run(config: Config, split: dict, job_id: str) -> tuple[dict, Path]:
         "augmentations": [{"CROP": {"crop_dimensions": [[32, 32]], "crop_type": "center"}}],
         "train_test_split": split,
     }
-    [request] = parse_requests(body, enabled(), list(config.sources))
-    record = run_job(request, config, job_id)
+    record = run_job(body, config, job_id)
     return record, Path(config.output.uri) / "animals" / job_id
 
 

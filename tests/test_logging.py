@@ -15,10 +15,7 @@ import yaml
 
 from motoray.config import LoggingConfig, load_config
 from motoray.observability import JobTelemetry, job_logger
-from motoray.ops import enabled
-from motoray.pipeline import run_job
-from motoray.spec import parse_requests
-from tests.conftest import copy_frames
+from tests.conftest import copy_frames, run_job
 from tests.s3server import S3Endpoint, s3_endpoint  # noqa: F401  (fixture: moto serves logs too)
 
 SINK = "tests.test_logging:collect"
@@ -63,8 +60,7 @@ def test_the_configured_sink_gets_json_lines_of_a_real_job(small_source, make_co
     config = make_config(MotoGP=small_source)
     config.logging = LoggingConfig(sink=SINK, sink_options={"stream": "jobs"}, level="DEBUG")
     body = {"name": "MotoGP", "input_image_size": [64, 36], "augmentations": [{"FLIP": {}}]}
-    [request] = parse_requests(body, enabled(), ["MotoGP"])
-    record = run_job(request, config, "logged")
+    record = run_job(body, config, "logged")
 
     lines = _lines("logged")
     stages = [line["stage"] for line in lines]
@@ -91,9 +87,8 @@ def test_the_configured_sink_gets_json_lines_of_a_real_job(small_source, make_co
 def test_a_failed_job_logs_its_error(make_config, tmp_path):
     config = make_config(MotoGP=tmp_path / "nowhere")
     config.logging = LoggingConfig(sink=SINK)
-    [request] = parse_requests({"name": "MotoGP"}, enabled(), ["MotoGP"])
     with pytest.raises(FileNotFoundError):
-        run_job(request, config, "failing")
+        run_job({"name": "MotoGP"}, config, "failing")
     lines = _lines("failing")
     assert [line["stage"] for line in lines] == ["started", "failed"]
     assert lines[-1]["level"] == "ERROR" and "does not exist" in lines[-1]["error"]
@@ -102,9 +97,8 @@ def test_a_failed_job_logs_its_error(make_config, tmp_path):
 def test_a_sink_that_cannot_be_made_fails_the_job_with_job_json(make_config, frames):
     config = make_config(MotoGP=frames)
     config.logging = LoggingConfig(sink="tests.test_logging:no_such_factory")
-    [request] = parse_requests({"name": "MotoGP"}, enabled(), ["MotoGP"])
     with pytest.raises(AttributeError):
-        run_job(request, config, "bad-sink")
+        run_job({"name": "MotoGP"}, config, "bad-sink")
     job_json = Path(config.output.uri) / "MotoGP" / "bad-sink" / "job.json"
     assert json.loads(job_json.read_text())["state"] == "FAILED"
 

@@ -14,10 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from motoray.ops import enabled
-from motoray.pipeline import run_job
-from motoray.spec import parse_requests
-from tests.conftest import copy_frames
+from tests.conftest import copy_frames, run_job
 
 WAIT_S = 60  # Ray exports every ~10 s by default
 
@@ -50,8 +47,7 @@ def test_counters_and_duration_on_the_prometheus_endpoint(frames, make_config, t
         "input_image_size": [64, 36],
         "augmentations": [{"FLIP": {}, "GRAYSCALE": {}}],
     }
-    [request] = parse_requests(body, enabled(), [source])
-    record = run_job(request, config, "metered")
+    record = run_job(body, config, "metered")
     manifest = pq.read_table(f"{record['output']}/manifest.parquet")
     expected = {
         "ray_motoray_images_processed_total": 6,

@@ -12,18 +12,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from motoray.imageio import load_image
-from motoray.ops import enabled
-from motoray.pipeline import JobExistsError, run_job
-from motoray.spec import parse_requests
-from tests.conftest import copy_frames
+from motoray.pipeline import source, worker
+from motoray.pipeline.job import JobExistsError
+from motoray.pipeline.jobspec import job_spec
+from motoray.pipeline.layout import job_folder
+from tests.conftest import copy_frames, parse_one, run_job
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
 
 def _run(config, body: dict, job_id: str, **overrides) -> tuple[dict, Path]:
-    [request] = parse_requests({**body, **overrides}, enabled(), list(config.sources))
-    record = run_job(request, config, job_id)
-    job_dir = Path(config.output.uri) / request.name / job_id
+    record = run_job({**body, **overrides}, config, job_id)
+    job_dir = Path(config.output.uri) / body["name"] / job_id
     assert json.loads((job_dir / "job.json").read_text()) == record
     return record, job_dir
 
@@ -174,9 +174,8 @@ def test_a_finished_job_id_is_not_run_twice(frames, make_config):
 
 def test_missing_source_folder_fails_with_job_json(make_config, tmp_path):
     config = make_config(MotoGP=tmp_path / "nowhere")
-    [request] = parse_requests({"name": "MotoGP"}, enabled(), ["MotoGP"])
     with pytest.raises(FileNotFoundError):
-        run_job(request, config, "missing")
+        run_job({"name": "MotoGP"}, config, "missing")
     record = json.loads((Path(config.output.uri) / "MotoGP" / "missing" / "job.json").read_text())
     assert record["state"] == "FAILED" and "does not exist" in record["error"]
 
@@ -185,31 +184,27 @@ def test_block_and_chunk_boundaries_change_no_byte(
     frames, make_config, seed_request, monkeypatch, tmp_path
 ):
     """What a Ray Data block or an in-task chunk holds depends on cluster size and settings;
-    the outputs and rows must not. process_batch is called here directly, no Ray."""
-    import motoray.pipeline as pipeline
-
-    source = tmp_path / "with-a-bad-file"
-    shutil.copytree(frames, source)
-    (source / "clip000_frame0003.jpg").write_bytes(b"<html>not a frame</html>")
-    config = make_config(MotoGP=source)
-    [request] = parse_requests(seed_request, enabled(), list(config.sources))
-    storage, keys = pipeline.list_source(request, config)
-    items = pipeline.image_items(keys, pipeline.assign_keys(request, config, keys))
+    the outputs and rows must not. The worker is called here directly, no Ray."""
+    folder = tmp_path / "with-a-bad-file"
+    shutil.copytree(frames, folder)
+    (folder / "clip000_frame0003.jpg").write_bytes(b"<html>not a frame</html>")
+    config = make_config(MotoGP=folder)
+    request = parse_one(seed_request, config)
+    storage, keys = source.list_source(request, config)
+    items = source.items(keys, source.place(request, config, keys))
 
     def process(job_id: str, block_images: int, chunk_images: int) -> tuple[list, Path]:
-        monkeypatch.setattr(pipeline, "CHUNK_IMAGES", chunk_images)
-        job_dir = pipeline.job_folder(config, request.name, job_id)
-        plan = pipeline.make_plan(request, config, storage, job_dir)
+        monkeypatch.setattr(worker, "CHUNK_IMAGES", chunk_images)
+        job_dir = job_folder(config, request.name, job_id)
+        spec = job_spec(request, config, storage, job_dir)
         rows = []
         for start in range(0, len(items), block_images):
-            block = items[start : start + block_images]
-            batch = {c: np.array([item[c] for item in block]) for c in block[0]}
-            rows += pipeline.process_batch(batch, plan).to_pylist()
+            rows += worker.write_files(spec, items[start : start + block_images])
         return rows, Path(job_dir.uri)
 
-    one_block, first = process("one-block", len(items), pipeline.CHUNK_IMAGES)
+    one_block, first = process("one-block", len(items), worker.CHUNK_IMAGES)
     many_blocks, second = process("many-blocks", 9, 4)
     assert one_block == many_blocks
-    assert [row["source_path"] for row in one_block if row["error"]] == ["clip000_frame0003.jpg"]
+    assert [row["source_path"] for row in one_block if "error" in row] == ["clip000_frame0003.jpg"]
     assert _hashes(first) == _hashes(second)
     assert len(_hashes(first)) == 4 * (len(items) - 1)

@@ -11,12 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from motoray import preview
-from motoray.ops import enabled
-from motoray.pipeline import run_job
+from motoray.cli import main
 from motoray.preview import BOX_WIDTH, CAPTION, PAD, PALETTE, contact_sheet
-from motoray.spec import parse_requests
-from tests.conftest import copy_frames
+from tests.conftest import copy_frames, parse_one, run_job
 
 
 @pytest.fixture
@@ -44,7 +41,7 @@ def _ring_share(sheet: np.ndarray, box: tuple[int, int, int, int], colour) -> fl
 @pytest.mark.usefixtures("ray_local")
 def test_seed_sample_sheet_draws_the_manifest_boxes(source, make_config, seed_request):
     config = make_config(MotoGP=source)
-    [request] = parse_requests(seed_request, enabled(), list(config.sources))
+    request = parse_one(seed_request, config)
     sheet = _sheet(contact_sheet(request, config, count=4))
 
     # Rows of: the 480x270 original, the 270x270 crop, three 80x80 crops.
@@ -84,8 +81,8 @@ def test_a_bad_image_gets_a_failed_tile_and_the_cli_writes_png(source, tmp_path)
     }
     (tmp_path / "request.json").write_text(json.dumps([request]))
     out = tmp_path / "sheet.png"
-    argv = [str(tmp_path / "request.json"), "--config", str(tmp_path / "motoray.yaml")]
-    assert preview.main([*argv, "-o", str(out), "--count", "2"]) == 0
+    argv = ["preview", str(tmp_path / "request.json"), "--config", str(tmp_path / "motoray.yaml")]
+    assert main([*argv, "-o", str(out), "--count", "2"]) == 0
     sheet = _sheet(out.read_bytes())
     assert sheet.shape[0] == PAD + 2 * CAPTION + 3 * CAPTION + 90 + 2 * PAD  # failed row, ok row
-    assert preview.main([*argv, "--count", "0"]) == 2
+    assert main([*argv, "--count", "0"]) == 2

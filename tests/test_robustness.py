@@ -18,11 +18,12 @@ from PIL import Image
 
 from motoray.config import Config, LimitsConfig, OutputConfig, S3Settings, SourceConfig
 from motoray.imageio import encode_jpeg, load_image
-from motoray.ops import enabled
-from motoray.pipeline import job_folder, run_job
+from motoray.ops import operators_for
+from motoray.pipeline.layout import job_folder
 from motoray.spec import RequestError, parse_requests
 from motoray.storage import Storage
 from motoray.storage.keys import safe_key, safe_name
+from tests.conftest import run_job
 from tests.corpus import (
     BACKGROUND,
     BAD_REASONS,
@@ -83,9 +84,8 @@ def place(request: pytest.FixtureRequest, tmp_path: Path) -> Place:
 
 
 def _run(config: Config, body: dict, job_id: str) -> tuple[dict, Storage]:
-    [request] = parse_requests(body, enabled(), list(config.sources))
-    record = run_job(request, config, job_id)
-    job = job_folder(config, request.name, job_id)
+    record = run_job(body, config, job_id)
+    job = job_folder(config, body["name"], job_id)
     assert json.loads(job.read("job.json")) == record  # what the job wrote is what it returned
     return record, job
 
@@ -286,7 +286,7 @@ def test_hostile_job_ids_and_source_names_end_to_end(tmp_path: Path) -> None:
 
     # A request cannot name a source with a path in it: refused before anything runs.
     with pytest.raises(RequestError):
-        parse_requests({"name": "../Moto GP"}, enabled(), [*config.sources, "../Moto GP"])
+        parse_requests({"name": "../Moto GP"}, operators_for(), [*config.sources, "../Moto GP"])
 
 
 def test_local_results_are_readable_by_others_as_the_umask_allows(tmp_path: Path) -> None:

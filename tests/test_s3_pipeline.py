@@ -19,9 +19,7 @@ from botocore.exceptions import SSLError
 
 from motoray.config import Config, OutputConfig, SourceConfig, load_config
 from motoray.imageio import encode_jpeg
-from motoray.ops import enabled
-from motoray.pipeline import run_job
-from motoray.spec import parse_requests
+from tests.conftest import run_job
 from tests.s3server import S3Endpoint, s3_endpoint, s3_https_endpoint  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.usefixtures("ray_local")
@@ -30,8 +28,7 @@ THREADS = 16  # the server shares our GIL; more threads only queue
 
 
 def _run(config: Config, body: dict, job_id: str) -> dict:
-    [request] = parse_requests(body, enabled(), list(config.sources))
-    return run_job(request, config, job_id)
+    return run_job(body, config, job_id)
 
 
 def _upload(client: Any, bucket: str, objects: dict[str, bytes]) -> None:

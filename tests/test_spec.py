@@ -6,11 +6,12 @@ import copy
 
 import pytest
 
-from motoray.ops import enabled
+from motoray.config import OperatorsConfig
+from motoray.ops import operators_for
 from motoray.spec import RequestError, parse_json, parse_requests
 from tests.conftest import EXAMPLES
 
-OPS = enabled()
+OPS = operators_for()
 SOURCES = ["MotoGP", "soccer"]
 SEED = parse_json((EXAMPLES / "seed_sample.json").read_bytes())[0]
 
@@ -165,14 +166,14 @@ def test_seed_sample_is_accepted_unchanged():
     [request] = parse_requests(body, OPS, SOURCES)
     assert request.input_image_size == (480, 270)
     assert [name for name, _ in request.steps] == ["CROP", "RANDOM_CROP"]
-    assert request.train_test_split.train_fraction == pytest.approx(0.8)
+    assert request.train_test_split.fractions["train"] == pytest.approx(0.8)
     assert request.seed == 0
 
 
 def test_one_object_and_fractions_are_accepted():
     body = _with(("train_test_split",), {"train_ratio": 0.7, "test_ratio": 0.3})
     [request] = parse_requests(body, OPS, SOURCES)
-    assert request.train_test_split.train_fraction == pytest.approx(0.7)
+    assert request.train_test_split.fractions["train"] == pytest.approx(0.7)
 
 
 def test_every_error_in_a_list_is_reported_with_its_index():
@@ -195,7 +196,7 @@ def test_verbatim_seed_text_gets_a_parse_error_with_line_and_column():
 
 
 def test_disabled_operator_is_unknown():
-    ops = enabled(disabled=["RANDOM_CROP"])
+    ops = operators_for(OperatorsConfig(disabled=["RANDOM_CROP"]))
     with pytest.raises(RequestError, match="unknown operator 'RANDOM_CROP'; available: ") as info:
         parse_requests(SEED, ops, SOURCES)
     available = str(info.value).split("available: ")[1].split(", ")

@@ -7,10 +7,10 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from motoray.ops import enabled
+from motoray.ops import operators_for
 from motoray.seeding import stable_hash
 from motoray.spec import RequestError, TrainTestSplit, parse_requests
-from motoray.split import assign, assign_splits
+from motoray.split import assign
 
 # 20 videos x 10 frames, named like the real ones: <video id>_main_<frame>.jpeg
 VIDEOS = [f"{stable_hash('video', v):x}"[:26] for v in range(20)]
@@ -43,8 +43,8 @@ def test_no_video_in_two_splits_sizes_reported_and_deterministic():
 
     shuffled = FRAMES[:]
     random.Random(1).shuffle(shuffled)
-    assert assign_splits(shuffled, split, seed=7) == result.split
-    assert assign_splits(FRAMES, split, seed=8) != result.split
+    assert assign(shuffled, split, seed=7).split == result.split
+    assert assign(FRAMES, split, seed=8).split != result.split
 
 
 def test_regex_without_capture_group_uses_the_whole_match_and_unmatched_stand_alone():
@@ -78,13 +78,13 @@ def test_the_default_is_unchanged_byte_for_byte():
     split = _split(80, 20)
     order = sorted(FRAMES, key=lambda key: (stable_hash(5, "split", key), key))
     expected = {key: "train" if i < 160 else "test" for i, key in enumerate(order)}
-    assert assign_splits(FRAMES, split, seed=5) == expected
+    assert assign(FRAMES, split, seed=5).split == expected
     assert assign(FRAMES, split, seed=5).group == dict.fromkeys(FRAMES)
 
 
 def test_validation_split_exact_per_image_and_whole_videos_when_grouped():
     split = _split(70, 15, validation_ratio=15)
-    assert Counter(assign_splits(FRAMES, split, seed=0).values()) == {
+    assert Counter(assign(FRAMES, split, seed=0).split.values()) == {
         "train": 140,
         "validation": 30,
         "test": 30,
@@ -135,7 +135,7 @@ def test_stratify_needs_labels():
         assign(LABELLED, _split(stratify=True), 0, labels=None)
 
 
-OPS = enabled()
+OPS = operators_for()
 
 
 @pytest.mark.parametrize(

@@ -19,21 +19,15 @@ import pytest
 import webdataset
 
 from motoray.config import Config, OutputConfig, SourceConfig
+from motoray.dry_run import dry_run
 from motoray.imageio import load_image
-from motoray.ops import enabled
-from motoray.pipeline import (
-    assign_keys,
-    images_per_shard,
-    list_source,
-    make_plan,
-    process_shard,
-    run_job,
-    shard_runs,
-)
-from motoray.plan import plan
+from motoray.ops import operators_for
+from motoray.pipeline import ray_data, source, worker
+from motoray.pipeline.jobspec import job_spec
 from motoray.sample_data import write_sample_frames
 from motoray.spec import RequestError, parse_requests
 from motoray.storage import LocalStorage
+from tests.conftest import parse_one, run_job
 from tests.s3server import S3Endpoint, s3_endpoint  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("ray_local")
@@ -49,8 +43,7 @@ def many_frames(tmp_path_factory) -> Path:
 
 
 def _request(config: Config, body: dict):
-    [request] = parse_requests(body, enabled(), list(config.sources))
-    return request
+    return parse_one(body, config)
 
 
 def _members(data: bytes) -> list[tarfile.TarInfo]:
@@ -139,7 +132,7 @@ def test_shards_are_fixed_runs_of_images_in_key_order(sharded_job):
     assert all(0.7 * 2**20 < size < 1.3 * 2**20 for size in sizes), sizes
 
     request = _request(config, body)
-    planned = plan(request, config)
+    planned = dry_run(request, config)
     assert planned["counts"]["shards"] == record["counts"]["shards"]
     assert planned["estimate"]["cost_usd"]["output_objects"]["sharded"] == 4 + 2
 
@@ -183,13 +176,15 @@ def test_same_request_same_shard_bytes_whoever_writes_them(sharded_job, tmp_path
 
     # One shard's task run here, in this process and outside Ray: the same bytes.
     request = _request(config, body)
-    source, keys = list_source(request, config)
-    assignment = assign_keys(request, config, keys)
-    elsewhere = LocalStorage(tmp_path)
-    job_plan = make_plan(request, config, source, elsewhere)
-    tasks = shard_runs(keys, assignment, images_per_shard(job_plan, keys, assignment))
-    task = next(t for t in tasks if t["shard"] == "train/shard-000001.tar")
-    process_shard({c: np.array([v]) for c, v in task.items()}, job_plan)
+    storage, keys = source.list_source(request, config)
+    items = source.items(keys, source.place(request, config, keys))
+    spec = job_spec(request, config, storage, LocalStorage(tmp_path))
+    task = next(t for t in ray_data.shards(spec, items) if t["shard"] == "train/shard-000001.tar")
+    shard_items = [
+        source.Item(row["key"], row["split"], row["label"] or None, row["group"] or None)
+        for row in json.loads(task["items"])
+    ]
+    worker.write_shard(spec, task["shard"], shard_items)
     written = (tmp_path / task["shard"]).read_bytes()
     assert written == (job_dir / task["shard"]).read_bytes()
     members = _members(written)
@@ -200,12 +195,12 @@ def test_same_request_same_shard_bytes_whoever_writes_them(sharded_job, tmp_path
 
 def test_output_options_are_checked():
     with pytest.raises(RequestError) as info:
-        parse_requests({"name": "MotoGP", "output": {"shard_size_mb": 64}}, enabled())
+        parse_requests({"name": "MotoGP", "output": {"shard_size_mb": 64}}, operators_for())
     assert info.value.errors == [
         {"loc": ["output"], "msg": 'Value error, shard_size_mb applies to format "webdataset" only'}
     ]
     with pytest.raises(RequestError) as info:
-        parse_requests({"name": "MotoGP", "output": {"format": "tfrecord"}}, enabled())
+        parse_requests({"name": "MotoGP", "output": {"format": "tfrecord"}}, operators_for())
     assert info.value.errors[0]["loc"] == ["output", "format"]
-    [request] = parse_requests({"name": "MotoGP"}, enabled())
+    [request] = parse_requests({"name": "MotoGP"}, operators_for())
     assert request.output.model_dump() == {"format": "files", "shard_size_mb": 256, "quality": 90}

@@ -42,6 +42,7 @@ def process_files(spec: JobSpec, items: list[Item]) -> Iterator[pa.Table]:
         return
     # Enough blocks to keep every CPU busy, each big enough to amortise task overhead.
     # Block boundaries change no output byte: seeds and names come from keys alone.
+    _in_order()
     cpus = int(ray.cluster_resources().get("CPU", 1))
     blocks = max(-(-len(items) // IMAGES_PER_BLOCK), min(len(items), 2 * cpus))
     rows = [_columns(item) for item in items]
@@ -56,6 +57,7 @@ def process_shards(spec: JobSpec, tasks: list[dict[str, str]]) -> Iterator[pa.Ta
     (batch_size=1), so what a shard holds never depends on blocks."""
     if not tasks:
         return
+    _in_order()
     dataset = ray.data.from_items(tasks, override_num_blocks=len(tasks)).map_batches(
         _write_shard, fn_kwargs={"spec": spec}, batch_size=1, batch_format="numpy"
     )
@@ -63,8 +65,13 @@ def process_shards(spec: JobSpec, tasks: list[dict[str, str]]) -> Iterator[pa.Ta
 
 
 def _results(dataset: ray.data.Dataset) -> Iterator[pa.Table]:
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
     yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")
+
+
+def _in_order() -> None:
+    """Results in item order, whatever order tasks finish in: the manifest's bytes depend on
+    it. Set before a dataset is made (a dataset keeps the context it was made in)."""
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
 
 
 def shards(spec: JobSpec, items: list[Item]) -> list[dict[str, str]]:

@@ -67,7 +67,7 @@ def write_files(spec: JobSpec, items: Sequence[Item]) -> list[dict]:
             rows.append(row)
         for done in writes:
             done.result()  # a failed write fails the job: Ray Data retries lost tasks, not errors
-    return _in_manifest_order(rows)
+    return in_manifest_order(rows)
 
 
 def shard(spec: JobSpec, name: str, items: Sequence[Item]) -> tuple[list[dict], bytes]:
@@ -79,7 +79,7 @@ def shard(spec: JobSpec, name: str, items: Sequence[Item]) -> tuple[list[dict], 
             encoded[row["output_path"]] = data
             row["shard"] = name
         rows.append(row)
-    rows = _in_manifest_order(rows)
+    rows = in_manifest_order(rows)
     samples = (
         (
             row["output_path"].removesuffix(".jpg"),
@@ -116,7 +116,7 @@ def images_per_shard(spec: JobSpec, sample: Sequence[Item]) -> int:
     return max(1, min(MAX_IMAGES_PER_SHARD, spec.shard_bytes * decoded // len(data)))
 
 
-def _in_manifest_order(rows: list[dict]) -> list[dict]:
+def in_manifest_order(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda row: (row["source_path"], row.get("output_path") or ""))
 
 

@@ -24,7 +24,8 @@ import psutil
 import pytest
 import yaml
 
-from motoray.server import LocalRay, spawn_service, start_local_ray
+from motoray.bench.service import spawn_service
+from motoray.server import LocalRay, start_local_ray
 
 FRAMES = 6
 FRAME_SIZE = (320, 180)  # small: API tests are about the service, not pixels
@@ -89,7 +90,7 @@ def start_service(
     verify: str | bool = True,
     timeout: float = 240,
 ) -> tuple[subprocess.Popen, str, Path]:
-    """motoray.server.spawn_service for a test: a service that does not come up fails it."""
+    """motoray.bench.service.spawn_service for a test: a service that does not come up fails it."""
     log_path = config_path.with_suffix(".serve.log")
     try:
         process, url = spawn_service(

@@ -10,11 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from motoray.config import OutputConfig, load_config
-from motoray.ops import enabled
-from motoray.pipeline import JOB_FILE, MANIFEST_FILE, run_job
-from motoray.spec import parse_requests
+from motoray.pipeline.layout import JOB_FILE, MANIFEST_FILE
 from tests.api.conftest import FRAMES, post_json, wait_for
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, run_job
 
 SEED_FILE = EXAMPLES / "seed_sample.json"
 
@@ -57,8 +55,7 @@ def test_seed_sample_succeeds_with_the_core_results(seed_job, service, ray_local
     # The same request through the core pipeline, in this process: byte for byte the same.
     config = load_config(service.config_path)
     config.output = OutputConfig(uri=str(tmp_path))
-    [request] = parse_requests(json.loads(SEED_FILE.read_bytes()), enabled(), ["MotoGP"])
-    core = Path(run_job(request, config, "core")["output"])
+    core = Path(run_job(json.loads(SEED_FILE.read_bytes())[0], config, "core")["output"])
     served_manifest = pq.read_table(served / MANIFEST_FILE)
     assert served_manifest.equals(pq.read_table(core / MANIFEST_FILE))
     for path in served_manifest["output_path"].to_pylist():

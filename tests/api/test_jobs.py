@@ -1,4 +1,4 @@
-"""The job entrypoint: the request it carries is the request that was validated."""
+"""A job's inputs: what the service accepted is what the driver runs, and nothing secret."""
 
 from __future__ import annotations
 
@@ -8,34 +8,46 @@ import shlex
 import pytest
 
 from motoray import jobs
-from motoray.jobs import RequestTooLarge, entrypoint, job_ids
-from motoray.ops import enabled
-from motoray.spec import parse_requests
-from tests.conftest import EXAMPLES
+from motoray.config import Config, ServerConfig, SourceConfig
+from motoray.jobs import RequestTooLarge, accept, entrypoint, job_ids
+from motoray.pipeline.job import parse_request
+from motoray.record import JobInputs
+from tests.conftest import EXAMPLES, parse_one
+
+CONFIG = Config(
+    sources={"MotoGP": SourceConfig(uri="/data/MotoGP")},
+    server=ServerConfig(auth_token="secret-token"),
+)
 
 
 @pytest.mark.parametrize("example", ["seed_sample.json", "augment_only.json"])
-def test_the_entrypoint_carries_the_same_request(example):
-    [request] = parse_requests(json.loads((EXAMPLES / example).read_text()), enabled(), ["MotoGP"])
-    command = entrypoint(request, "/etc/motoray.yaml", "job-1", "10.0.0.1:6379")
-    printf, run = command.split(" | ")
-    carried = shlex.split(printf)[2]
-    [again] = parse_requests(json.loads(carried), enabled(), ["MotoGP"])
-    assert again == request
-    assert shlex.split(run)[1:] == [
-        "run", "/dev/stdin", "--config", "/etc/motoray.yaml",
-        "--job-id", "job-1", "--address", "10.0.0.1:6379", "--quiet",
-    ]  # fmt: skip
-    assert shlex.split(run)[0].endswith("motoray")
+def test_the_driver_runs_the_request_that_was_validated(example):
+    request = parse_one(json.loads((EXAMPLES / example).read_text())[0], CONFIG)
+    [inputs] = accept([request], CONFIG, "job-1")
+    travelled = JobInputs.model_validate_json(inputs.model_dump_json())  # as in Ray's metadata
+    assert parse_request(travelled) == request
+    assert travelled.output.endswith("/MotoGP/job-1")
+    assert travelled.config.sources == CONFIG.sources
 
 
-def test_a_request_too_large_for_a_command_line_is_refused(monkeypatch):
-    [request] = parse_requests(json.loads((EXAMPLES / "seed_sample.json").read_text()), enabled())
-    monkeypatch.setattr(jobs, "MAX_REQUEST_BYTES", 100)
+def test_the_config_snapshot_holds_no_token():
+    [inputs] = accept([parse_one({"name": "MotoGP"}, CONFIG)], CONFIG, "job-1")
+    assert "secret-token" not in inputs.model_dump_json()
+
+
+def test_the_entrypoint_is_a_job_id_not_a_request():
+    command = shlex.split(entrypoint("20261129-000000-abcdef", "10.0.0.1:6379"))
+    assert command[0].endswith("motoray")
+    assert command[1:] == ["run-job", "20261129-000000-abcdef", "--address", "10.0.0.1:6379"]
+
+
+def test_inputs_too_large_for_the_metadata_are_refused(monkeypatch):
+    [inputs] = accept([parse_one({"name": "MotoGP"}, CONFIG)], CONFIG, "job-1")
+    monkeypatch.setattr(jobs, "MAX_INPUTS_BYTES", 100)
     with pytest.raises(RequestTooLarge, match="limit is 100"):
-        entrypoint(request, "/c.yaml", "j", "a:1")
+        jobs.JobService._metadata(inputs)
 
 
-def test_job_ids_follow_motoray_run():
+def test_job_ids_of_a_list_body():
     assert job_ids(1, "base") == ["base"]
     assert job_ids(3, "base") == ["base-0", "base-1", "base-2"]

@@ -12,7 +12,7 @@ import httpx
 import psutil
 import pytest
 
-from motoray.pipeline import JOB_FILE
+from motoray.pipeline.layout import JOB_FILE
 from tests.api.conftest import motoray_bin, start_service, stop_service, wait_for, write_config
 from tests.conftest import EXAMPLES
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageEnhance
 from pydantic import ValidationError
 
-from motoray.ops import enabled, functional, registered
+from motoray.ops import BUILTINS, functional, operators_for
 from motoray.ops.functional import (
     color_jitter,
     crop,
@@ -23,12 +23,13 @@ from motoray.ops.functional import (
     rotate,
     to_uint8,
 )
+from motoray.ops.steps import apply_step, make_steps
 from motoray.seeding import derive_rng
 from motoray.spec import RequestError, parse_requests
 from tests.ops.cases import CASES, INVALID
 
 CROPS = [c for c in CASES if c.operator in ("CROP", "RANDOM_CROP")]
-RANDOM = [c for c in CASES if registered()[c.operator].random and not c.one_outcome]
+RANDOM = [c for c in CASES if BUILTINS[c.operator].random and not c.one_outcome]
 
 
 def _images(batch: int, hw: tuple[int, int], seed: int = 123) -> np.ndarray:
@@ -36,17 +37,12 @@ def _images(batch: int, hw: tuple[int, int], seed: int = 123) -> np.ndarray:
 
 
 def _outputs(case, seed=0, batch=3, images=None):
-    """As the pipeline calls an operator: per copy, sample every image, then one kernel call."""
-    op = registered()[case.operator]
-    params = op.params.model_validate(case.params)
+    """Through the pipeline's own loop (`apply_step`): per copy, (params per image, outputs)."""
+    op = BUILTINS[case.operator]
+    [step] = make_steps([(case.operator, op.params.model_validate(case.params))], BUILTINS)
     images = _images(batch, case.image_hw) if images is None else images
-    results = []
-    for copy in range(op.copies(params)):
-        sampled = [
-            op.sample(params, derive_rng(seed, f"img{i}", 0, copy)[1], case.image_hw, copy)
-            for i in range(len(images))
-        ]
-        results.append((sampled, op.kernel(images, sampled)))
+    keys = [f"img{i}" for i in range(len(images))]
+    results = [(out.params, out.images) for out in apply_step(step, images, keys, seed)]
     return images, results
 
 
@@ -79,7 +75,7 @@ def test_same_seed_same_params_and_pixels_and_params_serialise(case):
 def test_recorded_params_reproduce_the_output(case):
     """The manifest's params are enough: one image on its own gives the same pixels."""
     images, results = _outputs(case, batch=3)
-    kernel = registered()[case.operator].kernel
+    kernel = BUILTINS[case.operator].kernel
     for params, out in results:
         for i in range(len(images)):
             replayed = kernel(images[i : i + 1], json.loads(json.dumps(params[i : i + 1])))
@@ -107,7 +103,7 @@ def test_random_params_depend_on_seed_and_copy(case):
 
 
 @pytest.mark.parametrize(
-    "case", [c for c in CASES if not registered()[c.operator].random], ids=lambda c: c.id
+    "case", [c for c in CASES if not BUILTINS[c.operator].random], ids=lambda c: c.id
 )
 def test_deterministic_operators_ignore_the_seed(case):
     _, seed0 = _outputs(case, seed=0)
@@ -118,14 +114,14 @@ def test_deterministic_operators_ignore_the_seed(case):
 @pytest.mark.parametrize("bad", INVALID, ids=lambda b: b.id)
 def test_invalid_params_are_rejected_naming_the_field(bad):
     with pytest.raises(ValidationError) as info:
-        registered()[bad.operator].params.model_validate(bad.params)
+        BUILTINS[bad.operator].params.model_validate(bad.params)
     assert bad.field in {error["loc"][0] for error in info.value.errors()}
 
 
 def test_a_request_error_gives_the_path_to_the_field():
     body = {"name": "MotoGP", "augmentations": [{"ROTATE": {"angle": 45}}]}
     with pytest.raises(RequestError) as info:
-        parse_requests(body, enabled(), ["MotoGP"])
+        parse_requests(body, operators_for(), ["MotoGP"])
     assert [e["loc"] for e in info.value.errors] == [["augmentations", 0, "ROTATE", "angle"]]
 
 
@@ -182,7 +178,7 @@ def test_centre_of_even_remainder_is_exact():
 
 
 def test_crop_dimensions_single_pair_is_accepted_as_one_size():
-    params = registered()["CROP"].params.model_validate({"crop_dimensions": [270, 270]})
+    params = BUILTINS["CROP"].params.model_validate({"crop_dimensions": [270, 270]})
     assert params.crop_dimensions == [(270, 270)]
 
 
@@ -293,7 +289,7 @@ def test_jitter_zero_factors_give_black_flat_gray_and_grayscale():
 
 
 def test_jitter_factors_are_drawn_inside_their_ranges():
-    op = registered()["COLOR_JITTER"]
+    op = BUILTINS["COLOR_JITTER"]
     params = op.params.model_validate(
         {"brightness": [0.5, 0.7], "contrast": [1, 1], "saturation": [2, 3]}
     )
@@ -373,7 +369,7 @@ def test_resized_crop_is_pillow_crop_then_resize():
 
 
 def test_rrc_records_box_and_output_size():
-    op = registered()["RANDOM_RESIZED_CROP"]
+    op = BUILTINS["RANDOM_RESIZED_CROP"]
     params = op.params.model_validate({"size": [32, 48]})
     drawn = op.sample(params, derive_rng(0)[1], (270, 480), 0)
     assert drawn["size"] == [32, 48]
