@@ -37,3 +37,10 @@ def test_preview_and_plan_reject_bad_requests_with_the_field(api):
         assert response.status_code == 422
         assert "input_image_size" in response.text
     assert api.post("/data_prep/plan", content=b"{", headers=JSON).status_code == 400
+
+
+def test_preview_and_plan_take_one_request_as_the_cli_does(api):
+    for path in ("/data_prep/preview", "/data_prep/plan"):
+        response = api.post(path, content=json.dumps(SEED * 2), headers=JSON)
+        assert response.status_code == 422
+        assert response.json()["errors"] == [{"loc": [], "msg": "takes one request, got 2"}]

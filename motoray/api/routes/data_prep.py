@@ -118,16 +118,18 @@ async def preview(
 async def plan(request: Request, config: ConfigDep, operators: OperatorsDep) -> Any:
     from motoray.dry_run import dry_run
 
-    one = _one_request(parse_requests(await _read_json(request), operators, list(config.sources)))
+    body = await _read_json(request)
+    one = _one_request(parse_requests(body, operators, list(config.sources)))
     try:
-        return await run_in_threadpool(dry_run, one, config)
+        planned = await run_in_threadpool(dry_run, one, config)
     except (ValueError, OSError) as e:
         raise ApiError(422, clip(str(e))) from None
+    return [planned] if isinstance(body, list) else planned  # the body's shape
 
 
 def _one_request(requests: list[RequestBase]) -> RequestBase:
     """Preview and plan take one request, here and on the command line: a list of one is
-    fine, a longer one is refused rather than cut."""
+    fine (as the original clients send it), a longer one is refused rather than cut."""
     if len(requests) != 1:
         raise RequestError([{"loc": [], "msg": f"takes one request, got {len(requests)}"}])
     return requests[0]
