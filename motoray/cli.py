@@ -88,7 +88,26 @@ def run(request, config_path, seed, job_id, address, quiet) -> int:
     if seed is not None:
         requests = [r.model_copy(update={"seed": seed}) for r in requests]
     accepted = jobs.accept(requests, config, job_id or jobs.new_job_id())
+    _init_ray(address)
+    _refuse_output_in_upload(config)
     return _run_jobs(accepted, address, quiet)
+
+
+def _refuse_output_in_upload(config: Config) -> None:
+    """`ray job submit --working-dir .` runs the job in an uploaded copy of that directory,
+    per node and deleted by Ray later: a config read from the copy (./motoray.yaml, when the
+    cluster sets no $MOTORAY_CONFIG) whose output folder is inside it would lose the results."""
+    import ray
+
+    if not ray.get_runtime_context().runtime_env.has_working_dir():
+        return
+    output = config.output.uri
+    if "://" not in output and Path(output).resolve().is_relative_to(Path.cwd().resolve()):
+        raise BadInput(
+            f"the output folder {output} of {config.path} is inside the job's copy of "
+            "--working-dir, which Ray deletes: use the cluster's config (--config, "
+            "$MOTORAY_CONFIG) or an s3:// output"
+        )
 
 
 @cli.command("run-job", help="Run a job the service accepted (its driver: inputs from Ray).")

@@ -3,6 +3,7 @@ another environment (Ray Jobs run entrypoints through /bin/sh)."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -18,3 +19,13 @@ def installed_command(name: str) -> list[str]:
 def bin_dir() -> str:
     """Where this installation's scripts are: first on the PATH of a Ray we start."""
     return str(Path(sys.executable).parent)
+
+
+def shell_name(name: str) -> str:
+    """`name` as a user would type it: bare when their PATH finds this installation's script,
+    else the script's path (a venv that is not activated, as after `make demo`)."""
+    script = Path(bin_dir(), name)
+    found = shutil.which(name)
+    if not script.is_file() or (found and Path(found).resolve() == script.resolve()):
+        return name
+    return str(script)

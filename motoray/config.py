@@ -62,9 +62,21 @@ class ServerConfig(_Strict):
 
 
 class LimitsConfig(_Strict):
-    max_image_pixels: PositiveInt = 100_000_000  # decompression-bomb guard
-    max_file_bytes: PositiveInt = 64 * 1024 * 1024
+    """What one request or file may cost. Request budgets are checked before any pixel is
+    read: at POST (422 naming the field) or, where the listing is needed, at job start."""
+
+    max_image_pixels: PositiveInt = 100_000_000  # a source image larger: a recorded failure
+    max_file_bytes: PositiveInt = 64 * 1024 * 1024  # a source file larger: a recorded failure
+    max_outputs_per_image: PositiveInt = 1000  # every step (and CHAIN) of a request together
+    max_outputs_per_job: PositiveInt = 50_000_000  # listing-aware: checked at job start
+    max_resize_side: PositiveInt = 8192  # input_image_size, per side
+    max_resize_pixels: PositiveInt = 40_000_000  # input_image_size, width x height
+    task_bytes: PositiveInt = 512 * 1024 * 1024  # pixels a task holds at once (in + out)
     preview_max_images: PositiveInt = 32  # images per contact sheet: a preview, not a job
+    preview_max_outputs: PositiveInt = 2000  # images x outputs per image, per contact sheet
+    preview_timeout_s: float = Field(8, gt=0, le=600)  # /preview and /plan: then a 422
+    job_timeout_s: float = Field(24 * 3600, gt=0)  # a job running longer ends FAILED
+    max_failed_fraction: float = Field(0.5, ge=0, le=1)  # more images failed: the job FAILED
 
 
 class OperatorsConfig(_Strict):

@@ -11,6 +11,7 @@ started: a local Ray with its jobs; on a joined cluster, its Serve application
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -21,11 +22,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from motoray.commands import bin_dir, installed_command
+from motoray.commands import bin_dir, installed_command, shell_name
 from motoray.config import TOKEN_ENV, load_config
 from motoray.waiting import wait_until
 
 DEFAULT_DASHBOARD_PORT = 8265
+CONFIG_ENV = "MOTORAY_CONFIG"
+EXAMPLE_REQUEST = "examples/requests/seed_sample.json"
 
 
 class _Stop(BaseException):
@@ -128,6 +131,22 @@ def _ray_start(ray_cli, env, num_cpus, dashboard, timeout) -> LocalRay:
     )
 
 
+def job_submit_line(local: LocalRay, request: str = EXAMPLE_REQUEST) -> str:
+    """The `ray job submit` command that runs `request` as a Ray Job on `local`.
+
+    A job's entrypoint runs, without --working-dir, in the directory `ray start` (here:
+    `motoray serve`) was started from, and on a real cluster wherever its head was started;
+    with `--working-dir .`, in a copy of the submitter's directory uploaded with the job
+    (.gitignore'd data/, outputs/, .venv left out). So the request path is read where the
+    user types it, on this machine and on a real cluster alike. The config is not taken
+    from the copy (its relative paths would point at data and outputs inside it):
+    MOTORAY_CONFIG, set on the Ray `serve` starts, wins over ./motoray.yaml.
+    """
+    auth = "RAY_AUTH_MODE=token " if local.env.get("RAY_AUTH_MODE") == "token" else ""
+    command = ["job", "submit", "--address", local.dashboard_url, "--working-dir", "."]
+    return auth + shlex.join([shell_name("ray"), *command, "--", "motoray", "run", request])
+
+
 def serve(
     config_path: str | None = None,
     host: str | None = None,
@@ -155,7 +174,9 @@ def serve(
     try:
         if not address:
             print("starting a local Ray ...", flush=True)
-            local = start_local_ray()
+            # Ray Jobs on this Ray (`ray job submit -- motoray run ...`) default to the
+            # service's config, wherever they run: see job_submit_line.
+            local = start_local_ray(env={CONFIG_ENV: config.path})
             os.environ.update(local.env)
             address = local.address
         # Imported only now: Ray reads RAY_AUTH_MODE once, when it loads.
@@ -183,6 +204,7 @@ def serve(
         )
         if local:
             print(f"Ray dashboard {local.dashboard_url}; logs in {local.temp_dir}", flush=True)
+            print(f"a Ray Job, from the repository root: {job_submit_line(local)}", flush=True)
         while True:
             time.sleep(3600)
     except _Stop:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from fractions import Fraction
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -29,8 +28,10 @@ from pydantic import (
     model_validator,
 )
 
+from motoray.config import LimitsConfig
 from motoray.ops.registry import Operator, Shape, Side
 from motoray.ops.steps import CHAIN, first_misfit, stages_of
+from motoray.regex import compile_user_regex
 
 # The original system's sample request: examples/requests/seed_sample.json, /docs, the bench.
 SEED_REQUEST = {
@@ -49,7 +50,6 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,99}$"
 Ratio = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
 MAX_GROUP_BY_LENGTH = 300  # a regex runs on every key: keep patterns short
 MAX_CHAIN_STAGES = 8
-MAX_CHAIN_OUTPUTS = 1000  # per image: as for one operator's target_count
 
 
 class _Strict(BaseModel):
@@ -84,10 +84,7 @@ class TrainTestSplit(_Strict):
         pattern = value.removeprefix("regex:")
         if not pattern:
             raise ValueError('"regex:" needs a pattern, e.g. "regex:^([^_]+)_"')
-        try:
-            re.compile(pattern)
-        except re.error as e:
-            raise ValueError(f"invalid regular expression {pattern!r}: {e}") from None
+        compile_user_regex(pattern)
         return value
 
     @model_validator(mode="after")
@@ -270,21 +267,29 @@ def parse_json(body: bytes | str) -> Any:
 
 
 def parse_requests(
-    body: Any, operators: dict[str, Operator], sources: list[str] | None = None
+    body: Any,
+    operators: dict[str, Operator],
+    sources: list[str] | None = None,
+    limits: LimitsConfig | None = None,
+    max_requests: int = MAX_REQUESTS_PER_BODY,
 ) -> list[RequestBase]:
     """A decoded body (object or list of objects) -> validated requests.
 
-    With `sources`, a name that is not a registered source is an error too.
+    With `sources`, a name that is not a registered source is an error too. `limits` are
+    the request budgets (default: LimitsConfig's); `max_requests` caps a list body (the
+    service: its max_pending_jobs, a body it could never accept is not worth a 429).
     Every problem in every request is reported, each with its path
     ([index, field, ...] when the body is a list).
     """
+    limits = limits or LimitsConfig()
     is_list = isinstance(body, list)
     items = body if is_list else [body]
     if is_list and not items:
         raise RequestError([{"loc": [], "msg": "empty list: send at least one request"}])
-    if len(items) > MAX_REQUESTS_PER_BODY:
+    most = min(max_requests, MAX_REQUESTS_PER_BODY)
+    if len(items) > most:
         raise RequestError(
-            [{"loc": [], "msg": f"at most {MAX_REQUESTS_PER_BODY} requests per body"}]
+            [{"loc": [], "msg": f"{len(items)} requests in one body; at most {most}"}]
         )
     model = request_model(operators)
     requests, errors = [], []
@@ -299,7 +304,8 @@ def parse_requests(
             ]
             continue
         errors += [
-            {"loc": prefix + loc, "msg": msg} for loc, msg in semantic_errors(request, operators)
+            {"loc": prefix + loc, "msg": msg}
+            for loc, msg in semantic_errors(request, operators, limits)
         ]
         if sources is not None and request.name not in sources:
             errors.append(
@@ -315,18 +321,46 @@ def parse_requests(
     return requests
 
 
-def semantic_errors(request: RequestBase, operators: dict[str, Operator]) -> list[tuple[list, str]]:
-    """Checks across fields, where the answer is knowable now: a stage that needs a bigger
-    image than input_image_size or the CHAIN stage before it makes; a CHAIN that multiplies
-    into too many outputs."""
+def semantic_errors(
+    request: RequestBase, operators: dict[str, Operator], limits: LimitsConfig
+) -> list[tuple[list, str]]:
+    """Checks across fields, where the answer is knowable now: the budgets of `limits`; a
+    stage that needs a bigger image than input_image_size or the CHAIN stage before it makes;
+    a request that writes nothing."""
     size = request.input_image_size
     shape = None if size is None else (size[1], size[0])
     found = []
+    if size is not None:
+        if max(size) > limits.max_resize_side:
+            found.append((["input_image_size"], f"at most {limits.max_resize_side} per side"))
+        elif size[0] * size[1] > limits.max_resize_pixels:
+            found.append(
+                (["input_image_size"], f"at most {limits.max_resize_pixels} pixels in all")
+            )
     for index, augmentation in enumerate(request.augmentations):  # type: ignore[attr-defined]
         for name, params in augmentation:
             if params is not None:
                 found += _step_errors(["augmentations", index, name], params, operators, shape)
+    outputs = outputs_per_image(request, operators)
+    if outputs > limits.max_outputs_per_image:
+        found.append(
+            (
+                ["augmentations"],
+                f"makes {outputs} outputs per image, every step together; at most "
+                f"{limits.max_outputs_per_image} (limits.max_outputs_per_image)",
+            )
+        )
+    if outputs == 0:
+        found.append(([], "writes nothing: add augmentations, or leave include_original unset"))
     return found
+
+
+def outputs_per_image(request: RequestBase, operators: dict[str, Operator]) -> int:
+    """Outputs a request makes of every image: a CHAIN makes the product of its stages'."""
+    return int(request.writes_original) + sum(
+        math.prod(operators[n].copies(p) for n, p in stages_of(name, params))
+        for name, params in request.steps
+    )
 
 
 def _step_errors(
@@ -347,7 +381,4 @@ def _step_errors(
         found.append(
             (path, f"needs an image of at least {need_h}x{need_w} (height x width) but {got}")
         )
-    outputs = math.prod(op.copies(p) for op, p in chain)
-    if name == CHAIN and outputs > MAX_CHAIN_OUTPUTS:
-        found.append((where, f"makes {outputs} outputs per image; at most {MAX_CHAIN_OUTPUTS}"))
     return found

@@ -24,12 +24,12 @@ listing order, workers or retries.
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+from motoray.regex import compile_user_regex
 from motoray.seeding import stable_hash
 from motoray.spec import TrainTestSplit
 
@@ -90,11 +90,11 @@ def group_names(keys: Sequence[str], group_by: str) -> dict[str, str | None]:
         return dict.fromkeys(keys)
     if group_by == "folder":
         return {key: key.rpartition("/")[0] or ROOT_FOLDER for key in keys}
-    pattern = re.compile(group_by.removeprefix("regex:"))
+    pattern = compile_user_regex(group_by.removeprefix("regex:"))
     return {key: _match(pattern, key) for key in keys}
 
 
-def _match(pattern: re.Pattern, key: str) -> str | None:
+def _match(pattern, key: str) -> str | None:
     """The first capture group, else the whole match; None for no (or an empty) match."""
     found = pattern.search(key)
     if found is None:

@@ -50,6 +50,20 @@ class Step:
         """Outputs per image."""
         return math.prod(stage.operator.copies(stage.params) for stage in self.stages)
 
+    def pixels_held(self, shape: Shape) -> int:
+        """Pixels one image's outputs of this step hold at most at once: depth first, one
+        output per stage (the largest of its copies)."""
+        total, shapes = 0, {shape}
+        for stage in self.stages:
+            op, params = stage.operator, stage.params
+            shapes = {
+                op.output_shape(params, s, copy) or s
+                for s in shapes
+                for copy in range(op.copies(params))
+            }
+            total += max(h * w for h, w in shapes)
+        return total
+
     def misfit(self, shape: Shape | None) -> str | None:
         """Why an image of this shape cannot go through every stage; None if it can."""
         found = first_misfit([(s.operator, s.params) for s in self.stages], shape)

@@ -25,7 +25,7 @@ from motoray.pipeline.jobspec import JobSpec, job_spec
 from motoray.pipeline.layout import JOB_FILE, MANIFEST_FILE
 from motoray.pipeline.manifest import MANIFEST_COLUMNS, SHARD_MANIFEST_COLUMNS, ManifestWriter
 from motoray.record import Counts, Failure, JobInputs, JobRecord, SourceRef, SplitCounts, Timings
-from motoray.spec import RequestBase, parse_requests
+from motoray.spec import RequestBase, outputs_per_image, parse_requests
 from motoray.storage import open_storage
 
 Progress = Callable[[Counts], None]
@@ -35,8 +35,13 @@ class JobExistsError(FileExistsError):
     pass
 
 
+class JobTimeout(TimeoutError):
+    pass
+
+
 def run_job(inputs: JobInputs, on_progress: Progress | None = None) -> JobRecord:
-    """Run one accepted job to completion; returns what job.json records."""
+    """Run one accepted job to completion; returns what job.json records. A job that ends
+    FAILED raises JobFailed (or the error that ended it) after writing its job.json."""
     started = time.time()
     config = inputs.config
     request = parse_request(inputs)
@@ -51,33 +56,39 @@ def run_job(inputs: JobInputs, on_progress: Progress | None = None) -> JobRecord
         versions=_versions(),
     )
     telemetry = None
+    listed = None
     try:
         telemetry = JobTelemetry(config.logging, inputs.job_id, request.name)
         telemetry.log("started", f"job {inputs.job_id} started", output=job_dir.uri)
         storage, keys = source.list_source(request, config)
         listed = time.time()
         telemetry.log("listed", f"{len(keys)} images in {storage.uri}", images=len(keys))
+        record.source = SourceRef(name=request.name, uri=storage.uri)
+        _check_budget(request, config, len(keys))
         assignment = source.place(request, config, keys)
+        record.split = assignment.report
         splits = {name: s["images"] for name, s in assignment.report["splits"].items()}
         telemetry.log("split", "images per split", splits=splits)
         spec = job_spec(request, config, storage, job_dir)
         ray_data.ship_plugins(config.operators)
         items = source.items(keys, assignment)
-        counts, failures = _process(spec, items, on_progress, telemetry)
+        deadline = started + config.limits.job_timeout_s
+        record.counts, record.failures, outputs, files = _process(
+            spec, items, on_progress, telemetry, deadline
+        )
+        _check_outcome(record.counts, record.failures, config.limits)
+        _check_files(spec, outputs, files)
+        job_dir.sync()  # every output on disk before the commit marker says so
         record.state = "SUCCEEDED"
-        record.source = SourceRef(name=request.name, uri=storage.uri)
-        record.counts, record.failures, record.split = counts, failures, assignment.report
         record.timings = _timings(started, listed)
     except Exception as e:
         record.state, record.error = "FAILED", f"{type(e).__name__}: {e}"
-        record.timings = _timings(started)
-        job_dir.write_new(JOB_FILE, record.to_json())
+        record.timings = _timings(started, listed)
+        _commit(job_dir, record)
         if telemetry is not None:
             telemetry.finished(record)
         raise
-    # Written last and create-only: its presence means the job finished.
-    if not job_dir.write_new(JOB_FILE, record.to_json()):
-        raise JobExistsError(f"job {inputs.job_id} finished twice: {job_dir.uri}/{JOB_FILE}")
+    _commit(job_dir, record)
     telemetry.finished(record)
     return record
 
@@ -85,8 +96,66 @@ def run_job(inputs: JobInputs, on_progress: Progress | None = None) -> JobRecord
 def parse_request(inputs: JobInputs) -> RequestBase:
     """The accepted request, validated again against the config it was accepted with."""
     operators = operators_for(inputs.config.operators)
-    [request] = parse_requests(inputs.request, operators, list(inputs.config.sources))
+    config = inputs.config
+    [request] = parse_requests(inputs.request, operators, list(config.sources), config.limits)
     return request
+
+
+class JobFailed(RuntimeError):
+    """The job ran, but what it made is not what was asked: too many images failed, none
+    was made, or the outputs on storage are not the ones the manifest lists."""
+
+
+def _check_budget(request: RequestBase, config, images: int) -> None:
+    """The budget the listing tells: checked before any pixel is read."""
+    outputs = images * outputs_per_image(request, operators_for(config.operators))
+    if outputs > config.limits.max_outputs_per_job:
+        raise JobFailed(
+            f"{images} images x {outputs // max(images, 1)} outputs = {outputs} outputs; at "
+            f"most {config.limits.max_outputs_per_job} per job (limits.max_outputs_per_job)"
+        )
+
+
+def _check_outcome(counts: Counts, failures: list[Failure], limits) -> None:
+    """A job never claims more than it did."""
+    if counts.images_total == 0:
+        raise JobFailed("the source lists no images (check the source's uri and extensions)")
+    made = counts.images_done - counts.images_failed
+    if made == 0:
+        raise JobFailed(f"no image could be processed; first failure: {failures[0].reason}")
+    if counts.images_failed > limits.max_failed_fraction * counts.images_total:
+        raise JobFailed(
+            f"{counts.images_failed} of {counts.images_total} images failed: more than "
+            f"limits.max_failed_fraction ({limits.max_failed_fraction:g})"
+        )
+
+
+def _check_files(spec: JobSpec, outputs: list[str], files: list[str]) -> None:
+    """Every output name once (a name two images share would hold one image's outputs
+    under both), and the job folder holds exactly the files written: the outputs, or the
+    shards that hold them."""
+    unique = set(outputs)
+    if len(unique) != len(outputs):
+        seen: set[str] = set()
+        twice = next(path for path in outputs if path in seen or seen.add(path))
+        raise JobFailed(f"{len(outputs) - len(unique)} outputs share a name, e.g. {twice}")
+    expected = set(files) if spec.sharded else unique
+    listed = set(spec.job_dir.list(("",))) - {MANIFEST_FILE, JOB_FILE}
+    missing, extra = expected - listed, listed - expected
+    if missing or extra:
+        example = sorted(missing or extra)[0]
+        raise JobFailed(
+            f"the job folder does not hold what the manifest lists: {len(missing)} missing, "
+            f"{len(extra)} unexpected (e.g. {example})"
+        )
+
+
+def _commit(job_dir, record: JobRecord) -> None:
+    """job.json, written last and create-only: its presence means the job finished. A PUT
+    retried after it had landed sees 412: then what is there must be what we wrote."""
+    data = record.to_json()
+    if not job_dir.write_new(JOB_FILE, data) and job_dir.read(JOB_FILE) != data:
+        raise JobExistsError(f"job {record.job_id} finished twice: {job_dir.uri}/{JOB_FILE}")
 
 
 def _process(
@@ -94,8 +163,10 @@ def _process(
     items: list[source.Item],
     on_progress: Progress | None,
     telemetry: JobTelemetry,
-) -> tuple[Counts, list[Failure]]:
-    """Fan the images out to Ray Data, stream results into the manifest."""
+    deadline: float,
+) -> tuple[Counts, list[Failure], list[str], list[str]]:
+    """Fan the images out to Ray Data, stream results into the manifest. Returns the
+    counts, the failures, every output's path and the files written (shards, if any)."""
     counts = Counts(images_total=len(items))
     per_split: dict[str, SplitCounts] = defaultdict(SplitCounts)
     failures: list[Failure] = []
@@ -108,32 +179,38 @@ def _process(
         counts.shards = dict(sorted(per_split_shards.items()))
         telemetry.log("sharded", f"{len(tasks)} shards", shards=counts.shards)
         tables = ray_data.process_shards(spec, tasks)
+        files = [task["shard"] for task in tasks]
     else:
         tables = ray_data.process_files(spec, items)
+        files = []
+    outputs: list[str] = []
     for table in tables:
+        if time.time() > deadline:
+            raise JobTimeout(f"still running after limits.job_timeout_s ({deadline:.0f})")
         failed = table.filter(table["error"].is_valid())
-        written = table.filter(table["error"].is_null())
+        made = table.filter(table["error"].is_null())
         failures += [
             Failure(source_path=k, reason=r)
             for k, r in zip(failed["source_path"].to_pylist(), failed["error"].to_pylist())
         ]
-        manifest.add(written)
-        images = written.group_by(["source_path", "split"]).aggregate([]).column("split")
+        manifest.add(made)
+        outputs += made["output_path"].to_pylist()
+        images = made.group_by(["source_path", "split"]).aggregate([]).column("split")
         for split in images.to_pylist():
             per_split[split].images += 1
-        for split in written["split"].to_pylist():
+        for split in made["split"].to_pylist():
             per_split[split].outputs += 1
         done = len(images) + failed.num_rows
         counts.images_failed += failed.num_rows
         counts.images_done += done
-        counts.outputs += written.num_rows
-        nbytes = pc.sum(written["bytes"]).as_py() or 0
-        telemetry.block(done, failed.num_rows, written.num_rows, nbytes, counts)
+        counts.outputs += made.num_rows
+        nbytes = pc.sum(made["bytes"]).as_py() or 0
+        telemetry.block(done, failed.num_rows, made.num_rows, nbytes, counts)
         if on_progress:
             on_progress(counts.model_copy())
     spec.job_dir.write(MANIFEST_FILE, manifest.finish())
     counts.splits = dict(sorted(per_split.items()))
-    return counts, sorted(failures, key=lambda f: f.source_path)
+    return counts, sorted(failures, key=lambda f: f.source_path), outputs, files
 
 
 def _timings(started: float, listed: float | None = None) -> Timings:

@@ -24,6 +24,13 @@ class JobSpec:
     sharded: bool = False  # output.format "webdataset"
     shard_bytes: int = 0  # the size a shard aims at
 
+    def bytes_held(self, shape: tuple[int, ...]) -> int:
+        """Bytes a decoded image holds while its steps run: itself and the largest step's
+        outputs. The worker processes as many images together as `limits.task_bytes` allows."""
+        height, width, channels = shape
+        outputs = max((step.pixels_held((height, width)) for step in self.steps), default=0)
+        return (height * width + outputs) * channels
+
     def misfit(self, shape: tuple[int, int]) -> str | None:
         """Why an image of this shape cannot go through every step (every stage of a chain)."""
         return next((m for step in self.steps if (m := step.misfit(shape))), None)

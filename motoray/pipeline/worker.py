@@ -9,7 +9,7 @@ yields one row with `error` and no bytes). Jobs write what it yields (`write_fil
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import nullcontext
@@ -24,9 +24,11 @@ from motoray.pipeline.layout import output_folder, output_name, sample_key
 from motoray.pipeline.manifest import sample_record
 from motoray.pipeline.shards import tar_bytes
 from motoray.pipeline.source import Item
+from motoray.storage import Refused
 
-CHUNK_IMAGES = 64  # decoded together: bounds a task's memory, feeds kernels stacks
+CHUNK_IMAGES = 64  # decoded together at most (feeds kernels stacks); also the read-ahead
 IO_THREADS = 8  # concurrent reads/writes per task: hides object-store latency
+MAX_PENDING_WRITES = 256  # encoded outputs waiting for storage, per task
 MAX_IMAGES_PER_SHARD = 10_000  # a shard is one task's work: this bounds a task's duration
 SHARD_SAMPLE_IMAGES = 8  # processed to size shards
 
@@ -39,34 +41,54 @@ class Output(NamedTuple):
 def outputs(spec: JobSpec, items: Sequence[Item], io: Executor | None = None) -> Iterator[Output]:
     """Every output of `items`, as it is encoded.
 
-    Images go through in chunks, the next chunk's reads in flight (on `io`, or a pool of
-    our own) while this one is processed: memory stays bounded however many items.
+    Reads run ahead on `io` (or a pool of our own), so storage latency overlaps decoding.
+    Decoded images are processed together, same-shaped ones through each kernel at once, in
+    groups of at most CHUNK_IMAGES images and `limits.task_bytes` of pixels (inputs and
+    outputs): memory stays bounded whatever the images and the request. Where groups are
+    cut changes no byte: seeds and names come from keys alone.
     """
     with nullcontext(io) if io else ThreadPoolExecutor(IO_THREADS) as pool:
-
-        def reads(start: int) -> list[Future]:
-            return [
-                pool.submit(_fetch, spec, item.key) for item in items[start : start + CHUNK_IMAGES]
-            ]
-
-        pending = reads(0)
-        for start in range(0, len(items), CHUNK_IMAGES):
-            fetched = [read.result() for read in pending]
-            pending = reads(start + CHUNK_IMAGES)
-            yield from _chunk_outputs(spec, items[start : start + CHUNK_IMAGES], fetched)
+        reads = deque(pool.submit(_fetch, spec, item.key) for item in items[:CHUNK_IMAGES])
+        group: list[tuple[Item, np.ndarray]] = []
+        held = 0
+        misfits: dict[tuple[int, ...], str | None] = {}  # by image shape: one when resized
+        for index, item in enumerate(items):
+            fetched = reads.popleft().result()  # an error reading storage fails the task
+            if index + CHUNK_IMAGES < len(items):
+                reads.append(pool.submit(_fetch, spec, items[index + CHUNK_IMAGES].key))
+            try:
+                image = _decode(spec, fetched)
+            except (DecodeError, Refused, FileNotFoundError) as e:
+                yield _failed(item, str(e))
+                continue
+            if image.shape not in misfits:
+                misfits[image.shape] = spec.misfit(image.shape[:2])
+            if misfits[image.shape]:
+                yield _failed(item, misfits[image.shape])  # never silently padded
+                continue
+            group.append((item, image))
+            held += spec.bytes_held(image.shape)
+            if len(group) >= CHUNK_IMAGES or held >= spec.limits.task_bytes:
+                yield from _group_outputs(spec, group)
+                group, held = [], 0
+        yield from _group_outputs(spec, group)
 
 
 def write_files(spec: JobSpec, items: Sequence[Item]) -> list[dict]:
-    """Format "files": every output written to the job folder. Rows in manifest order."""
+    """Format "files": every output written to the job folder, and synced. Rows in manifest
+    order."""
     rows = []
     with ThreadPoolExecutor(IO_THREADS) as io:
-        writes = []
+        writes: deque[Future] = deque()
         for row, data in outputs(spec, items, io):
             if data is not None:
                 writes.append(io.submit(spec.job_dir.write, row["output_path"], data))
+                if len(writes) > MAX_PENDING_WRITES:  # slow storage: encoded bytes must not pile up
+                    writes.popleft().result()
             rows.append(row)
         for done in writes:
             done.result()  # a failed write fails the job: Ray Data retries lost tasks, not errors
+    spec.job_dir.sync()
     return in_manifest_order(rows)
 
 
@@ -96,6 +118,7 @@ def write_shard(spec: JobSpec, name: str, items: Sequence[Item]) -> list[dict]:
     about twice shard_size_mb, which is why that is capped. Empty too: no gaps in numbering."""
     rows, data = shard(spec, name, items)
     spec.job_dir.write(name, data)
+    spec.job_dir.sync()
     return rows
 
 
@@ -120,26 +143,11 @@ def in_manifest_order(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda row: (row["source_path"], row.get("output_path") or ""))
 
 
-def _chunk_outputs(
-    spec: JobSpec, items: Sequence[Item], fetched: list[bytes | Exception]
-) -> Iterator[Output]:
-    decoded: dict[tuple[int, ...], list[tuple[Item, np.ndarray]]] = defaultdict(list)
-    misfits: dict[tuple[int, ...], str | None] = {}  # by image shape: one when resized
-    for item, data in zip(items, fetched):
-        try:
-            image = _decode(spec, data)
-        except (DecodeError, OSError) as e:
-            yield _failed(item, str(e))
-            continue
-        if image.shape not in misfits:
-            misfits[image.shape] = spec.misfit(image.shape[:2])
-        if misfits[image.shape]:
-            yield _failed(item, misfits[image.shape])  # never silently padded
-            continue
-        decoded[image.shape].append((item, image))
-
-    # Same-shaped images go through each kernel together (all of them when resized).
-    for same_shape in decoded.values():
+def _group_outputs(spec: JobSpec, group: list[tuple[Item, np.ndarray]]) -> Iterator[Output]:
+    by_shape: dict[tuple[int, ...], list[tuple[Item, np.ndarray]]] = defaultdict(list)
+    for item, image in group:
+        by_shape[image.shape].append((item, image))
+    for same_shape in by_shape.values():
         stack = [item for item, _ in same_shape]
         images = np.stack([image for _, image in same_shape])
         if spec.original:
@@ -182,13 +190,12 @@ def _encoded(
 
 
 def _fetch(spec: JobSpec, key: str) -> bytes | Exception:
-    """Read one source file on an I/O thread; errors are returned, to be recorded per image."""
+    """Read one source file on an I/O thread. What is wrong with the file (refused, gone
+    since listing) is returned, to be recorded per image; what is wrong with the storage
+    (access denied, I/O errors) is raised: it fails the job, it is not the image's fault."""
     try:
-        size = spec.source.size(key)
-        if size > spec.limits.max_file_bytes:
-            return DecodeError(f"file too large: {size} bytes > limit {spec.limits.max_file_bytes}")
-        return spec.source.read(key)
-    except OSError as e:
+        return spec.source.read(key, spec.limits.max_file_bytes)
+    except (Refused, FileNotFoundError) as e:
         return e
 
 

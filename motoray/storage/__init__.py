@@ -5,14 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from motoray.storage.base import IMAGE_EXTENSIONS, Storage
+from motoray.storage.base import IMAGE_EXTENSIONS, Refused, Storage
 from motoray.storage.local import LocalStorage
 from motoray.storage.memory import MemoryStorage
 
 if TYPE_CHECKING:
     from motoray.config import S3Settings
 
-__all__ = ["IMAGE_EXTENSIONS", "LocalStorage", "MemoryStorage", "Storage", "open_storage"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "LocalStorage",
+    "MemoryStorage",
+    "Refused",
+    "Storage",
+    "open_storage",
+]
 
 
 def open_storage(uri: str, s3: S3Settings | None = None) -> Storage:

@@ -7,6 +7,12 @@ from typing import Protocol
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
+class Refused(ValueError):
+    """A listed source entry motoray will not read: a link out of the source, not a regular
+    file, a key that would leave the root, or larger than allowed. Recorded per image, like
+    a damaged file. (Access and I/O errors are OSErrors: they fail the job.)"""
+
+
 class Storage(Protocol):
     """A folder-like place addressed by relative keys ("a/b.jpg").
 
@@ -17,10 +23,14 @@ class Storage(Protocol):
     uri: str
 
     def list(self, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[str]:
-        """Every key below the root whose name ends with one of `extensions`, sorted."""
+        """Every key below the root whose name ends with one of `extensions`, sorted; entries
+        `read` will refuse are listed too, so that they are recorded, not silently skipped."""
         ...
 
-    def read(self, key: str) -> bytes: ...
+    def read(self, key: str, max_bytes: int | None = None) -> bytes:
+        """The object's bytes; Refused if it is not one motoray reads, or is larger than
+        `max_bytes` (checked before more than max_bytes + 1 bytes are read)."""
+        ...
 
     def size(self, key: str) -> int: ...
 
@@ -32,6 +42,10 @@ class Storage(Protocol):
     def write_new(self, key: str, data: bytes) -> bool:
         """Create `key` whole, only if it does not exist; False if it already did. Atomic:
         a reader never sees it half written (the commit marker)."""
+        ...
+
+    def sync(self) -> None:
+        """Make what was written here durable (before a commit marker says it is there)."""
         ...
 
     def exists(self, key: str) -> bool: ...

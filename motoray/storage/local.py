@@ -1,14 +1,30 @@
-"""A local folder as a source or sink."""
+"""A local folder as a source or sink.
+
+As a source it is confined: it reads only regular files whose real path is under the root.
+A link out of the root, a FIFO or a device is listed (so that it is recorded) and refused
+when read; links to folders are not followed.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import stat
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from motoray.storage.base import IMAGE_EXTENSIONS
+from motoray.storage.base import IMAGE_EXTENSIONS, Refused
 from motoray.storage.keys import safe_key
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a folder",
+}
 
 
 @dataclass(frozen=True)
@@ -27,17 +43,35 @@ class LocalStorage:
             raise FileNotFoundError(f"source folder does not exist: {self.root}")
         wanted = tuple(e.lower() for e in extensions)
         keys = []
+        # followlinks=False: a link to a folder is never walked into (its files, if they are
+        # under the root, are listed where they really are).
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             for name in filenames:
                 if name.lower().endswith(wanted) and not name.startswith("."):
-                    key = Path(dirpath, name).relative_to(self.root).as_posix()
-                    if _canonical(key):
-                        keys.append(key)
+                    keys.append(Path(dirpath, name).relative_to(self.root).as_posix())
         return sorted(keys)
 
-    def read(self, key: str) -> bytes:
-        return self._path(key).read_bytes()
+    def read(self, key: str, max_bytes: int | None = None) -> bytes:
+        if not _canonical(key):
+            raise Refused("refused: a name with a backslash (not portable to S3 keys)")
+        path = self._path(key)
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, os.path.realpath(self.root)]) != os.path.realpath(self.root):
+            raise Refused("refused: a link to outside the source folder")
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as f:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+                raise Refused(f"refused: {kind}, not a regular file")
+            if max_bytes is not None and info.st_size > max_bytes:
+                raise Refused(f"file too large: {info.st_size} bytes > limit {max_bytes}")
+            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+        if max_bytes is not None and len(data) > max_bytes:  # grew since fstat
+            raise Refused(f"file too large: more than {max_bytes} bytes")
+        return data
 
     def size(self, key: str) -> int:
         return self._path(key).stat().st_size
@@ -49,7 +83,7 @@ class LocalStorage:
     def write(self, key: str, data: bytes) -> None:
         # In place, not temp-file-and-rename: that doubled the cost of a small output. A
         # killed task may leave half a file, but its retry rewrites the same bytes, and
-        # job.json (write_new) is what says a job's files are complete.
+        # job.json (write_new, after sync) is what says a job's files are complete.
         path = self._path(key)
         try:
             path.write_bytes(data)
@@ -68,23 +102,53 @@ class LocalStorage:
             return False
         finally:
             tmp.unlink(missing_ok=True)
+        _sync_folder(path.parent)
         return True
+
+    def sync(self) -> None:
+        """Flush this file system's written data to disk: once per task and before the
+        commit marker, not once per file (an fsync per output costs more than its encode)."""
+        folder = self.root if self.root.is_dir() else self.root.parent
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            if _syncfs is None or _syncfs(fd) != 0:
+                os.sync()  # not Linux: every file system
+        finally:
+            os.close(fd)
 
     def child(self, prefix: str) -> LocalStorage:
         return LocalStorage(self._path(prefix))
 
 
-def _temp_file(path: Path, data: bytes) -> Path:
-    """`data` in a hidden file next to `path` (same file system, so rename/link work).
+def _load_syncfs():
+    with contextlib.suppress(OSError, AttributeError):
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    return None
 
-    Not mkstemp: its files are private (0600); results are meant for other users, so the
-    umask decides, as for any file.
-    """
+
+_syncfs = _load_syncfs()
+
+
+def _sync_folder(folder: Path) -> None:
+    """The new name itself durable: fsync of its folder."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _temp_file(path: Path, data: bytes) -> Path:
+    """`data` in a hidden file next to `path` (same file system, so rename/link work),
+    flushed to disk. Not mkstemp: its files are private (0600); results are meant for other
+    users, so the umask decides, as for any file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}")
     try:
         with open(tmp, "xb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -93,7 +157,7 @@ def _temp_file(path: Path, data: bytes) -> Path:
 
 def _canonical(key: str) -> bool:
     """False for a name the other methods would rewrite (a backslash is a separator to
-    safe_key), so it is skipped here as S3Storage.list skips it."""
+    safe_key): refused, as S3Storage refuses such keys."""
     try:
         return safe_key(key) == key
     except ValueError:

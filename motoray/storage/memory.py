@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from motoray.storage.base import IMAGE_EXTENSIONS
+from motoray.storage.base import IMAGE_EXTENSIONS, Refused
 from motoray.storage.keys import safe_key
 
 
@@ -30,11 +30,14 @@ class MemoryStorage:
             k[len(root) :] for k in self.files if k.startswith(root) and k.lower().endswith(wanted)
         )
 
-    def read(self, key: str) -> bytes:
+    def read(self, key: str, max_bytes: int | None = None) -> bytes:
         try:
-            return self.files[self._key(key)]
+            data = self.files[self._key(key)]
         except KeyError:
             raise FileNotFoundError(f"{self.uri}/{key}") from None
+        if max_bytes is not None and len(data) > max_bytes:
+            raise Refused(f"file too large: {len(data)} bytes > limit {max_bytes}")
+        return data
 
     def size(self, key: str) -> int:
         return len(self.read(key))
@@ -50,6 +53,9 @@ class MemoryStorage:
             return False
         self.write(key, data)
         return True
+
+    def sync(self) -> None:
+        """Nothing to do: memory is as durable as it gets."""
 
     def child(self, prefix: str) -> MemoryStorage:
         return MemoryStorage(self.files, self._key(prefix))

@@ -14,7 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from motoray.config import S3Settings
-from motoray.storage.base import IMAGE_EXTENSIONS
+from motoray.storage.base import IMAGE_EXTENSIONS, Refused
 from motoray.storage.keys import safe_key
 
 _CLIENT_CONFIG = Config(
@@ -117,7 +117,7 @@ class S3Storage:
             for page in pages:
                 for obj in page.get("Contents", ()):
                     key = obj["Key"][len(root) :]
-                    if key.lower().endswith(wanted) and _listable(key):
+                    if key.lower().endswith(wanted) and not _hidden(key):
                         keys.append(key)
         except ClientError as e:
             if _code(e) == "NoSuchBucket":
@@ -128,9 +128,24 @@ class S3Storage:
             raise
         return sorted(keys)
 
-    def read(self, key: str) -> bytes:
-        with _os_errors(f"{self.uri}/{key}"):
-            return self._client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+    def read(self, key: str, max_bytes: int | None = None) -> bytes:
+        if not _canonical(key):
+            raise Refused("refused: a key with '..', '//', a leading '/' or a backslash")
+        # One ranged GET, no HEAD: a larger object shows itself by its extra byte.
+        extra = {} if max_bytes is None else {"Range": f"bytes=0-{max_bytes}"}
+        try:
+            with _os_errors(f"{self.uri}/{key}"):
+                response = self._client.get_object(Bucket=self.bucket, Key=self._key(key), **extra)
+        except ClientError as e:
+            if _code(e) == "InvalidRange":  # the range of an empty object
+                return b""
+            raise
+        if max_bytes is not None:
+            total = int(response.get("ContentRange", "/0").rpartition("/")[2] or 0)
+            if total > max_bytes:
+                response["Body"].close()
+                raise Refused(f"file too large: {total} bytes > limit {max_bytes}")
+        return response["Body"].read()
 
     def size(self, key: str) -> int:
         with _os_errors(f"{self.uri}/{key}"):
@@ -169,15 +184,23 @@ class S3Storage:
             raise
         return True
 
+    def sync(self) -> None:
+        """Nothing to do: a PUT is durable when it returns."""
+
     def child(self, prefix: str) -> S3Storage:
         return S3Storage(self.bucket, self._key(prefix), self.settings)
 
 
-def _listable(key: str) -> bool:
-    """Skip directory markers ("a/"), keys the other methods would reject or rewrite
-    ("a//b", "a\\b"), and hidden names, as LocalStorage does."""
+def _hidden(key: str) -> bool:
+    """Hidden names, as LocalStorage skips them ("a/" directory markers end with no
+    extension and are never listed)."""
+    return any(part.startswith(".") and part not in (".", "..") for part in key.split("/"))
+
+
+def _canonical(key: str) -> bool:
+    """False for keys the other methods would reject or rewrite ("../a", "/a", "a//b",
+    "a\\b"): listed, then refused when read, so they are recorded, not lost."""
     try:
-        canonical = safe_key(key) == key
+        return safe_key(key) == key
     except ValueError:
         return False
-    return canonical and not any(part.startswith(".") for part in key.split("/"))

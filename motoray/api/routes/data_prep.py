@@ -10,13 +10,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from motoray.api import offload
 from motoray.api.auth import require_token
 from motoray.api.deps import ConfigDep, JobsDep, OperatorsDep
 from motoray.api.errors import ApiError, clip
 from motoray.api.models import ErrorResponse, JobLink, JobsAccepted, JobStatus, Progress
 from motoray.jobs import JobState, accept, new_job_id
 from motoray.record import Outcome
-from motoray.spec import RequestBase, RequestError, parse_json, parse_requests
+from motoray.spec import RequestBase, RequestError, outputs_per_image, parse_json, parse_requests
 
 MAX_BODY_BYTES = 1024 * 1024
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -66,7 +67,10 @@ async def submit_jobs(
 ) -> JobsAccepted:
     """A request object, or a list of them (the original clients send a list)."""
     body = await _read_json(request)
-    requests = parse_requests(body, operators, list(config.sources))
+    # A body of more requests than may ever be pending would get 429 forever: 422 instead.
+    requests = parse_requests(
+        body, operators, list(config.sources), config.limits, config.server.max_pending_jobs
+    )
     accepted = accept(requests, config, new_job_id())
     ids = await run_in_threadpool(jobs.submit, accepted, config.server.max_pending_jobs)
     return JobsAccepted(
@@ -95,17 +99,22 @@ async def preview(
     operators: OperatorsDep,
     count: int = Query(4, ge=1, description="source images shown, up to limits.preview_max_images"),
 ) -> Response:
-    from motoray.preview import contact_sheet
-
-    if count > config.limits.preview_max_images:
+    one = _one_request(await _read_json(request), operators, config)
+    limits = config.limits
+    outputs = count * (outputs_per_image(one, operators) + 1)  # the sheet shows the original
+    if count > limits.preview_max_images or outputs > limits.preview_max_outputs:
         raise RequestError(
-            [{"loc": ["query", "count"], "msg": f"at most {config.limits.preview_max_images}"}]
+            [
+                {
+                    "loc": ["query", "count"],
+                    "msg": f"{count} images x outputs per image: at most "
+                    f"{limits.preview_max_images} images and {limits.preview_max_outputs} "
+                    "outputs per preview (limits.preview_max_images, preview_max_outputs)",
+                }
+            ]
         )
-    one = _one_request(parse_requests(await _read_json(request), operators, list(config.sources)))
-    try:
-        png = await run_in_threadpool(contact_sheet, one, config, count)
-    except (ValueError, OSError) as e:  # stratify without labels, a missing source folder
-        raise ApiError(422, clip(str(e))) from None
+    body = one.model_dump(mode="json", exclude_unset=True)
+    png = await _offloaded(offload.contact_sheet(request, body, config, count))
     return Response(png, media_type="image/png")
 
 
@@ -116,20 +125,29 @@ async def preview(
     openapi_extra=_BODY,
 )
 async def plan(request: Request, config: ConfigDep, operators: OperatorsDep) -> Any:
-    from motoray.dry_run import dry_run
-
     body = await _read_json(request)
-    one = _one_request(parse_requests(body, operators, list(config.sources)))
-    try:
-        planned = await run_in_threadpool(dry_run, one, config)
-    except (ValueError, OSError) as e:
-        raise ApiError(422, clip(str(e))) from None
+    one = _one_request(body, operators, config)
+    planned = await _offloaded(
+        offload.dry_run(request, one.model_dump(mode="json", exclude_unset=True), config)
+    )
     return [planned] if isinstance(body, list) else planned  # the body's shape
 
 
-def _one_request(requests: list[RequestBase]) -> RequestBase:
+async def _offloaded(work) -> Any:
+    """A preview or plan's result; what a user can fix (stratify without labels, a missing
+    source folder) is a 422, a client that left gets nothing."""
+    try:
+        return await work
+    except offload.ClientGone:
+        raise ApiError(499, "client closed the request") from None
+    except (ValueError, OSError) as e:  # a Ray task's error is also an instance of its cause
+        raise ApiError(422, clip(str(getattr(e, "cause", None) or e))) from None
+
+
+def _one_request(body: Any, operators, config) -> RequestBase:
     """Preview and plan take one request, here and on the command line: a list of one is
     fine (as the original clients send it), a longer one is refused rather than cut."""
+    requests = parse_requests(body, operators, list(config.sources), config.limits)
     if len(requests) != 1:
         raise RequestError([{"loc": [], "msg": f"takes one request, got {len(requests)}"}])
     return requests[0]
