@@ -101,12 +101,18 @@ def _refuse_output_in_upload(config: Config) -> None:
 
     if not ray.get_runtime_context().runtime_env.has_working_dir():
         return
+    copy = Path.cwd().resolve()
+
+    def shown(path: str) -> str:
+        path = Path(path).resolve()
+        return f"./{path.relative_to(copy)}" if path.is_relative_to(copy) else str(path)
+
     output = config.output.uri
-    if "://" not in output and Path(output).resolve().is_relative_to(Path.cwd().resolve()):
+    if "://" not in output and Path(output).resolve().is_relative_to(copy):
         raise BadInput(
-            f"the output folder {output} of {config.path} is inside the job's copy of "
-            "--working-dir, which Ray deletes: use the cluster's config (--config, "
-            "$MOTORAY_CONFIG) or an s3:// output"
+            f"{shown(config.path)}: output folder {shown(output)} is inside the job's copy of "
+            "--working-dir, which Ray deletes; run on the cluster's config (--config, "
+            "$MOTORAY_CONFIG) or write to s3://"
         )
 
 

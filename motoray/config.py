@@ -65,7 +65,7 @@ class LimitsConfig(_Strict):
     """What one request or file may cost. Request budgets are checked before any pixel is
     read: at POST (422 naming the field) or, where the listing is needed, at job start."""
 
-    max_image_pixels: PositiveInt = 100_000_000  # a source image larger: a recorded failure
+    max_image_pixels: PositiveInt = 50_000_000  # a source image larger: a recorded failure
     max_file_bytes: PositiveInt = 64 * 1024 * 1024  # a source file larger: a recorded failure
     max_outputs_per_image: PositiveInt = 1000  # every step (and CHAIN) of a request together
     max_outputs_per_job: PositiveInt = 50_000_000  # listing-aware: checked at job start

@@ -67,7 +67,7 @@ class DecodeError(ValueError):
 
     str(e) is the human-readable reason recorded per image in job.json, e.g. 'truncated JPEG',
     'not an image (looks like HTML)', 'empty file',
-    'image too large: 20000x20000 pixels > limit 100000000', 'file too large: N bytes > limit M'.
+    'image too large: 20000x20000 pixels > limit 50000000', 'file too large: N bytes > limit M'.
     """
 
 
@@ -275,7 +275,7 @@ def _check_png_chunks(data: bytes) -> None:
     view, at = memoryview(data), 8
     while True:
         if at + 12 > len(data):
-            raise DecodeError("truncated PNG: no IEND chunk")
+            raise DecodeError("truncated PNG: ends before IEND")
         length, kind = int.from_bytes(data[at : at + 4], "big"), data[at + 4 : at + 8]
         end = at + 8 + length
         if end + 4 > len(data):

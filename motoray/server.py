@@ -176,7 +176,7 @@ def serve(
             print("starting a local Ray ...", flush=True)
             # Ray Jobs on this Ray (`ray job submit -- motoray run ...`) default to the
             # service's config, wherever they run: see job_submit_line.
-            local = start_local_ray(env={CONFIG_ENV: config.path})
+            local = start_local_ray()
             os.environ.update(local.env)
             address = local.address
         # Imported only now: Ray reads RAY_AUTH_MODE once, when it loads.

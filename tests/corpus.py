@@ -59,7 +59,7 @@ BAD_REASONS: dict[str, str] = {
     "s3_error.jpg": "not an image (looks like XML)",
     "gif_renamed.jpg": "unsupported format GIF",
     "webp_renamed.png": "unsupported format WEBP",
-    "bomb.png": "image too large: 30000x30000 pixels > limit 100000000",
+    "bomb.png": "image too large: 30000x30000 pixels > limit 50000000",
 }
 
 

@@ -182,10 +182,12 @@ AWKWARD_KEYS = [
     "dots.../frame.JPG",
     "x" * 200 + ".jpg",
 ]
-# Names that would leave the root or be rewritten by a key check: listed by nobody.
-HOSTILE = {
-    "local": ["back\\slash.jpg", ".hidden.jpg", ".git/frame.jpg"],
-    "s3": ["../escape.jpg", "./dot.jpg", "a//b.jpg", "back\\slash.jpg", ".hidden.jpg"],
+# Hidden names are not listed; names that would leave the root or be rewritten by a key
+# check are listed and refused, so they are recorded rather than silently skipped.
+HIDDEN = {"local": [".hidden.jpg", ".git/frame.jpg"], "s3": [".hidden.jpg"]}
+REFUSED = {
+    "local": ["back\\slash.jpg"],
+    "s3": ["../escape.jpg", "./dot.jpg", "a//b.jpg", "back\\slash.jpg"],
 }
 
 
@@ -199,15 +201,17 @@ def test_awkward_source_keys_stay_inside_the_job_folder_and_apart(place: Place) 
         key: encode_jpeg(np.full((16, 16, 3), _colour(i), np.uint8), quality=95)
         for i, key in enumerate(AWKWARD_KEYS)
     }
-    hostile = {key: images[AWKWARD_KEYS[0]] for key in HOSTILE[kind]}
+    hostile = {key: images[AWKWARD_KEYS[0]] for key in HIDDEN[kind] + REFUSED[kind]}
     place.put({f"in/{key}": data for key, data in (images | hostile).items()})
     config = place.config("weird")
 
     record, job = _run(config, {"name": "weird", "input_image_size": [16, 16]}, "awkward")
 
-    assert record["state"] == "SUCCEEDED" and record["failures"] == []
+    assert record["state"] == "SUCCEEDED"
+    assert {f["source_path"] for f in record["failures"]} == set(REFUSED[kind])
+    assert all(f["reason"].startswith("refused: ") for f in record["failures"])
     rows = _manifest(job)
-    assert sorted(row["source_path"] for row in rows) == sorted(images)  # hostile ones unlisted
+    assert sorted(row["source_path"] for row in rows) == sorted(images)  # no hostile one made
     outputs = [row["output_path"] for row in rows]
     assert len(set(outputs)) == len(outputs)
     for row in rows:

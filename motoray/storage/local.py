@@ -108,8 +108,9 @@ class LocalStorage:
     def sync(self) -> None:
         """Flush this file system's written data to disk: once per task and before the
         commit marker, not once per file (an fsync per output costs more than its encode)."""
-        folder = self.root if self.root.is_dir() else self.root.parent
-        fd = os.open(folder, os.O_RDONLY)
+        if not self.root.is_dir():
+            return  # nothing was written here
+        fd = os.open(self.root, os.O_RDONLY)
         try:
             if _syncfs is None or _syncfs(fd) != 0:
                 os.sync()  # not Linux: every file system

@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import SSLError
 
 from motoray.config import S3Settings
-from motoray.storage import LocalStorage, Storage, open_storage
+from motoray.storage import LocalStorage, Refused, Storage, open_storage
 from motoray.storage.s3 import S3Storage
 from tests.s3server import S3Endpoint
 
@@ -74,16 +74,19 @@ def test_list_paginates_filters_and_sorts(s3_endpoint: S3Endpoint) -> None:
     ignored = [
         "frames/cam0/",  # directory marker
         "frames/cam0/.hidden.jpg",
-        "frames/odd//double-slash.jpg",
         "framesX/outside.jpg",  # shares the prefix string, not the folder
         "elsewhere.jpg",
     ]
+    refused = ["frames/odd//double-slash.jpg"]  # listed, so that it is recorded; refused on read
     s3 = s3_endpoint.client()
-    keys = [f"frames/{k}" for k in images + texts] + ignored
+    keys = [f"frames/{k}" for k in images + texts] + ignored + refused
     with ThreadPoolExecutor(8) as pool:  # the server shares our GIL
         list(pool.map(lambda k: s3.put_object(Bucket=storage.bucket, Key=k, Body=b"x"), keys))
 
-    assert storage.list() == sorted(images)  # > 1000 keys: two ListObjectsV2 pages
+    listed = storage.list()  # > 1000 keys: two ListObjectsV2 pages
+    assert listed == sorted([*images, "odd//double-slash.jpg"])
+    with pytest.raises(Refused):
+        storage.read("odd//double-slash.jpg")
     assert storage.list((".png", ".TXT")) == sorted(images[-40:] + texts)
     assert storage.child("cam9").list() == [k.removeprefix("cam9/") for k in images[-40:]]
 
@@ -119,7 +122,9 @@ def test_write_new_is_create_only(s3_endpoint: S3Endpoint) -> None:
 @pytest.mark.parametrize("key", ["../escape.jpg", "a/../../b.jpg", "/abs.jpg", "a//b.jpg", ""])
 def test_unsafe_keys_rejected(s3_endpoint: S3Endpoint, key: str) -> None:
     storage = S3Storage("any-bucket", "root", s3_endpoint.settings())
-    for call in (storage.read, storage.size, storage.exists, storage.child):
+    with pytest.raises(Refused, match="refused: a key with"):  # recorded as an image failure
+        storage.read(key)
+    for call in (storage.size, storage.exists, storage.child):
         with pytest.raises(ValueError, match="unsafe storage key"):
             call(key)
     with pytest.raises(ValueError, match="unsafe storage key"):
