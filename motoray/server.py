@@ -134,13 +134,15 @@ def _ray_start(ray_cli, env, num_cpus, dashboard, timeout) -> LocalRay:
 def job_submit_line(local: LocalRay, request: str = EXAMPLE_REQUEST) -> str:
     """The `ray job submit` command that runs `request` as a Ray Job on `local`.
 
-    A job's entrypoint runs, without --working-dir, in the directory `ray start` (here:
-    `motoray serve`) was started from, and on a real cluster wherever its head was started;
+    Where a job's entrypoint runs: without --working-dir, in the directory `ray start` ran in
+    (for this Ray, wherever `serve` was started; on a real cluster, somewhere on the head);
     with `--working-dir .`, in a copy of the submitter's directory uploaded with the job
-    (.gitignore'd data/, outputs/, .venv left out). So the request path is read where the
-    user types it, on this machine and on a real cluster alike. The config is not taken
-    from the copy (its relative paths would point at data and outputs inside it):
-    MOTORAY_CONFIG, set on the Ray `serve` starts, wins over ./motoray.yaml.
+    (.gitignore'd data/, outputs/, .venv left out). Hence --working-dir: a request path means
+    what it means where the user types it, here and on a real cluster alike. The config is
+    not the copy's (its relative paths would point at data and outputs inside it): `serve`
+    sets MOTORAY_CONFIG, which wins over ./motoray.yaml, on the Ray it starts. On a cluster
+    it joins, that is the cluster's to set (or --config); else `motoray run` refuses to write
+    into the copy.
     """
     auth = "RAY_AUTH_MODE=token " if local.env.get("RAY_AUTH_MODE") == "token" else ""
     command = ["job", "submit", "--address", local.dashboard_url, "--working-dir", "."]
@@ -176,7 +178,7 @@ def serve(
             print("starting a local Ray ...", flush=True)
             # Ray Jobs on this Ray (`ray job submit -- motoray run ...`) default to the
             # service's config, wherever they run: see job_submit_line.
-            local = start_local_ray()
+            local = start_local_ray(env={CONFIG_ENV: config.path})
             os.environ.update(local.env)
             address = local.address
         # Imported only now: Ray reads RAY_AUTH_MODE once, when it loads.
