@@ -164,8 +164,8 @@ def _drain(url: str, token: str, report: Report, timeout: float = 600) -> None:
 
 def _own_service(workdir: Path, frames: int, max_pending: int) -> tuple[subprocess.Popen, str, str]:
     """`motoray serve` (with its own local Ray) on freshly written sample frames."""
-    from motoray.sample_data import write_sample_frames
     from motoray.bench.service import spawn_service
+    from motoray.sample_data import write_sample_frames
 
     write_sample_frames(workdir / "MotoGP", frames, (320, 180))
     config = workdir / "motoray.yaml"

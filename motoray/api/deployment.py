@@ -28,10 +28,12 @@ class MotorayAPI:
 
     def __serve_build_asgi_app__(self):
         # Built inside the replica, where Ray is up for the job service.
+        from motoray.api import offload
         from motoray.api.app import create_app
 
         app = create_app(self._config_path, self._token)
         app.state.jobs.connect_board()  # now, rather than on the first POST
+        offload.warm_up()  # and a worker for previews and plans
         return app
 
 

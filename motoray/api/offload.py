@@ -14,6 +14,10 @@ from motoray.config import Config
 from motoray.spec import RequestError
 
 POLL_S = 0.1  # how often a waiting route checks whether its client is still there
+KILL_AFTER_S = 5  # a cancelled task still running then is killed with its worker
+
+
+_STOPPING: set[asyncio.Future] = set()
 
 
 class ClientGone(Exception):
@@ -36,8 +40,26 @@ def _dry_run(request: dict, config: Config) -> dict:
     return dry_run(_parsed(request, config), config)
 
 
+@ray.remote(num_cpus=0, max_retries=0)
+def _warm_up() -> None:
+    """Start a worker with the imports done, at batch priority, before the first preview:
+    starting one costs a CPU-second that /healthz must not wait behind."""
+    import motoray.dry_run
+    import motoray.preview  # noqa: F401
+    from motoray.priority import as_batch_work
+
+    as_batch_work()
+
+
+def warm_up() -> None:
+    _warm_up.remote()
+
+
 def _parsed(request: dict, config: Config):
     from motoray.ops import operators_for
+    from motoray.priority import as_batch_work
+
+    as_batch_work()
     from motoray.spec import parse_requests
 
     operators = operators_for(config.operators)
@@ -76,4 +98,15 @@ async def _run(request: Request, ref: ray.ObjectRef, config: Config, what: str) 
     finally:
         if not task.done():
             task.cancel()
-            ray.cancel(ref, force=True)  # kills the worker: its threads stop with it
+            stopping = asyncio.ensure_future(_stop(ref))
+            _STOPPING.add(stopping)  # held until done: the loop keeps only weak references
+            stopping.add_done_callback(_STOPPING.discard)
+
+
+async def _stop(ref: ray.ObjectRef) -> None:
+    """Interrupt the task (its worker lives on, warm, for the next one); kill the worker, and
+    the threads in it, if the task does not stop."""
+    ray.cancel(ref)
+    done, _ = await asyncio.to_thread(ray.wait, [ref], timeout=KILL_AFTER_S)
+    if not done:
+        ray.cancel(ref, force=True)

@@ -22,6 +22,7 @@ from motoray.pipeline.jobspec import JobSpec
 from motoray.pipeline.layout import shard_name
 from motoray.pipeline.manifest import rows_table
 from motoray.pipeline.source import Item
+from motoray.priority import as_batch_work
 
 # Per task: ~3 s of work on one CPU amortises the ~0.15 s a CPU idles between two tasks
 # (Ray Data notices a finished task within 0.1 s, then submits the next).
@@ -91,6 +92,7 @@ def shards(spec: JobSpec, items: list[Item]) -> list[dict[str, str]]:
 
 @ray.remote(num_cpus=1)
 def _images_per_shard(spec: JobSpec, sample: list[Item]) -> int:
+    as_batch_work()
     return worker.images_per_shard(spec, sample)
 
 
@@ -107,11 +109,13 @@ def _items(columns: dict[str, Sequence[str]]) -> list[Item]:
 
 
 def _write_files(batch: dict[str, np.ndarray], spec: JobSpec) -> pa.Table:
+    as_batch_work()
     items = _items({c: batch[c].tolist() for c in ("key", *PLACEMENT)})
     return rows_table(worker.write_files(spec, items))
 
 
 def _write_shard(batch: dict[str, np.ndarray], spec: JobSpec) -> pa.Table:
+    as_batch_work()
     [name], [encoded] = batch["shard"].tolist(), batch["items"].tolist()
     rows = json.loads(encoded)
     items = _items({c: [row[c] for row in rows] for c in ("key", *PLACEMENT)})

@@ -138,6 +138,8 @@ async def _offloaded(work) -> Any:
     source folder) is a 422, a client that left gets nothing."""
     try:
         return await work
+    except RequestError:
+        raise
     except offload.ClientGone:
         raise ApiError(499, "client closed the request") from None
     except (ValueError, OSError) as e:  # a Ray task's error is also an instance of its cause
