@@ -22,10 +22,15 @@ trap 'stop; exit 0' TERM INT
 
 # Returns once the head is up. The dashboard (and its job API) stays inside the container.
 # `ondemand` and `spot` are the cluster's node-kind resources: code asking for them runs here.
-ray start --head --disable-usage-stats --dashboard-host=127.0.0.1 \
+# Started without the API and Jupyter tokens: every Ray worker and job driver inherits this
+# environment.
+env -u MOTORAY_API_TOKEN -u JUPYTER_TOKEN \
+    ray start --head --disable-usage-stats --dashboard-host=127.0.0.1 \
     --resources='{"ondemand": 1, "spot": 1}'
 export RAY_ADDRESS=auto  # the API, its jobs and notebooks join this head
 
+# The API and Jupyter (the notebook calls the API) keep the token. The Ray drivers they run
+# do not pass it on: Ray's workers get the raylet's environment, `ray start`'s above.
 motoray serve --config "$config" --host 0.0.0.0 --port 5000 &
 pids+=("$!")
 jupyter lab --ip=0.0.0.0 --port=8888 --no-browser --ServerApp.root_dir="$HOME" &

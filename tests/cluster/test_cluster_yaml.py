@@ -3,13 +3,24 @@
 Everything here is offline: Ray's `prepare_config` only merges the AWS defaults file;
 the AWS-touching part of `ray up` (bootstrap_aws: IAM, key pairs, subnet lookups) is not
 called, so the IDs marked REPLACE_ME are checked for shape, not for existence.
+
+The start commands run for real in bash, in the environment the containers get from
+`docker.run_options`, with stand-ins for `ray` and `motoray` that log their arguments and
+environment, and the API token's SSM parameter in moto on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib.util
+import os
+import shlex
+import shutil
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +34,14 @@ from botocore.validate import ParamValidator
 from ray.autoscaler._private.aws.config import DEFAULT_AMI
 from ray.autoscaler._private.util import prepare_config, validate_config
 from ray.autoscaler.tags import TAG_RAY_CLUSTER_NAME
+from ray.scripts.scripts import start as ray_start_command
 
-CLUSTER_YAML = Path(__file__).resolve().parents[2] / "cluster.yaml"
+from tests.s3server import FAKE_AWS_ENV, S3Endpoint, moto_http_server
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER_YAML = ROOT / "cluster.yaml"
+CONTAINER_HOME = "/home/ray"  # HOME in the rayproject/ray image (the Dockerfile's too)
+API_TOKEN_PARAMETER = "/motoray/api-token"
 RUN_INSTANCES = (
     botocore.session.get_session()
     .get_service_model("ec2")
@@ -142,7 +159,7 @@ def test_docker_image_matches_installed_ray(cfg: dict[str, Any]) -> None:
 
 def test_commands_install_motoray_and_start_its_services(cfg: dict[str, Any]) -> None:
     prepared = ray_validate(cfg)
-    assert prepared["file_mounts"] == {"~/motoray": "."}
+    assert prepared["file_mounts"]["~/motoray"] == "."
     install = "cd ~/motoray && pip install --no-cache-dir ."
     assert install in prepared["head_setup_commands"]
     assert install in prepared["worker_setup_commands"]  # the on-demand workers
@@ -157,6 +174,173 @@ def test_commands_install_motoray_and_start_its_services(cfg: dict[str, Any]) ->
     assert importlib.util.find_spec("motoray.cluster.spot_watcher") is not None
     others = [t for n, t in prepared["available_node_types"].items() if n != "spot_worker"]
     assert not any("spot_watcher" in " ".join(t.get("worker_setup_commands", [])) for t in others)
+
+
+# Ray token auth and the API token: the start commands run in bash, as in a container.
+
+STUB = """#!/usr/bin/env bash
+name="$(basename "$0")-$1"
+env > "$STUB_DIR/$name.env"
+echo "$$" > "$STUB_DIR/$name.pid"
+printf '%s\\n' "$@" > "$STUB_DIR/$name.args"
+"""
+
+
+def container_env(cfg: dict[str, Any], kind: str) -> dict[str, str]:
+    """The variables `docker run` gives a head or worker container (run_options -e/--env)."""
+    options = cfg["docker"].get("run_options", []) + cfg["docker"].get(f"{kind}_run_options", [])
+    words = [w for option in options for w in shlex.split(option)]
+    pairs = [words[i + 1] for i, w in enumerate(words[:-1]) if w in ("-e", "--env")]
+    pairs += [w.split("=", 1)[1] for w in words if w.startswith("--env=")]
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def token_mount(cfg: dict[str, Any]) -> tuple[str, str]:
+    """(launcher source, path in the container) of the file_mounts entry holding the token."""
+    path = container_env(cfg, "head")["RAY_AUTH_TOKEN_PATH"]
+    for target, source in cfg["file_mounts"].items():
+        folder = target.replace("~", CONTAINER_HOME, 1).rstrip("/")
+        if path.startswith(folder + "/"):
+            return source, path
+    raise AssertionError(f"{path} is in no file_mounts target: {cfg['file_mounts']}")
+
+
+def put_api_token(ssm: S3Endpoint, value: str) -> None:
+    # Overwrite: moto's backends live as long as this process, whichever server serves them.
+    ssm.client("ssm").put_parameter(
+        Name=API_TOKEN_PARAMETER, Value=value, Type="SecureString", Overwrite=True
+    )
+
+
+@pytest.fixture
+def ssm(cfg: dict[str, Any]) -> Iterator[S3Endpoint]:
+    """moto on 127.0.0.1; clients in the cluster's region, where the parameter must be."""
+    with moto_http_server() as url:
+        yield S3Endpoint(url, region=cfg["provider"]["region"])
+
+
+def run_start_commands(
+    cfg: dict[str, Any], kind: str, tmp_path: Path, ssm: S3Endpoint
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """The prepared config's start commands for `kind` (head or worker) as Ray's updater runs
+    them: each in its own bash, in order, up to the first that fails (which fails `ray up`);
+    the last one run is returned. The container's environment; /tmp/ paths moved under
+    tmp_path (this machine is shared, and the head's first command kills the PID in
+    /tmp/motoray-serve.pid)."""
+    prepared = ray_validate(cfg)
+    stubs = tmp_path / "stubs"
+    stubs.mkdir(exist_ok=True)
+    for name in ("ray", "motoray"):
+        (stubs / name).write_text(STUB)
+        (stubs / name).chmod(0o755)
+    # The venv's python (boto3) fetches the API token; its `ray` and `motoray` stay hidden.
+    path = os.pathsep.join([str(stubs), str(Path(sys.executable).parent), "/usr/bin", "/bin"])
+    for name in ("ray", "motoray"):
+        assert shutil.which(name, path=path) == str(stubs / name)  # never a real `ray stop`
+    env = {
+        **container_env(cfg, kind),
+        **FAKE_AWS_ENV,
+        "AWS_ENDPOINT_URL_SSM": ssm.endpoint_url,
+        "PATH": path,
+        "HOME": str(tmp_path),
+        "STUB_DIR": str(stubs),
+        "RAY_HEAD_IP": "10.0.1.10",  # set by Ray's command runner on workers
+        # Even a container that held the API token must not hand it to Ray.
+        "MOTORAY_API_TOKEN": "held-by-the-container",
+    }
+    for command in prepared[f"{kind}_start_ray_commands"]:
+        done = subprocess.run(
+            ["bash", "-c", command.replace("/tmp/", f"{tmp_path}/")],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if done.returncode != 0:
+            break
+    return done, stubs
+
+
+def stub_env(stubs: Path, name: str, timeout: float = 30) -> dict[str, str]:
+    """The environment the stand-in `name` (e.g. "ray-start") ran with; waits for it, since
+    `motoray serve` runs in the background."""
+    dump = stubs / f"{name}.env"
+    deadline = time.monotonic() + timeout
+    while not (dump.exists() and (stubs / f"{name}.args").exists()):
+        assert time.monotonic() < deadline, f"{name} never ran"
+        time.sleep(0.05)
+    return dict(line.split("=", 1) for line in dump.read_text().splitlines() if "=" in line)
+
+
+def ray_start_params(stubs: Path) -> dict[str, Any]:
+    """The logged `ray start` arguments, parsed by Ray's own click command."""
+    args = (stubs / "ray-start.args").read_text().splitlines()[1:]
+    return ray_start_command.make_context("start", args).params
+
+
+def test_ray_token_auth_on_every_node(cfg: dict[str, Any]) -> None:
+    env = container_env(cfg, "head")
+    assert env["RAY_AUTH_MODE"] == "token"
+    assert container_env(cfg, "worker") == env  # the same for every container
+    # No node type replaces the docker settings (and with them the variables).
+    assert not any("docker" in t for t in cfg["available_node_types"].values())
+
+    source, path = token_mount(cfg)
+    # Outside the repo: `~/motoray: .` copies the repo to every node, and it is the image's
+    # build context; Ray also expands `~` on the launcher.
+    assert source.startswith("~/") and not Path(source).expanduser().is_relative_to(ROOT)
+    assert path.startswith(CONTAINER_HOME + "/")
+
+
+@pytest.mark.parametrize("kind", ["head", "worker"])
+def test_every_ray_start_has_token_auth_and_no_api_token(
+    cfg: dict[str, Any], kind: str, tmp_path: Path, ssm: S3Endpoint
+) -> None:
+    put_api_token(ssm, "api-secret-9d2e")
+    done, stubs = run_start_commands(cfg, kind, tmp_path, ssm)
+    assert done.returncode == 0, done.stderr
+
+    _, token_path = token_mount(cfg)
+    ray_start = stub_env(stubs, "ray-start")
+    assert ray_start["RAY_AUTH_MODE"] == "token"
+    assert ray_start["RAY_AUTH_TOKEN_PATH"] == token_path
+    assert "MOTORAY_API_TOKEN" not in ray_start  # workers and job drivers inherit this
+    assert "api-secret-9d2e" not in "\n".join(ray_start.values())
+
+    params = ray_start_params(stubs)
+    assert params["head"] is (kind == "head")
+    if kind == "head":
+        # The dashboard (and its job API) on the head's loopback only: `ray dashboard` tunnels.
+        assert params["dashboard_host"] == "127.0.0.1"
+        assert params["autoscaling_config"] == "~/ray_bootstrap_config.yaml"
+    else:
+        assert params["address"] == "10.0.1.10:6379"
+
+
+def test_api_token_goes_from_ssm_to_motoray_serve_only(
+    cfg: dict[str, Any], tmp_path: Path, ssm: S3Endpoint
+) -> None:
+    put_api_token(ssm, "api-secret-9d2e")
+    done, stubs = run_start_commands(cfg, "head", tmp_path, ssm)
+    assert done.returncode == 0, done.stderr
+
+    serve = stub_env(stubs, "motoray-serve")
+    assert serve["MOTORAY_API_TOKEN"] == "api-secret-9d2e"  # from SSM, in the provider's region
+    assert "token" not in serve  # the shell variable was never exported
+    assert serve["RAY_AUTH_MODE"] == "token"  # the API is a Ray driver too
+    assert serve["RAY_ADDRESS"] == "auto"
+    assert "api-secret-9d2e" not in done.stdout + done.stderr
+    # The PID the next `ray up` kills is the API's own, not a wrapper shell's.
+    serve_pid = (stubs / "motoray-serve.pid").read_text()
+    assert (tmp_path / "motoray-serve.pid").read_text() == serve_pid
+
+
+def test_no_api_token_no_api(cfg: dict[str, Any], tmp_path: Path, ssm: S3Endpoint) -> None:
+    with suppress(ssm.client("ssm").exceptions.ParameterNotFound):
+        ssm.client("ssm").delete_parameter(Name=API_TOKEN_PARAMETER)
+    done, stubs = run_start_commands(cfg, "head", tmp_path, ssm)
+    assert done.returncode != 0  # `ray up` reports the failure
+    assert "ParameterNotFound" in done.stderr
+    assert (stubs / "ray-start.args").exists()
+    time.sleep(0.5)
+    assert not (stubs / "motoray-serve.env").exists()
 
 
 # The validators must be able to fail: each broken copy below is rejected.

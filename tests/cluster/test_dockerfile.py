@@ -99,12 +99,14 @@ def test_shellcheck_entrypoint() -> None:
     assert (result.returncode, result.stdout) == (0, "")
 
 
-# The entrypoint for real, with stand-ins that log their argv and any SIGTERM they get.
+# The entrypoint for real, with stand-ins that log their argv, their environment (one file per
+# command, e.g. calls.log.ray-start.env) and any SIGTERM they get.
 
 STUB = """#!/usr/bin/env bash
 name="$(basename "$0") $1"
 # The trap comes before the log line: a logged stand-in always reports its SIGTERM.
 trap 'echo "$name got TERM" >> "$STUB_LOG"; kill "$sleeper" 2>/dev/null; exit 0' TERM
+env > "$STUB_LOG.${name/ /-}.env"
 echo "$(basename "$0") $*" >> "$STUB_LOG"
 case "$name" in "ray start" | "ray stop") exit 0 ;; esac
 [ "$name" = "motoray serve" ] && [ -n "${API_EXIT:-}" ] && exit "$API_EXIT"
@@ -129,6 +131,12 @@ def stub_env(tmp_path: Path) -> dict[str, str]:
         "STUB_LOG": str(tmp_path / "calls.log"),
         "JUPYTER_TOKEN": "test-token",
     }
+
+
+def env_of(env: dict[str, str], command: str) -> dict[str, str]:
+    """The environment the stand-in for `command` (e.g. "ray start") ran with."""
+    dump = Path(f"{env['STUB_LOG']}.{command.replace(' ', '-')}.env").read_text()
+    return dict(line.split("=", 1) for line in dump.splitlines() if "=" in line)
 
 
 def log_lines(env: dict[str, str]) -> list[str]:
@@ -168,6 +176,28 @@ def test_entrypoint_starts_everything_and_forwards_sigterm(stub_env: dict[str, s
     lines = log_lines(stub_env)
     assert {"motoray serve got TERM", "jupyter lab got TERM"} <= set(lines)
     assert lines[-1].startswith("ray stop")  # Ray goes last, after its clients
+
+
+def test_api_token_reaches_the_api_but_never_ray(stub_env: dict[str, str]) -> None:
+    env = {**stub_env, "MOTORAY_API_TOKEN": "api-secret-4f1c"}
+    proc = start(env)
+    try:
+        wait_for(env, "motoray serve", "jupyter lab")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        proc.kill()
+
+    # `ray start`'s environment is what every Ray worker and job driver inherits.
+    ray_start = env_of(env, "ray start")
+    assert "MOTORAY_API_TOKEN" not in ray_start
+    assert "JUPYTER_TOKEN" not in ray_start
+    assert "api-secret-4f1c" not in "\n".join(ray_start.values())
+    assert ray_start["PATH"] == env["PATH"]  # the rest of the environment is kept
+
+    assert env_of(env, "motoray serve")["MOTORAY_API_TOKEN"] == "api-secret-4f1c"
+    assert env_of(env, "jupyter lab")["MOTORAY_API_TOKEN"] == "api-secret-4f1c"  # the notebook
+    assert env_of(env, "jupyter lab")["JUPYTER_TOKEN"] == "test-token"
 
 
 def test_entrypoint_stops_when_a_service_dies(stub_env: dict[str, str]) -> None:
