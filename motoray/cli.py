@@ -56,7 +56,8 @@ def read_requests(path: str, config: Config) -> list:
     from motoray.spec import parse_json, parse_requests
 
     body = parse_json(Path(path).read_bytes())
-    return parse_requests(body, operators_for(config.operators), list(config.sources))
+    operators = operators_for(config.operators)
+    return parse_requests(body, operators, list(config.sources), config.limits)
 
 
 def read_one_request(path: str, config: Config):
@@ -141,13 +142,14 @@ def _init_ray(address: str | None) -> None:
 
 
 def _run_jobs(accepted: list, address: str | None, quiet: bool) -> int:
-    from motoray.pipeline.job import run_job
+    from motoray.pipeline.job import hard_deadline, run_job
 
     _init_ray(address)
     exit_code = 0
     for inputs in accepted:
         try:
-            record = run_job(inputs, on_progress=_progress(inputs.job_id, quiet))
+            with hard_deadline(inputs):
+                record = run_job(inputs, on_progress=_progress(inputs.job_id, quiet))
         except Exception as e:
             click.echo(f"\njob {inputs.job_id} FAILED: {type(e).__name__}: {e}", err=True)
             exit_code = 1

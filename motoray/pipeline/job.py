@@ -10,10 +10,15 @@ a stopped job leaves none.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
+import sys
+import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pyarrow.compute as pc
 
@@ -91,6 +96,36 @@ def run_job(inputs: JobInputs, on_progress: Progress | None = None) -> JobRecord
     _commit(job_dir, record)
     telemetry.finished(record)
     return record
+
+
+@contextmanager
+def hard_deadline(inputs: JobInputs) -> Iterator[None]:
+    """For a job's own driver process (`motoray run`, `run-job`): past limits.job_timeout_s,
+    whatever the job is stuck in (a storage call that never returns, a task that never
+    ends), write job.json FAILED and end the process, which frees the job's slot. The loop
+    in `_process` ends a job that is only slow more gently, a little earlier."""
+    limit = inputs.config.limits.job_timeout_s
+    timer = threading.Timer(limit * 1.05 + 1, _give_up, args=(inputs, limit))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _give_up(inputs: JobInputs, limit: float) -> None:
+    record = JobRecord(
+        job_id=inputs.job_id,
+        state="FAILED",
+        request=inputs.request,
+        output=inputs.output,
+        error=f"JobTimeout: stuck past limits.job_timeout_s ({limit:g} s)",
+    )
+    with contextlib.suppress(Exception):  # nothing may keep this process alive now
+        _commit(open_storage(inputs.output, inputs.config.output_s3()), record)
+    print(f"job {inputs.job_id} FAILED: {record.error}", file=sys.stderr, flush=True)
+    os._exit(3)
 
 
 def parse_request(inputs: JobInputs) -> RequestBase:
@@ -186,7 +221,7 @@ def _process(
     outputs: list[str] = []
     for table in tables:
         if time.time() > deadline:
-            raise JobTimeout(f"still running after limits.job_timeout_s ({deadline:.0f})")
+            raise JobTimeout("still running past limits.job_timeout_s")
         failed = table.filter(table["error"].is_valid())
         made = table.filter(table["error"].is_null())
         failures += [
