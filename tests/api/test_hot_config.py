@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from tests.api.conftest import post_json, wait_for
 
 
@@ -55,3 +58,25 @@ def test_a_broken_config_keeps_the_last_good_one(service, api):
         assert [s["name"] for s in api.get("/data_sources").json()["sources"]] == ["MotoGP"]
     finally:
         service.config_path.write_text(original)
+
+
+def test_a_job_runs_with_the_config_it_was_accepted_with(service, api, tmp_path):
+    """The config changes between POST and the job's driver starting: a source moved and
+    a new output root. The job still reads and writes where it was accepted to, and its
+    status is found there."""
+    response = post_json(api, {"name": "MotoGP", "input_image_size": [160, 90]})
+    assert response.status_code == 202, response.text
+    [job] = response.json()["jobs"]
+    accepted = api.get(f"/data_prep/{job['job_id']}").json()["output"]
+
+    def move_everything(config: dict) -> None:
+        config["sources"]["MotoGP"]["uri"] = str(tmp_path / "moved-away")
+        config["output"]["uri"] = str(tmp_path / "new-outputs")
+
+    with service.edited_config(move_everything):
+        final = wait_for(api, job["job_id"])
+    assert final["state"] == "SUCCEEDED", final["error"]
+    assert final["output"] == accepted
+    assert final["progress"]["images_done"] == final["progress"]["images_total"] > 0
+    assert json.loads((Path(accepted) / "job.json").read_text())["state"] == "SUCCEEDED"
+    assert not (tmp_path / "new-outputs").exists()
