@@ -14,7 +14,9 @@ APP_NAME = "motoray"
 
 @serve.deployment(
     name="MotorayAPI",
-    ray_actor_options={"num_cpus": 0},  # answers from Ray and storage; leaves CPUs to jobs
+    # No CPU: it answers from Ray and storage, leaving the CPUs to jobs. On the head: the
+    # dashboard (Ray's job API) listens on the head's loopback only, and no spot node.
+    ray_actor_options={"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}},
     max_ongoing_requests=32,
     # Beyond this many queued requests Serve answers 429 + Retry-After itself.
     max_queued_requests=256,
