@@ -172,7 +172,7 @@ def serve(
         signal.signal(signum, stop)
 
     local: LocalRay | None = None
-    serve_was_running = True
+    serve_was_running, deployed = True, False
     try:
         if not address:
             print("starting a local Ray ...", flush=True)
@@ -201,6 +201,7 @@ def serve(
             print("Serve already runs on this cluster: its HTTP options are kept", flush=True)
         ray_serve.start(http_options=http_options)
         ray_serve.run(app, name=APP_NAME, route_prefix="/")
+        deployed = True
         print(
             f"motoray API on {scheme}://{host}:{port} (docs: /docs); Ray at {address}", flush=True
         )
@@ -214,25 +215,29 @@ def serve(
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):  # finish the cleanup once started
             signal.signal(signum, signal.SIG_IGN)
-        _teardown(local, address, serve_was_running)
+        _teardown(local, address, serve_was_running, deployed)
     print("stopped", flush=True)
     return 0
 
 
-def _teardown(local: LocalRay | None, address: str | None, serve_was_running: bool) -> None:
+def _teardown(
+    local: LocalRay | None, address: str | None, serve_was_running: bool, deployed: bool
+) -> None:
     """Undo what `serve` did, step by step: one failing step must not skip the others."""
     try:
         if "ray" in sys.modules:
             import ray
 
             if ray.is_initialized():
-                _leave_ray(ray, local, address, serve_was_running)
+                _leave_ray(ray, local, address, serve_was_running, deployed)
     finally:
         if local:
             local.stop()
 
 
-def _leave_ray(ray, local: LocalRay | None, address: str | None, serve_was_running: bool) -> None:
+def _leave_ray(
+    ray, local: LocalRay | None, address: str | None, serve_was_running: bool, deployed: bool
+) -> None:
     from ray import serve as ray_serve
 
     from motoray.api.deployment import APP_NAME
@@ -245,8 +250,9 @@ def _leave_ray(ray, local: LocalRay | None, address: str | None, serve_was_runni
             _report_stopped(JobService(address).stop_all())
 
         _attempt(stop_jobs)
-    if serve_was_running:  # others' apps may be on it: remove only ours
-        _attempt(lambda: ray_serve.delete(APP_NAME))
+    if serve_was_running:  # others' apps may be on it: remove only ours, if we deployed it
+        if deployed:
+            _attempt(lambda: ray_serve.delete(APP_NAME))
     else:
         _attempt(ray_serve.shutdown)
     _attempt(ray.shutdown)
