@@ -210,33 +210,42 @@ def _pillow_encoded(image: np.ndarray, **options) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "options", [{}, {"progressive": True}, {"subsampling": 0}, {"gray": True}, {"odd": True}]
+    "options",
+    [{}, {"progressive": True}, {"subsampling": 0}, {"gray": True}, {"odd": True}]
+    + [{"cmyk": True}, {"cmyk": True, "progressive": True, "odd": True}, {"keep_rgb": True}]
+    + [{"orientation": o} for o in range(2, 9)]
+    + [{"orientation": 6, "odd": True}, {"orientation": 5, "gray": True}]
+    + [{"orientation": 8, "cmyk": True}],
 )
-def test_plain_jpegs_take_the_direct_path_with_pillows_pixels(options: dict) -> None:
+def test_jpegs_take_the_direct_path_with_pillows_pixels(options: dict) -> None:
     """libjpeg-turbo straight into NumPy must give exactly the pixels the Pillow path gives,
-    at every draft scale and with the resize after it."""
+    at every draft scale and with the resize after it; CMYK, RGB-coded and EXIF-rotated too."""
     frame = render_frame(5, (1283, 721) if options.pop("odd", False) else (1280, 720))
-    if options.pop("gray", False):
-        frame = frame[..., 1]
-    data = _pillow_encoded(frame, **options)
+    image = Image.fromarray(frame[..., 1] if options.pop("gray", False) else frame)
+    if options.pop("cmyk", False):
+        image = image.convert("CMYK")
+    if "orientation" in options:
+        exif = Image.Exif()
+        exif[ExifTags.Base.Orientation] = options.pop("orientation")
+        options["exif"] = exif.tobytes()
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=90, **options)
+    data = buf.getvalue()
     for size in [None, (640, 360), (320, 180), (160, 90), (480, 270), (100, 100), (2000, 900)]:
-        direct = imageio._decode_plain_jpeg(data, size, max_pixels=10**8)
+        direct = imageio._decode_jpeg_direct(data, size, max_pixels=10**8)
         assert direct is not None, size
         np.testing.assert_array_equal(direct, imageio._decode(data, "JPEG", size, 10**8))
-        assert direct.flags.writeable
+        assert direct.flags.writeable and direct.flags.c_contiguous
 
 
-def test_jpegs_with_exif_or_cmyk_go_through_pillow() -> None:
-    frame = render_frame(5, (64, 48))
-    exif = Image.Exif()
-    exif[ExifTags.Base.Orientation] = 1
-    with_exif = _pillow_encoded(frame, exif=exif.tobytes())
-    assert imageio._has_exif(with_exif) and not imageio._has_exif(_pillow_encoded(frame))
-    assert imageio._decode_plain_jpeg(with_exif, None, 10**8) is None
-    cmyk = io.BytesIO()
-    Image.fromarray(frame).convert("CMYK").save(cmyk, format="JPEG")
-    assert imageio._decode_plain_jpeg(cmyk.getvalue(), None, 10**8) is None
-    assert imageio._decode_plain_jpeg(_pillow_encoded(frame), None, max_pixels=100) is None
+def test_jpegs_over_the_limit_or_with_unreadable_headers_go_to_pillow() -> None:
+    data = _pillow_encoded(render_frame(5, (64, 48)))
+    assert imageio._decode_jpeg_direct(data, None, max_pixels=100) is None
+    sof = data.index(b"\xff\xc0")
+    no_frame_header = data[:sof] + data[sof + 2 + int.from_bytes(data[sof + 2 : sof + 4], "big") :]
+    assert imageio._decode_jpeg_direct(no_frame_header, None, 10**8) is None
+    with pytest.raises(DecodeError, match="corrupt JPEG"):
+        load_image(no_frame_header)
 
 
 def test_no_resize_when_already_at_size(frame_jpeg: bytes) -> None:
