@@ -122,13 +122,30 @@ def _refuse_output_in_upload(config: Config) -> None:
 @address_option
 @_bad_input
 def run_job(job_id, address) -> int:
+    """Follows the run the service started in its warm runner; when the runner does not know
+    the job (it restarted, or died mid-run), runs it here from the job's metadata."""
     import ray
 
-    from motoray import jobs
+    from motoray import jobs, runner
+    from motoray.record import Outcome, summary_lines
 
-    _init_ray(address)
-    inputs = jobs.load_inputs(job_id, ray.get_runtime_context().gcs_address)
-    return _run_jobs([inputs], address, quiet=True)
+    ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+    try:
+        state = runner.follow(job_id)
+    except ray.exceptions.RayActorError:
+        state = None
+    if state is None:
+        from motoray.pipeline.job import hard_deadline
+
+        inputs = jobs.load_inputs(job_id, ray.get_runtime_context().gcs_address)
+        _init_ray(address)
+        with hard_deadline(inputs):
+            state = runner.run_and_report(inputs)
+    entry = ray.get(jobs.job_board().get.remote(job_id), timeout=10) or {}
+    outcome = Outcome.model_validate_json(entry["outcome"]) if entry.get("outcome") else None
+    lines = summary_lines(job_id, state, entry.get("output", ""), outcome, entry.get("error"))
+    click.echo("\n".join(lines))
+    return 0 if state == "SUCCEEDED" else 1
 
 
 def _init_ray(address: str | None) -> None:
@@ -159,20 +176,13 @@ def _run_jobs(accepted: list, address: str | None, quiet: bool) -> int:
 
 
 def _progress(job_id: str, quiet: bool):
-    """A progress bar; in a job the service started, also the board its API reads."""
-    import os
-
+    """A progress bar on stderr."""
     from tqdm import tqdm
 
-    from motoray.jobs import PROGRESS_ENV, progress_reporter
-
-    report = progress_reporter(job_id) if os.environ.get(PROGRESS_ENV) else None
     bar = None
 
     def update(counts) -> None:
         nonlocal bar
-        if report:
-            report(counts)
         if quiet:
             return
         if bar is None:

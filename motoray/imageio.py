@@ -81,7 +81,7 @@ def load_image(
     data: bytes,
     size: tuple[int, int] | None = None,
     *,
-    max_pixels: int = 100_000_000,
+    max_pixels: int = 50_000_000,
     max_bytes: int = 64 * 2**20,
 ) -> np.ndarray:
     """Decode bytes to an HxWx3 uint8 RGB array, EXIF orientation applied.

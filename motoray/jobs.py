@@ -22,14 +22,13 @@ import ray
 from motoray.commands import installed_command
 from motoray.config import Config
 from motoray.pipeline.layout import JOB_FILE, job_folder
-from motoray.record import Counts, JobInputs, JobRecord
+from motoray.record import Counts, JobInputs, JobRecord, Outcome
 from motoray.spec import RequestBase
 from motoray.storage import open_storage
 from motoray.waiting import wait_until
 
 NAMESPACE = "motoray"
 BOARD_NAME = "job-board"
-PROGRESS_ENV = "MOTORAY_PROGRESS"  # set in service jobs: the driver reports to the board
 MAX_INPUTS_BYTES = 256 * 1024  # a job's inputs travel in its Ray Job metadata
 RESERVATION_TIMEOUT_S = 120  # a reserved id Ray still does not know after this never started
 RECHECK_S = 1.0
@@ -57,27 +56,49 @@ def accept(requests: list[RequestBase], config: Config, base_id: str) -> list[Jo
 
 @ray.remote(num_cpus=0, max_restarts=-1)
 class JobBoard:
-    """The cluster's shared view of motoray jobs: which are active, and their counts.
+    """The cluster's shared view of motoray jobs: which are active, and each one's state.
 
-    Drivers push counts here; API replicas read them and reserve room for new jobs,
-    so the `max_pending_jobs` limit holds across replicas and costs one actor call
-    (listing Ray's jobs instead would grow with the whole job history).
+    The runner (or a job's own driver) reports here; API replicas read a job's state with
+    one actor call (no round trip to Ray's job API per poll) and reserve room for new jobs,
+    so the `max_pending_jobs` limit holds across replicas.
     """
 
     def __init__(self, capacity: int = 10_000) -> None:
-        self._counts: OrderedDict[str, dict] = OrderedDict()  # bounded: job.json keeps the rest
+        # job id -> {state, source, output, submitted_at, finished_at, counts, outcome,
+        # error}; bounded: job.json keeps the rest
+        self._jobs: OrderedDict[str, dict] = OrderedDict()
         self._capacity = capacity
         # id -> when reserved; may hold ended jobs until someone checks and releases them
         self._active: dict[str, float] = {}
 
-    def update(self, job_id: str, counts: dict) -> None:
-        self._counts[job_id] = counts
-        self._counts.move_to_end(job_id)
-        while len(self._counts) > self._capacity:
-            self._counts.popitem(last=False)
+    def accepted(self, job_id: str, source: str, output: str) -> None:
+        self._put(job_id, {"state": "PENDING", "source": source, "output": output,
+                           "submitted_at": time.time()})  # fmt: skip
+
+    def update(self, job_id: str, counts: dict | None) -> None:
+        """RUNNING, with the counts so far (None: none yet)."""
+        entry = self._jobs.get(job_id, {})
+        if entry.get("state") in TERMINAL:
+            return  # a late fire-and-forget update
+        self._put(job_id, {**entry, "state": "RUNNING", "counts": counts or entry.get("counts")})
+
+    def finished(self, job_id: str, state: str, outcome: str | None, error: str | None) -> None:
+        entry = self._jobs.get(job_id, {})
+        if entry.get("state") in TERMINAL:
+            return
+        counts = entry.get("counts")
+        self._put(job_id, {**entry, "state": state, "finished_at": time.time(),
+                           "outcome": outcome, "error": error, "counts": counts})  # fmt: skip
+        self._active.pop(job_id, None)  # its slot is free at once
+
+    def _put(self, job_id: str, entry: dict) -> None:
+        self._jobs[job_id] = entry
+        self._jobs.move_to_end(job_id)
+        while len(self._jobs) > self._capacity:
+            self._jobs.popitem(last=False)
 
     def get(self, job_id: str) -> dict | None:
-        return self._counts.get(job_id)
+        return self._jobs.get(job_id)
 
     def reserve(self, job_ids: list[str], limit: int) -> list[tuple[str, float]] | None:
         """Count `job_ids` as active if at most `limit` are then; else (active id, age in s)."""
@@ -97,12 +118,6 @@ def job_board():
     return JobBoard.options(
         name=BOARD_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
     ).remote()
-
-
-def progress_reporter(job_id: str):
-    """An `on_progress` callback for a job driver: fire-and-forget board updates."""
-    board = job_board()
-    return lambda counts: board.update.remote(job_id, counts.model_dump(exclude_none=True))
 
 
 class TooManyJobs(Exception):
@@ -188,7 +203,7 @@ class JobState:
     submitted_at: float | None  # epoch seconds
     finished_at: float | None
     progress: Counts | None
-    record: JobRecord | None  # job.json, once the job has finished
+    outcome: Outcome | None  # from job.json, once the job has finished
     error: str | None
 
 
@@ -199,37 +214,51 @@ class JobService:
         self.gcs_address = gcs_address or ray.get_runtime_context().gcs_address
         self.ray_jobs = RayJobs(self.gcs_address)
         self._board = None
+        self._runner = None
         self._checked_at = -RECHECK_S  # when the board's active jobs were last checked
         self._records: OrderedDict[str, JobRecord] = OrderedDict()  # of finished jobs
 
     @property
     def board(self):
         if self._board is None:
-            self.connect_board()
+            self.connect()
         return self._board
 
-    def connect_board(self) -> None:
-        """Find (or create) the cluster's job board; creating it takes a second or so."""
-        self._board = job_board()
+    @property
+    def runner(self):
+        if self._runner is None:
+            self.connect()
+        return self._runner
+
+    def connect(self) -> None:
+        """Find (or create) the cluster's job board and runner; the runner's first start
+        imports the pipeline, so do it when the service starts, not on the first POST."""
+        from motoray.runner import job_runner
+
+        self._board, self._runner = job_board(), job_runner()
 
     def submit(self, jobs: list[JobInputs], limit: int) -> list[str]:
-        """One Ray Job per accepted request, or none if that would exceed `limit` active."""
+        """Start every accepted request at once in the runner, each visible as a Ray Job
+        that follows it; or none, if that would exceed `limit` active jobs."""
         metadata = [self._metadata(job) for job in jobs]
         ids = [job.job_id for job in jobs]
         self._reserve(ids, limit)
-        submitted: list[str] = []
+        started: list[str] = []
         try:
             for job, meta in zip(jobs, metadata):
+                ray.get(self.board.accepted.remote(job.job_id, meta["source"], job.output))
+                ray.get(self.runner.start.remote(job.model_dump_json()), timeout=30)
+                started.append(job.job_id)
                 self.ray_jobs.submit(
                     entrypoint=entrypoint(job.job_id, self.gcs_address),
                     submission_id=job.job_id,
                     metadata=meta,
-                    runtime_env={"env_vars": {PROGRESS_ENV: "1"}},
                 )
-                submitted.append(job.job_id)
         except Exception:
-            for job_id in submitted:  # all of a body's jobs or none
-                self.ray_jobs.stop(job_id)
+            for job_id in started:  # all of a body's jobs or none
+                self.runner.stop.remote(job_id)
+                with contextlib.suppress(Exception):
+                    self.ray_jobs.stop(job_id)
             self.board.release.remote(ids)
             raise
         return ids
@@ -266,20 +295,33 @@ class JobService:
         return status not in ACTIVE
 
     def status(self, job_id: str) -> JobState | None:
-        """None for an id that is not a motoray job."""
+        """None for an id that is not a motoray job. The board's entry when it has one (a
+        read of state the cluster holds); else Ray's job API and job.json."""
+        entry = ray.get(self.board.get.remote(job_id), timeout=10)
+        if entry is None:
+            return self._status_from_ray(job_id)
+        state = entry["state"]
+        outcome = entry.get("outcome")
+        counts = entry.get("counts")
+        return JobState(
+            job_id=job_id,
+            state=state,
+            source=entry["source"],
+            output=entry["output"],
+            submitted_at=entry.get("submitted_at"),
+            finished_at=entry.get("finished_at"),
+            progress=Counts.model_validate(counts) if counts else None,
+            outcome=Outcome.model_validate_json(outcome) if outcome else None,
+            error=entry.get("error") if state == "FAILED" else None,
+        )
+
+    def _status_from_ray(self, job_id: str) -> JobState | None:
         info = self._info(job_id)
         if info is None:
             return None
         state = info.status.value
         inputs = JobInputs.model_validate_json(info.metadata["inputs"])
         record = self._record(inputs) if state in TERMINAL else None
-        if record is not None:
-            progress = record.counts
-        else:  # the last counts the driver reported, if any
-            counts = ray.get(self.board.get.remote(job_id), timeout=10)
-            progress = Counts.model_validate(counts) if counts else None
-        if state in TERMINAL:
-            self.board.release.remote([job_id])  # keeps the board's active set small
         error = None
         if state == "FAILED":
             error = (record.error if record else None) or info.message
@@ -290,19 +332,26 @@ class JobService:
             output=inputs.output,
             submitted_at=info.start_time / 1000 if info.start_time else None,
             finished_at=info.end_time / 1000 if info.end_time else None,
-            progress=progress,
-            record=record,
+            progress=record.counts if record else None,
+            outcome=record,
             error=error,
         )
 
     def stop(self, job_id: str, wait_s: float = 15) -> JobState | None:
-        """Stop a job and wait (bounded) until Ray reports it ended."""
-        info = self._info(job_id)
-        if info is None:
+        """Stop a job and wait (bounded) until it has ended."""
+        state = self.status(job_id)
+        if state is None:
             return None
-        if info.status.value in ACTIVE:
-            self.ray_jobs.stop(job_id)
-            self._wait_ended([job_id], wait_s)
+        if state.state in ACTIVE:
+            self.runner.stop.remote(job_id)
+            with contextlib.suppress(Exception):  # its Ray Job follows the run: stop it too
+                self.ray_jobs.stop(job_id)
+            with contextlib.suppress(TimeoutError):  # the caller reports the state it is in
+                wait_until(
+                    lambda: self.status(job_id).state in TERMINAL,
+                    wait_s,
+                    what=f"job {job_id} to end",
+                )
         return self.status(job_id)
 
     def stop_all(self, wait_s: float = 15) -> list[str]:
@@ -313,17 +362,15 @@ class JobService:
             if (job.metadata or {}).get("motoray") and job.status.value in ACTIVE
         ]
         for job_id in ids:
+            self.runner.stop.remote(job_id)
             self.ray_jobs.stop(job_id)
-        self._wait_ended(ids, wait_s)
-        return ids
-
-    def _wait_ended(self, job_ids: list[str], wait_s: float) -> None:
-        with contextlib.suppress(TimeoutError):  # the caller reports the state they are in
+        with contextlib.suppress(TimeoutError):
             wait_until(
-                lambda: all(self.ray_jobs.status(i) in TERMINAL for i in job_ids),
+                lambda: all(self.ray_jobs.status(i) in TERMINAL for i in ids),
                 wait_s,
-                what=f"jobs {', '.join(job_ids)} to end",
+                what="jobs to end",
             )
+        return ids
 
     def _info(self, job_id: str):
         info = self.ray_jobs.info(job_id)

@@ -34,7 +34,7 @@ class MotorayAPI:
         from motoray.api.app import create_app
 
         app = create_app(self._config_path, self._token)
-        app.state.jobs.connect_board()  # now, rather than on the first POST
+        app.state.jobs.connect()  # the job board and the warm runner, now, not on a POST
         offload.warm_up()  # and a worker for previews and plans
         return app
 

@@ -44,9 +44,19 @@ class JobTimeout(TimeoutError):
     pass
 
 
-def run_job(inputs: JobInputs, on_progress: Progress | None = None) -> JobRecord:
+class JobStopped(Exception):
+    """Stopped on request: a stopped job leaves no job.json."""
+
+
+def run_job(
+    inputs: JobInputs,
+    on_progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> JobRecord:
     """Run one accepted job to completion; returns what job.json records. A job that ends
-    FAILED raises JobFailed (or the error that ended it) after writing its job.json."""
+    FAILED raises JobFailed (or the error that ended it) after writing its job.json; one
+    stopped (`should_stop` answered True between two result blocks) raises JobStopped and
+    writes none."""
     started = time.time()
     config = inputs.config
     request = parse_request(inputs)
@@ -79,13 +89,17 @@ def run_job(inputs: JobInputs, on_progress: Progress | None = None) -> JobRecord
         items = source.items(keys, assignment)
         deadline = started + config.limits.job_timeout_s
         record.counts, record.failures, outputs, files = _process(
-            spec, items, on_progress, telemetry, deadline
+            spec, items, on_progress, telemetry, deadline, should_stop or (lambda: False)
         )
         _check_outcome(record.counts, record.failures, config.limits)
         _check_files(spec, outputs, files)
         job_dir.sync()  # every output on disk before the commit marker says so
         record.state = "SUCCEEDED"
         record.timings = _timings(started, listed)
+    except JobStopped:
+        if telemetry is not None:
+            telemetry.log("stopped", f"job {inputs.job_id} stopped")
+        raise
     except Exception as e:
         record.state, record.error = "FAILED", f"{type(e).__name__}: {e}"
         record.timings = _timings(started, listed)
@@ -105,7 +119,7 @@ def hard_deadline(inputs: JobInputs) -> Iterator[None]:
     ends), write job.json FAILED and end the process, which frees the job's slot. The loop
     in `_process` ends a job that is only slow more gently, a little earlier."""
     limit = inputs.config.limits.job_timeout_s
-    timer = threading.Timer(limit * 1.05 + 1, _give_up, args=(inputs, limit))
+    timer = threading.Timer(limit * 1.05 + 1, _give_up, args=(inputs,))
     timer.daemon = True
     timer.start()
     try:
@@ -114,7 +128,15 @@ def hard_deadline(inputs: JobInputs) -> Iterator[None]:
         timer.cancel()
 
 
-def _give_up(inputs: JobInputs, limit: float) -> None:
+def _give_up(inputs: JobInputs) -> None:
+    error = give_up(inputs)
+    print(f"job {inputs.job_id} FAILED: {error}", file=sys.stderr, flush=True)
+    os._exit(3)
+
+
+def give_up(inputs: JobInputs) -> str:
+    """A stuck job's job.json: FAILED, past its time limit. Returns the error."""
+    limit = inputs.config.limits.job_timeout_s
     record = JobRecord(
         job_id=inputs.job_id,
         state="FAILED",
@@ -122,10 +144,9 @@ def _give_up(inputs: JobInputs, limit: float) -> None:
         output=inputs.output,
         error=f"JobTimeout: stuck past limits.job_timeout_s ({limit:g} s)",
     )
-    with contextlib.suppress(Exception):  # nothing may keep this process alive now
+    with contextlib.suppress(Exception):  # nothing may keep this from returning now
         _commit(open_storage(inputs.output, inputs.config.output_s3()), record)
-    print(f"job {inputs.job_id} FAILED: {record.error}", file=sys.stderr, flush=True)
-    os._exit(3)
+    return record.error
 
 
 def parse_request(inputs: JobInputs) -> RequestBase:
@@ -199,6 +220,7 @@ def _process(
     on_progress: Progress | None,
     telemetry: JobTelemetry,
     deadline: float,
+    should_stop: Callable[[], bool],
 ) -> tuple[Counts, list[Failure], list[str], list[str]]:
     """Fan the images out to Ray Data, stream results into the manifest. Returns the
     counts, the failures, every output's path and the files written (shards, if any)."""
@@ -220,6 +242,8 @@ def _process(
         files = []
     outputs: list[str] = []
     for table in tables:
+        if should_stop():
+            raise JobStopped(spec.job_dir.uri)  # leaving the loop shuts Ray Data's tasks down
         if time.time() > deadline:
             raise JobTimeout("still running past limits.job_timeout_s")
         failed = table.filter(table["error"].is_valid())

@@ -212,7 +212,7 @@ async def _read_json(request: Request) -> Any:
 
 
 def _status(state: JobState) -> JobStatus:
-    record = state.record
+    outcome = state.outcome
     return JobStatus(
         job_id=state.job_id,
         state=state.state,
@@ -222,11 +222,11 @@ def _status(state: JobState) -> JobStatus:
         finished_at=_time(state.finished_at),
         progress=Progress.of(state.progress) if state.progress else None,
         summary=Outcome(
-            counts=record.counts,
-            failures=record.failures[:FAILURES_SHOWN],
-            timings=record.timings,
+            counts=outcome.counts,
+            failures=outcome.failures[:FAILURES_SHOWN],
+            timings=outcome.timings,
         )
-        if record
+        if outcome
         else None,
         error=_tail(state.error) if state.error else None,
     )
