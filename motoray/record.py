@@ -65,6 +65,9 @@ class Timings(BaseModel):
     finished_at: str
     duration_s: float
     listing_s: float | None = None
+    # Seconds from the start at which each stage ended: listed, placed, first_result,
+    # last_result, manifest, checked. Where a job's time went (`motoray bench` reads it).
+    marks_s: dict[str, float] = Field(default_factory=dict)
 
 
 class SourceRef(BaseModel):

@@ -72,16 +72,23 @@ def run_job(
     )
     telemetry = None
     listed = None
+    marks: dict[str, float] = {}  # stage -> seconds from the start, for the record
+
+    def mark(stage: str) -> None:
+        marks[stage] = round(time.time() - started, 3)
+
     try:
         telemetry = JobTelemetry(config.logging, inputs.job_id, request.name)
         telemetry.log("started", f"job {inputs.job_id} started", output=job_dir.uri)
         storage, keys = source.list_source(request, config)
         listed = time.time()
+        mark("listed")
         telemetry.log("listed", f"{len(keys)} images in {storage.uri}", images=len(keys))
         record.source = SourceRef(name=request.name, uri=storage.uri)
         _check_budget(request, config, len(keys))
         assignment = source.place(request, config, keys)
         record.split = assignment.report
+        mark("placed")
         splits = {name: s["images"] for name, s in assignment.report["splits"].items()}
         telemetry.log("split", "images per split", splits=splits)
         spec = job_spec(request, config, storage, job_dir)
@@ -89,20 +96,21 @@ def run_job(
         items = source.items(keys, assignment)
         deadline = started + config.limits.job_timeout_s
         record.counts, record.failures, outputs, files = _process(
-            spec, items, on_progress, telemetry, deadline, should_stop or (lambda: False)
+            spec, items, on_progress, telemetry, deadline, should_stop or (lambda: False), mark
         )
         _check_outcome(record.counts, record.failures, config.limits)
         _check_files(spec, outputs, files)
         job_dir.sync()  # every output on disk before the commit marker says so
+        mark("checked")
         record.state = "SUCCEEDED"
-        record.timings = _timings(started, listed)
+        record.timings = _timings(started, listed, marks)
     except JobStopped:
         if telemetry is not None:
             telemetry.log("stopped", f"job {inputs.job_id} stopped")
         raise
     except Exception as e:
         record.state, record.error = "FAILED", f"{type(e).__name__}: {e}"
-        record.timings = _timings(started, listed)
+        record.timings = _timings(started, listed, marks)
         _commit(job_dir, record)
         if telemetry is not None:
             telemetry.finished(record)
@@ -221,6 +229,7 @@ def _process(
     telemetry: JobTelemetry,
     deadline: float,
     should_stop: Callable[[], bool],
+    mark: Callable[[str], None],
 ) -> tuple[Counts, list[Failure], list[str], list[str]]:
     """Fan the images out to Ray Data, stream results into the manifest. Returns the
     counts, the failures, every output's path and the files written (shards, if any)."""
@@ -241,7 +250,9 @@ def _process(
         tables = ray_data.process_files(spec, items)
         files = []
     outputs: list[str] = []
-    for table in tables:
+    for number, table in enumerate(tables):
+        if number == 0:
+            mark("first_result")
         if should_stop():
             raise JobStopped(spec.job_dir.uri)  # leaving the loop shuts Ray Data's tasks down
         if time.time() > deadline:
@@ -267,23 +278,28 @@ def _process(
         telemetry.block(done, failed.num_rows, made.num_rows, nbytes, counts)
         if on_progress:
             on_progress(counts.model_copy())
+    mark("last_result")
     spec.job_dir.write(MANIFEST_FILE, manifest.finish())
+    mark("manifest")
     counts.splits = dict(sorted(per_split.items()))
     return counts, sorted(failures, key=lambda f: f.source_path), outputs, files
 
 
-def _timings(started: float, listed: float | None = None) -> Timings:
+def _timings(
+    started: float, listed: float | None = None, marks: dict[str, float] | None = None
+) -> Timings:
     finished = time.time()
     return Timings(
         started_at=_iso(started),
         finished_at=_iso(finished),
         duration_s=round(finished - started, 3),
         listing_s=None if listed is None else round(listed - started, 3),
+        marks_s=marks or {},
     )
 
 
 def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
 
 
 def _versions() -> dict[str, str]:
