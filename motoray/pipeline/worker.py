@@ -27,7 +27,6 @@ from motoray.pipeline.source import Item
 from motoray.storage import Refused
 
 CHUNK_IMAGES = 64  # decoded together at most (feeds kernels stacks); also the read-ahead
-IO_THREADS = 8  # concurrent reads/writes per task: hides object-store latency
 MAX_PENDING_WRITES = 256  # encoded outputs waiting for storage, per task
 MAX_IMAGES_PER_SHARD = 10_000  # a shard is one task's work: this bounds a task's duration
 SHARD_SAMPLE_IMAGES = 8  # processed to size shards
@@ -47,7 +46,7 @@ def outputs(spec: JobSpec, items: Sequence[Item], io: Executor | None = None) ->
     outputs): memory stays bounded whatever the images and the request. Where groups are
     cut changes no byte: seeds and names come from keys alone.
     """
-    with nullcontext(io) if io else ThreadPoolExecutor(IO_THREADS) as pool:
+    with nullcontext(io) if io else ThreadPoolExecutor(_io_threads(spec)) as pool:
         reads = deque(pool.submit(_fetch, spec, item.key) for item in items[:CHUNK_IMAGES])
         group: list[tuple[Item, np.ndarray]] = []
         held = 0
@@ -78,7 +77,7 @@ def write_files(spec: JobSpec, items: Sequence[Item]) -> list[dict]:
     """Format "files": every output written to the job folder, and synced. Rows in manifest
     order."""
     rows = []
-    with ThreadPoolExecutor(IO_THREADS) as io:
+    with ThreadPoolExecutor(_io_threads(spec)) as io:
         writes: deque[Future] = deque()
         for row, data in outputs(spec, items, io):
             if data is not None:
@@ -137,6 +136,11 @@ def images_per_shard(spec: JobSpec, sample: Sequence[Item]) -> int:
     if not decoded:
         return MAX_IMAGES_PER_SHARD
     return max(1, min(MAX_IMAGES_PER_SHARD, spec.shard_bytes * decoded // len(data)))
+
+
+def _io_threads(spec: JobSpec) -> int:
+    """Reads and writes in flight: storage latency overlaps with decoding and encoding."""
+    return max(spec.source.concurrency, spec.job_dir.concurrency)
 
 
 def in_manifest_order(rows: list[dict]) -> list[dict]:

@@ -21,6 +21,9 @@ class Storage(Protocol):
     """
 
     uri: str
+    # Requests worth keeping in flight per task: a disk needs few; an object store at tens
+    # of milliseconds a request needs many to keep a CPU busy.
+    concurrency: int
 
     def list(self, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[str]:
         """Every key below the root whose name ends with one of `extensions`, sorted; entries

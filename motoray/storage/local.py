@@ -30,6 +30,7 @@ _KINDS = {
 @dataclass(frozen=True)
 class LocalStorage:
     root: Path
+    concurrency = 8
 
     @property
     def uri(self) -> str:

@@ -14,6 +14,7 @@ class MemoryStorage:
 
     files: dict[str, bytes] = field(default_factory=dict)
     prefix: str = ""
+    concurrency = 1
 
     @property
     def uri(self) -> str:
