@@ -159,20 +159,41 @@ def _init_ray(address: str | None) -> None:
 
 
 def _run_jobs(accepted: list, address: str | None, quiet: bool) -> int:
+    """Each job in this driver; or, on a cluster where a motoray service keeps a warm
+    runner, in the runner (the same bytes, without starting workers and imports again)."""
     from motoray.pipeline.job import hard_deadline, run_job
+    from motoray.runner import existing_runner, run_in
 
     _init_ray(address)
+    runner = existing_runner()
     exit_code = 0
     for inputs in accepted:
         try:
             with hard_deadline(inputs):
-                record = run_job(inputs, on_progress=_progress(inputs.job_id, quiet))
+                if runner is not None:
+                    record = _delegated(runner, inputs, run_in)
+                else:
+                    record = run_job(inputs, on_progress=_progress(inputs.job_id, quiet))
         except Exception as e:
             click.echo(f"\njob {inputs.job_id} FAILED: {type(e).__name__}: {e}", err=True)
             exit_code = 1
             continue
         click.echo("\n".join(record.summary_lines()))
     return exit_code
+
+
+def _delegated(runner, inputs, run_in):
+    """The runner's job.json, once it has run the job; its error if it did not succeed."""
+    from motoray.pipeline.layout import JOB_FILE
+    from motoray.record import JobRecord
+    from motoray.storage import open_storage
+
+    state = run_in(runner, inputs)
+    folder = open_storage(inputs.output, inputs.config.output_s3())
+    record = JobRecord.model_validate_json(folder.read(JOB_FILE)) if state != "STOPPED" else None
+    if state != "SUCCEEDED":
+        raise RuntimeError(record.error if record else f"the job ended {state}")
+    return record
 
 
 def _progress(job_id: str, quiet: bool):
@@ -308,7 +329,7 @@ def sources(config_path) -> int:
     type=int,
     default=600,
     show_default=True,
-    help="images for the slow baselines (naive, raydata)",
+    help="images for the slow baselines (naive, ray_data)",
 )
 @click.option("--repeats", type=int, default=5, show_default=True)
 @click.option("--workers", type=int, help="default: the CPUs here")
@@ -320,8 +341,17 @@ def sources(config_path) -> int:
     show_default=True,
     help="jobs timed POST -> RUNNING on a service",
 )
+@click.option(
+    "--s3-images",
+    type=int,
+    default=300,
+    show_default=True,
+    help="frames for the S3-latency runs (0: skip them)",
+)
 @click.option("--output", type=Path, help="write the result as JSON here")
-def bench(frames, images, slow_images, repeats, workers, memory_check, service_jobs, output):
+def bench(
+    frames, images, slow_images, repeats, workers, memory_check, service_jobs, s3_images, output
+):
     import os
 
     from motoray.bench import run as run_bench
@@ -337,6 +367,7 @@ def bench(frames, images, slow_images, repeats, workers, memory_check, service_j
         memory_check,
         output,
         service_jobs,
+        s3_images,
     )
     return 0
 

@@ -160,6 +160,22 @@ def job_runner():
     ).remote()
 
 
+def existing_runner():
+    """The cluster's runner if a motoray service started one; None otherwise (a fresh local
+    Ray, a cluster without the service): then a job runs in its own driver."""
+    try:
+        return ray.get_actor(RUNNER_NAME, namespace=NAMESPACE)
+    except ValueError:
+        return None
+
+
+def run_in(runner, inputs: JobInputs) -> str:
+    """`motoray run` on a cluster whose service keeps a warm runner: the job runs there
+    (warm imports and workers), followed from here; its final state."""
+    ray.get(runner.start.remote(inputs.model_dump_json()), timeout=60)
+    return follow(inputs.job_id) or "FAILED"
+
+
 def follow(job_id: str, poll_s: float = 2.0) -> str | None:
     """In `motoray run-job`: wait for the runner's run of `job_id`, printing its progress;
     None if the runner never started it. SIGTERM (`ray job stop`) stops the run."""

@@ -34,6 +34,7 @@ class S3StandIn:
         return self
 
     def __exit__(self, *exc) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
@@ -42,7 +43,7 @@ class S3StandIn:
         app = web.Application(client_max_size=1 << 30)
         app.router.add_route("*", "/{bucket}", self._bucket)
         app.router.add_route("*", "/{bucket}/{key:.*}", self._object)
-        runner = web.AppRunner(app, access_log=None)
+        self._runner = runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
         self._loop.run_until_complete(site.start())

@@ -1,0 +1,63 @@
+"""The baselines: the seed request's work per frame with no framework, picklable for a bare
+`multiprocessing.Pool`. No motoray code, so they cannot inherit its mistakes.
+
+    turbo floor   libjpeg-turbo (simplejpeg) decode at reduced scale, 4 crops, 4 encodes
+                  (q90, 4:2:0), 4 file writes: the fastest bare path known
+    Pillow floor  the same through Pillow (draft decode, resize, save)
+    naive loop    full decode, resize, crop, save: what a prototype does
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import simplejpeg
+from PIL import Image
+
+SIZE = (480, 270)  # the seed request's input_image_size
+CROP, RANDOM, COUNT = 270, 80, 3
+
+
+def crops(image: np.ndarray, name: str) -> list[np.ndarray]:
+    """The seed request's outputs: top-left 270x270, three random 80x80 (seeded by name)."""
+    rng = np.random.default_rng(int.from_bytes(name.encode()[-8:], "little"))
+    ys = rng.integers(0, SIZE[1] - RANDOM + 1, COUNT)
+    xs = rng.integers(0, SIZE[0] - RANDOM + 1, COUNT)
+    return [image[:CROP, :CROP]] + [image[y : y + RANDOM, x : x + RANDOM] for y, x in zip(ys, xs)]
+
+
+def turbo_floor_one(task: tuple[str, str]) -> None:
+    path, out = task
+    data = Path(path).read_bytes()
+    height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+    fits = min(width // SIZE[0], height // SIZE[1])
+    scale = next(s for s in (8, 4, 2, 1) if s <= max(fits, 1))  # in-decoder downscale
+    image = simplejpeg.decode_jpeg(
+        data, "RGB", min_height=-(-height // scale), min_width=-(-width // scale)
+    )
+    if image.shape[:2] != (SIZE[1], SIZE[0]):
+        image = np.asarray(Image.fromarray(image).resize(SIZE, Image.Resampling.BILINEAR))
+    stem = Path(path).stem
+    for i, crop in enumerate(crops(image, path)):
+        encoded = simplejpeg.encode_jpeg(np.ascontiguousarray(crop), 90, "RGB", "420")
+        Path(out, f"{stem}_{i}.jpg").write_bytes(encoded)
+
+
+def pillow_floor_one(task: tuple[str, str]) -> None:
+    path, out = task
+    image = Image.open(path)
+    image.draft("RGB", SIZE)  # 1/2, 1/4 or 1/8 scale inside the decoder
+    array = np.asarray(image.convert("RGB").resize(SIZE, Image.Resampling.BILINEAR))
+    _save(crops(array, path), Path(out), Path(path).stem)
+
+
+def naive_one(task: tuple[str, str]) -> None:
+    path, out = task
+    array = np.asarray(Image.open(path).convert("RGB").resize(SIZE, Image.Resampling.BILINEAR))
+    _save(crops(array, path), Path(out), Path(path).stem)
+
+
+def _save(images: list[np.ndarray], out: Path, stem: str) -> None:
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(out / f"{stem}_{i}.jpg", quality=90)
