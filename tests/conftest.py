@@ -1,4 +1,11 @@
-"""Shared fixtures: one real local Ray per test session, real JPEG frames."""
+"""Shared fixtures: one real local Ray per test session, real JPEG frames.
+
+Slow tests (`make test-fast` leaves them out: `pytest -m "not slow"`) are those that start a
+cluster, a service, a benchmark, the notebook or schemathesis, or run for more than a few
+seconds. A test that needs one of the session's clusters (`ray_local` here, `api_ray` and the
+service in tests/api) is marked slow by the hook below, whether its module says so or not;
+the others carry @pytest.mark.slow or a module-wide `pytestmark`.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,14 @@ from motoray.config import Config, OutputConfig, SourceConfig
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples" / "requests"
+CLUSTER_FIXTURES = {"ray_local", "api_ray"}  # the service and its clients depend on api_ray
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +39,15 @@ def ray_local():
     # Workers inherit the environment ray.init sees: the S3 fixtures' fake credentials, and
     # none of this machine's AWS settings (AWS_CA_BUNDLE...), whichever fixture starts first.
     with fake_aws_env():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            logging_level="WARNING",
+            log_to_driver=False,
+            # Metrics reach the Prometheus endpoint within a second (default: every 10 s),
+            # so test_metrics waits for an export, not for a clock.
+            _system_config={"metrics_report_interval_ms": 1000},
+        )
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()

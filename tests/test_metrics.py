@@ -6,7 +6,7 @@ of its own, so other tests' jobs do not add to the series read here.
 
 from __future__ import annotations
 
-import time
+import contextlib
 import urllib.request
 import uuid
 
@@ -14,9 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from motoray.waiting import wait_until
 from tests.conftest import copy_frames, run_job
 
-WAIT_S = 60  # Ray exports every ~10 s by default
+WAIT_S = 60  # ray_local exports every second (tests/conftest.py); Ray's default is 10 s
 
 
 def _scrape(port: int, source: str) -> dict[str, float]:
@@ -58,11 +59,13 @@ def test_counters_and_duration_on_the_prometheus_endpoint(frames, make_config, t
     }
 
     [port] = {node["MetricsExportPort"] for node in ray.nodes() if node["Alive"]}
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        found = _scrape(port, source)
-        if all(name in found for name in expected) or time.monotonic() > deadline:
-            break
-        time.sleep(1)
+    found: dict[str, float] = {}
+
+    def exported() -> bool:
+        found.update(_scrape(port, source))
+        return all(found.get(name) == value for name, value in expected.items())
+
+    with contextlib.suppress(TimeoutError):  # the assert below shows what was missing
+        wait_until(exported, WAIT_S, interval=0.5, what="the job's metrics")
     assert {name: found.get(name) for name in expected} == expected
     assert found["ray_motoray_job_duration_seconds_bucket[SUCCEEDED]"] > 0  # le="+Inf" and others

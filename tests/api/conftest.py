@@ -1,9 +1,19 @@
-"""One real Ray cluster and one real `motoray serve` per session, on 127.0.0.1.
+"""The API two ways: a live service, and the same FastAPI app in this process.
 
-The cluster is a `ray start --head --block` child (motoray.server.start_local_ray:
-own temp dir, free ports, its own Ray token), so it coexists with the in-process
-`ray_local` cluster of other tests. The service joins it with --address, like a
-service on a real cluster; the pytest process talks to it over HTTP only.
+Live: one real Ray cluster and one real `motoray serve` for the API tests, on 127.0.0.1.
+The cluster is a `ray start --head --block` child (motoray.server.start_local_ray: own temp
+dir, free ports, its own Ray token), so it coexists with the in-process `ray_local` cluster
+of other tests. The service joins it with --address, like a service on a real cluster; the
+pytest process talks to it over HTTP only. Both are package-scoped: they start with the first
+test that needs them and stop once the tests of tests/api are done. Every test that reaches
+a job (or a Ray task: preview, plan) uses them, and is slow.
+
+In process: `create_app` on a config of the same shape, its real request model and error
+handlers, behind Starlette's TestClient: for the requests that never reach a job (401,
+400/413/415/422, 404 of an id that cannot be a job's, the catalog, the OpenAPI document).
+Its job service is a tripwire: a request that does reach a job fails the test at once,
+naming the route, instead of passing by accident (a JobService would first start a Ray in
+this process, to reserve room on the job board). No cluster: these tests are fast.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +36,31 @@ import yaml
 
 from motoray.bench.service import spawn_service
 from motoray.server import LocalRay, start_local_ray
+from motoray.waiting import wait_until
 
 FRAMES = 6
 FRAME_SIZE = (320, 180)  # small: API tests are about the service, not pixels
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
+class _EditableConfig:
+    config_path: Path
+
+    @contextlib.contextmanager
+    def edited_config(self, edit: Callable[[dict], None]) -> Iterator[None]:
+        """Change the app's config file; put the original back afterwards."""
+        original = self.config_path.read_text()
+        config = yaml.safe_load(original)
+        edit(config)
+        self.config_path.write_text(yaml.safe_dump(config))
+        try:
+            yield
+        finally:
+            self.config_path.write_text(original)
+
+
 @dataclass
-class Service:
+class Service(_EditableConfig):
     url: str
     token: str
     config_path: Path
@@ -48,24 +75,47 @@ class Service:
 
     def replica_pids(self) -> list[int]:
         """The API replica's process (a descendant of this session's `ray start`)."""
+        return self.processes_with("ServeReplica:motoray:MotorayAPI")
+
+    def processes_with(self, text: str) -> list[int]:
+        """PIDs of the cluster's processes whose command line holds `text`."""
         pids = []
         for process in psutil.Process(self.ray.process.pid).children(recursive=True):
             with contextlib.suppress(psutil.Error):
-                if "ServeReplica:motoray:MotorayAPI" in " ".join(process.cmdline()):
+                if text in " ".join(process.cmdline()):
                     pids.append(process.pid)
         return pids
 
-    @contextlib.contextmanager
-    def edited_config(self, edit: Callable[[dict], None]) -> Iterator[None]:
-        """Change the running service's config file; put the original back afterwards."""
-        original = self.config_path.read_text()
-        config = yaml.safe_load(original)
-        edit(config)
-        self.config_path.write_text(yaml.safe_dump(config))
-        try:
-            yield
-        finally:
-            self.config_path.write_text(original)
+
+@dataclass
+class InProcessApp(_EditableConfig):
+    """The service's FastAPI app in this process; see the module docstring."""
+
+    app: object
+    token: str
+    config_path: Path
+
+    def client(self, token: str | None = "default"):
+        with warnings.catch_warnings():  # "use httpx2": the httpx it takes is what we have
+            warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
+            from starlette.testclient import TestClient
+
+        token = self.token if token == "default" else token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return TestClient(self.app, headers=headers)
+
+
+class JobsTripwire:
+    """The in-process app's job service: these requests must never reach a job."""
+
+    def __getattr__(self, name: str):
+        def reached(*args, **kwargs):
+            raise AssertionError(
+                f"JobService.{name}{args!r} called: this request reaches a job, so it belongs "
+                "on the live service (the `service` / `api` fixtures)"
+            )
+
+        return reached
 
 
 def motoray_bin() -> str:
@@ -123,13 +173,13 @@ def own_ray() -> Iterator[LocalRay]:
         shutil.rmtree(local.temp_dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def api_ray() -> Iterator[LocalRay]:
     with own_ray() as local:
         yield local
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def service(api_ray, tmp_path_factory) -> Iterator[Service]:
     from motoray.sample_data import write_sample_frames
 
@@ -150,29 +200,73 @@ def api(service) -> Iterator[httpx.Client]:
         yield client
 
 
-def post_json(client: httpx.Client, body) -> httpx.Response:
+def in_process_app(root: Path) -> InProcessApp:
+    """The app on a config like the live service's (source MotoGP, max_pending_jobs 8)."""
+    from motoray.api.app import create_app
+    from motoray.sample_data import write_sample_frames
+
+    write_sample_frames(root / "MotoGP", FRAMES, FRAME_SIZE)
+    config_path = write_config(root / "motoray.yaml", {"MotoGP": root / "MotoGP"})
+    token = secrets.token_urlsafe(24)
+    app = create_app(str(config_path), token, jobs=JobsTripwire())  # type: ignore[arg-type]
+    return InProcessApp(app, token, config_path)
+
+
+@pytest.fixture(scope="package")
+def app(tmp_path_factory) -> InProcessApp:
+    return in_process_app(tmp_path_factory.mktemp("app"))
+
+
+@pytest.fixture
+def app_api(app):
+    """A client of the in-process app with the right token."""
+    with app.client() as client:
+        yield client
+
+
+def post_json(client: httpx.Client, body, path: str = "/data_prep") -> httpx.Response:
     import json
 
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return client.post("/data_prep", content=content, headers={"Content-Type": "application/json"})
+    return client.post(path, content=content, headers={"Content-Type": "application/json"})
+
+
+def job_status(client: httpx.Client, job_id: str) -> dict | None:
+    """GET a job's status; None while the API cannot answer (restarting: 5xx, refused)."""
+    try:
+        response = client.get(f"/data_prep/{job_id}")
+    except httpx.TransportError:
+        return None
+    if response.status_code >= 500:
+        return None
+    if response.status_code != 200:
+        raise AssertionError(f"GET {job_id}: {response.status_code} {response.text}")
+    return response.json()
 
 
 def wait_for(
-    client: httpx.Client, job_id: str, states=TERMINAL, timeout: float = 240, poll_s: float = 0.5
+    client: httpx.Client,
+    job_id: str,
+    states=TERMINAL,
+    timeout: float = 240,
+    poll_s: float = 0.2,
+    seen: list[str] | None = None,
 ) -> dict:
-    """Poll a job until it is in one of `states`; tolerates a restarting API (5xx, refused)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            response = client.get(f"/data_prep/{job_id}")
-        except httpx.TransportError:
-            response = None
-        if response is not None and response.status_code == 200:
-            last = response.json()
-            if last["state"] in states:
-                return last
-        elif response is not None and response.status_code < 500:
-            raise AssertionError(f"GET {job_id}: {response.status_code} {response.text}")
-        time.sleep(poll_s)
-    raise AssertionError(f"job {job_id} not in {states} after {timeout} s; last: {last}")
+    """Poll a job until it is in one of `states` (motoray.waiting.wait_until); tolerates a
+    restarting API. `seen`, if given, collects every state observed on the way."""
+    last: dict | None = None
+
+    def arrived() -> dict | None:
+        nonlocal last
+        status = job_status(client, job_id)
+        if status is None:
+            return None
+        last = status
+        if seen is not None and (not seen or seen[-1] != status["state"]):
+            seen.append(status["state"])
+        return status if status["state"] in states else None
+
+    try:
+        return wait_until(arrived, timeout, interval=poll_s, what=f"job {job_id} in {states}")
+    except TimeoutError as e:
+        raise AssertionError(f"{e}; last: {last}") from None

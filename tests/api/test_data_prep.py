@@ -1,4 +1,7 @@
-"""POST /data_prep -> Ray Jobs -> the same dataset as the core pipeline; status, stop, catalog."""
+"""POST /data_prep -> Ray Jobs -> the same dataset as the core pipeline; status, stop, catalog.
+
+What reaches a job runs on the live service; the rest (400, 404 of an id no job can have,
+the catalog, the OpenAPI document) on the app in process."""
 
 from __future__ import annotations
 
@@ -9,30 +12,34 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from motoray.config import OutputConfig, load_config
+from motoray.config import load_config
 from motoray.pipeline.layout import JOB_FILE, MANIFEST_FILE
-from tests.api.conftest import FRAMES, post_json, wait_for
-from tests.conftest import EXAMPLES, run_job
+from motoray.pipeline.manifest import MANIFEST_COLUMNS
+from motoray.waiting import wait_until
+from tests.api.conftest import FRAMES, TERMINAL, post_json, wait_for
+from tests.conftest import EXAMPLES, outputs_in_memory
 
 SEED_FILE = EXAMPLES / "seed_sample.json"
 
 
 @pytest.fixture(scope="module")
 def seed_job(service) -> dict:
-    """The seed sample POSTed as its file's bytes, followed to the end."""
+    """The seed sample POSTed as its file's bytes, followed to the end: every state seen."""
+    seen: list[str] = []
     with service.client() as api:
         started = time.monotonic()
         response = post_json(api, SEED_FILE.read_bytes())
         assert response.status_code == 202, response.text
         [job] = response.json()["jobs"]
-        running = wait_for(api, job["job_id"], states=("RUNNING", "SUCCEEDED"), poll_s=0.05)
+        job_id = job["job_id"]
+        running = wait_for(api, job_id, states=("RUNNING", *TERMINAL), poll_s=0.05, seen=seen)
         to_running = time.monotonic() - started
-        final = wait_for(api, job["job_id"])
+        final = wait_for(api, job_id, seen=seen)
     print(f"\nPOST -> {running['state']}: {to_running:.2f} s")  # reported by the test run
-    return {"link": job, "final": final, "to_running_s": to_running}
+    return {"link": job, "running": running, "final": final, "seen": seen}
 
 
-def test_seed_sample_succeeds_with_the_core_results(seed_job, service, ray_local, tmp_path):
+def test_seed_sample_succeeds_with_the_core_results(seed_job, service):
     link, final = seed_job["link"], seed_job["final"]
     assert link["status_url"] == f"{service.url}/data_prep/{link['job_id']}"
     assert final["state"] == "SUCCEEDED", final
@@ -52,23 +59,31 @@ def test_seed_sample_succeeds_with_the_core_results(seed_job, service, ray_local
     served = Path(final["output"])
     assert json.loads((served / JOB_FILE).read_text())["state"] == "SUCCEEDED"
 
-    # The same request through the core pipeline, in this process: byte for byte the same.
+    # The same request through the job's own worker, in this process: byte for byte the same.
     config = load_config(service.config_path)
-    config.output = OutputConfig(uri=str(tmp_path))
-    core = Path(run_job(json.loads(SEED_FILE.read_bytes())[0], config, "core")["output"])
+    rows, data = outputs_in_memory(config, json.loads(SEED_FILE.read_bytes())[0])
     served_manifest = pq.read_table(served / MANIFEST_FILE)
-    assert served_manifest.equals(pq.read_table(core / MANIFEST_FILE))
-    for path in served_manifest["output_path"].to_pylist():
-        assert (served / path).read_bytes() == (core / path).read_bytes(), path
+    assert served_manifest.to_pylist() == [{c: row[c] for c in MANIFEST_COLUMNS} for row in rows]
+    assert len(data) == 4 * FRAMES
+    for path, expected in data.items():
+        assert (served / path).read_bytes() == expected, path
 
 
-def test_post_to_running_latency_is_reported(seed_job):
-    assert seed_job["to_running_s"] < 60
+def test_the_job_is_seen_running_then_done(seed_job):
+    """What a client polling the status sees: RUNNING (with a start time, no end yet),
+    then SUCCEEDED, never anything in between or after."""
+    seen, running, final = seed_job["seen"], seed_job["running"], seed_job["final"]
+    assert seen[-2:] == ["RUNNING", "SUCCEEDED"], seen
+    assert set(seen[:-2]) <= {"PENDING"}, seen
+    assert running["state"] == "RUNNING" and running["summary"] is None
+    assert running["submitted_at"] and running["finished_at"] is None
+    assert final["submitted_at"] == running["submitted_at"]
+    assert final["finished_at"] > final["submitted_at"]
 
 
-def test_seed_text_verbatim_is_400_saying_where(api):
+def test_seed_text_verbatim_is_400_saying_where(app_api):
     body = (EXAMPLES / "seed_sample_verbatim.txt").read_bytes()
-    response = post_json(api, body)
+    response = post_json(app_api, body)
     assert response.status_code == 400
     [error] = response.json()["errors"]
     assert error["loc"] == []
@@ -88,13 +103,19 @@ def test_a_list_body_is_one_job_per_element(api):
     assert finals[1]["progress"]["outputs"] == 5 * FRAMES  # RANDOM_CROP target_count 5
 
 
-def test_delete_stops_a_job_and_leaves_no_job_json(api):
+def test_delete_stops_a_job_and_leaves_no_job_json(service, api):
     response = post_json(api, json.loads(SEED_FILE.read_text()))
     [job] = response.json()["jobs"]
+    wait_for(api, job["job_id"], states=("RUNNING",), poll_s=0.05)  # its driver started
     stopped = api.delete(f"/data_prep/{job['job_id']}")
     assert stopped.status_code == 200, stopped.text
     assert stopped.json()["state"] == "STOPPED"
-    time.sleep(3)  # a driver that outlived its stop would write job.json by now
+    # Once the driver's process is gone it can write nothing more: then no job.json.
+    wait_until(
+        lambda: not service.processes_with(f"run-job {job['job_id']}"),
+        60,
+        what=f"the driver of {job['job_id']} to exit",
+    )
     assert not (Path(stopped.json()["output"]) / JOB_FILE).exists()
     assert api.get(f"/data_prep/{job['job_id']}").json()["state"] == "STOPPED"
     again = api.delete(f"/data_prep/{job['job_id']}")  # idempotent
@@ -107,12 +128,22 @@ def test_delete_of_a_finished_job_is_409(seed_job, api):
     assert "SUCCEEDED" in response.json()["error"]
 
 
-@pytest.mark.parametrize("job_id", ["20990101-000000-abcdef", "nope", "a..b", "a" * 300, "%00"])
+@pytest.mark.parametrize("job_id", ["20990101-000000-abcdef", "nope", "a..b"])
 def test_unknown_job_is_404(api, job_id):
+    """Ids a job could have: the service asks Ray's job API, which knows none of them."""
     for method in ("GET", "DELETE"):
         response = api.request(method, f"/data_prep/{job_id}")
         assert response.status_code == 404, (method, job_id, response.text)
         assert response.json()["error"].startswith("unknown job")
+
+
+@pytest.mark.parametrize("job_id", ["a" * 300, "%00", "-leading-dash", "a b"])
+def test_an_id_no_job_can_have_is_404_without_asking_ray(app_api, job_id):
+    for method in ("GET", "DELETE"):
+        response = app_api.request(method, f"/data_prep/{job_id}")
+        assert response.status_code == 404, (method, job_id, response.text)
+        error = response.json()["error"]
+        assert error.startswith("unknown job") and len(error) < 200  # the id is clipped
 
 
 def test_too_many_pending_jobs_is_429_with_retry_after(service, api):
@@ -140,19 +171,19 @@ def test_too_many_pending_jobs_is_429_with_retry_after(service, api):
             api.delete(f"/data_prep/{job['job_id']}")
 
 
-def test_catalog(api, service):
-    sources = api.get("/data_sources").json()["sources"]
+def test_catalog(app_api):
+    sources = app_api.get("/data_sources").json()["sources"]
     assert [s["name"] for s in sources] == ["MotoGP"]
-    operators = {op["name"]: op for op in api.get("/operators").json()["operators"]}
+    operators = {op["name"]: op for op in app_api.get("/operators").json()["operators"]}
     assert {"CROP", "RANDOM_CROP"} <= set(operators)
     crop = operators["CROP"]["parameters"]
     assert "crop_dimensions" in crop["properties"] and "crop_type" in crop["properties"]
     assert operators["RANDOM_CROP"]["description"]
-    assert api.get("/healthz").json()["status"] == "ok"
+    assert app_api.get("/healthz").json()["status"] == "ok"
 
 
-def test_docs_and_openapi(service):
-    with service.client(token=None) as anonymous:
+def test_docs_and_openapi(app):
+    with app.client(token=None) as anonymous:
         assert anonymous.get("/docs").status_code == 200
         schema = anonymous.get("/openapi.json").json()
     body = schema["paths"]["/data_prep"]["post"]["requestBody"]["content"]["application/json"]

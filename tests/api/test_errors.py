@@ -1,4 +1,7 @@
-"""Bad requests over real HTTP: each one a clear 4xx that names its field, never a 5xx."""
+"""Bad requests: each one a clear 4xx that names its field, never a 5xx.
+
+None of them reaches a job, so they run against the app in process (tests/api/conftest.py),
+with its real request model, error handlers and config."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import json
 
 import pytest
 
+from tests.api.conftest import post_json
 from tests.conftest import EXAMPLES
 from tests.test_spec import _with as seed_with
 
@@ -45,7 +49,7 @@ CASES = [
     ("json-null", b"null", JSON, 422, "", ""),
     ("empty-list", b"[]", JSON, 422, "", "empty list"),
     ("empty-object", b"{}", JSON, 422, "name", "required"),
-    ("too-many-requests", json.dumps([SEED] * 101).encode(), JSON, 422, "", "at most 100"),
+    ("too-many-requests", json.dumps([SEED] * 101).encode(), JSON, 422, "", "at most"),
     ("name-missing", _with(("name",), delete=True), JSON, 422, "0.name", "required"),
     ("name-not-string", _with(("name",), 123), JSON, 422, "0.name", "string"),
     ("name-path-traversal", _with(("name",), "../../etc"), JSON, 422, "0.name", "pattern"),
@@ -87,6 +91,8 @@ CASES = [
     ("seed-over-64-bits", _with(("seed",), 2**64), JSON, 422, "0.seed", "less"),
     ("quality-out-of-range", _with(("output",), {"quality": 0}), JSON, 422, "0.output.quality",
      "greater"),
+    ("include-original-not-bool", _with(("include_original",), "maybe"), JSON, 422,
+     "0.include_original", "boolean"),
     ("extra-top-level-field", _with(("priority",), "high"), JSON, 422, "0.priority", "extra"),
     ("huge-name-not-echoed", _with(("name",), BIG), JSON, 422, "0.name", "pattern"),
     ("huge-operator-name-not-echoed", _with(AUG, {BIG: {}}), JSON, 422, "0.augmentations.0",
@@ -99,9 +105,9 @@ CASES = [
     [case[1:] for case in CASES],
     ids=[case[0] for case in CASES],
 )
-def test_bad_request_is_a_clear_4xx(api, body, content_type, status, loc, word):
+def test_bad_request_is_a_clear_4xx(app_api, body, content_type, status, loc, word):
     headers = {"Content-Type": content_type} if content_type else {}  # httpx adds none
-    response = api.post("/data_prep", content=body, headers=headers)
+    response = app_api.post("/data_prep", content=body, headers=headers)
     assert response.status_code == status, response.text[:2000]
     assert response.headers["content-type"] == "application/json"
     error = response.json()
@@ -115,22 +121,35 @@ def test_bad_request_is_a_clear_4xx(api, body, content_type, status, loc, word):
     assert any(word.lower() in m.lower() for m in messages), error
 
 
-def test_the_table_is_big_enough():
-    assert len(CASES) >= 30
+def test_the_table_keeps_up_with_the_api(app_api):
+    """What a maintainer checks when the request grows: every field of the request has a
+    case, and the table causes exactly the client errors POST /data_prep documents (but 401,
+    test_auth.py, and 429, which needs pending jobs: test_data_prep.py)."""
+    schema = app_api.get("/openapi.json").json()
+    fields = set(schema["components"]["schemas"]["DataPrepRequest"]["properties"])
+    tried = {loc.split(".")[1] for *_, loc, _ in CASES if loc and loc.startswith("0.")}
+    assert fields - tried == set(), "fields without a bad-request case"
+    documented = schema["paths"]["/data_prep"]["post"]["responses"]
+    client_errors = {int(status) for status in documented if status.startswith("4")}
+    assert {status for *_, status, _, _ in CASES} == client_errors - {401, 429}
 
 
-def test_every_error_of_every_request_is_reported(api):
+def test_every_error_of_every_request_is_reported(app_api):
     body = json.loads(_with(("seed",), -1)) + json.loads(_with(("name",), 7))
     body[0]["output"] = {"quality": 500}
-    response = api.post("/data_prep", content=json.dumps(body), headers={"Content-Type": JSON})
+    response = app_api.post("/data_prep", content=json.dumps(body), headers={"Content-Type": JSON})
     assert response.status_code == 422
     locs = {".".join(map(str, e["loc"])) for e in response.json()["errors"]}
     assert locs == {"0.seed", "0.output.quality", "1.name"}
 
 
-def test_many_errors_are_capped(api):
+def test_many_errors_are_capped(app, app_api):
+    def hundred_pending(config: dict) -> None:  # or the body's length is the one error
+        config["server"]["max_pending_jobs"] = 100
+
     body = [{"name": 1, "seed": -1, "x": 0}] * 100  # 300 errors
-    response = api.post("/data_prep", content=json.dumps(body), headers={"Content-Type": JSON})
+    with app.edited_config(hundred_pending):
+        response = post_json(app_api, body)
     assert response.status_code == 422
     errors = response.json()["errors"]
     assert len(errors) == 101 and errors[-1]["msg"] == "... and 200 more errors"
@@ -147,7 +166,7 @@ def test_many_errors_are_capped(api):
         ("POST", "/data_prep/x", 405),
     ],
 )
-def test_unknown_routes_and_methods(api, method, path, status):
-    response = api.request(method, path)
+def test_unknown_routes_and_methods(app_api, method, path, status):
+    response = app_api.request(method, path)
     assert response.status_code == status
     assert "error" in response.json()

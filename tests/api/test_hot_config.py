@@ -31,33 +31,35 @@ def test_a_new_source_is_served_without_redeploy(service, api, tmp_path):
     assert names == ["MotoGP"]
 
 
-def test_operators_follow_the_config(service, api):
+def test_operators_follow_the_config(app, app_api):
+    """In process: what the request model and the catalog make of the config file."""
     request = {"name": "MotoGP", "augmentations": [{"RANDOM_CROP": {"crop_dimensions": [8, 8]}}]}
 
     def disable_random_crop(config: dict) -> None:
         config.setdefault("operators", {})["disabled"] = ["RANDOM_CROP"]
 
-    with service.edited_config(disable_random_crop):
-        operators = [op["name"] for op in api.get("/operators").json()["operators"]]
+    with app.edited_config(disable_random_crop):
+        operators = [op["name"] for op in app_api.get("/operators").json()["operators"]]
         assert "RANDOM_CROP" not in operators and "CROP" in operators
-        response = post_json(api, request)
+        response = post_json(app_api, request)
         assert response.status_code == 422
         assert "unknown operator 'RANDOM_CROP'" in response.json()["errors"][0]["msg"]
-        schema = api.get("/openapi.json").json()["components"]["schemas"]["Augmentation"]
+        schema = app_api.get("/openapi.json").json()["components"]["schemas"]["Augmentation"]
         assert "RANDOM_CROP" not in schema["properties"]
     # enabled again by the edit being undone
-    assert "RANDOM_CROP" in [op["name"] for op in api.get("/operators").json()["operators"]]
-    schema = api.get("/openapi.json").json()["components"]["schemas"]["Augmentation"]
+    assert "RANDOM_CROP" in [op["name"] for op in app_api.get("/operators").json()["operators"]]
+    schema = app_api.get("/openapi.json").json()["components"]["schemas"]["Augmentation"]
     assert "RANDOM_CROP" in schema["properties"]
 
 
-def test_a_broken_config_keeps_the_last_good_one(service, api):
-    original = service.config_path.read_text()
-    service.config_path.write_text("sources: [this is: not valid")
+def test_a_broken_config_keeps_the_last_good_one(app, app_api):
+    original = app.config_path.read_text()
+    app.config_path.write_text("sources: [this is: not valid")
     try:
-        assert [s["name"] for s in api.get("/data_sources").json()["sources"]] == ["MotoGP"]
+        assert [s["name"] for s in app_api.get("/data_sources").json()["sources"]] == ["MotoGP"]
+        assert app_api.get("/operators").status_code == 200
     finally:
-        service.config_path.write_text(original)
+        app.config_path.write_text(original)
 
 
 def test_a_job_runs_with_the_config_it_was_accepted_with(service, api, tmp_path):

@@ -1,4 +1,5 @@
-"""POST /data_prep/preview and /data_prep/plan on the running service."""
+"""POST /data_prep/preview and /data_prep/plan: on the running service (both run as Ray
+tasks); the requests they refuse before that, on the app in process."""
 
 from __future__ import annotations
 
@@ -30,17 +31,17 @@ def test_plan_counts_the_seed_request_without_running_it(api):
     assert plan["counts"]["outputs"] == 4 * FRAMES
 
 
-def test_preview_and_plan_reject_bad_requests_with_the_field(api):
+def test_preview_and_plan_reject_bad_requests_with_the_field(app_api):
     bad = {**SEED[0], "input_image_size": [0, 270]}
     for path in ("/data_prep/preview", "/data_prep/plan"):
-        response = api.post(path, content=json.dumps(bad), headers=JSON)
+        response = app_api.post(path, content=json.dumps(bad), headers=JSON)
         assert response.status_code == 422
         assert "input_image_size" in response.text
-    assert api.post("/data_prep/plan", content=b"{", headers=JSON).status_code == 400
+    assert app_api.post("/data_prep/plan", content=b"{", headers=JSON).status_code == 400
 
 
-def test_preview_and_plan_take_one_request_as_the_cli_does(api):
+def test_preview_and_plan_take_one_request_as_the_cli_does(app_api):
     for path in ("/data_prep/preview", "/data_prep/plan"):
-        response = api.post(path, content=json.dumps(SEED * 2), headers=JSON)
+        response = app_api.post(path, content=json.dumps(SEED * 2), headers=JSON)
         assert response.status_code == 422
         assert response.json()["errors"] == [{"loc": [], "msg": "takes one request, got 2"}]

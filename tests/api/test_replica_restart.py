@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
+from motoray.waiting import wait_until
 from tests.api.conftest import FRAMES, post_json, wait_for
 
 # More outputs per image than the seed: the job is still running when the replica dies.
@@ -34,8 +34,6 @@ def test_job_survives_its_api_replica(service, api):
         "images_failed": 0,
         "outputs": 40 * FRAMES,
     }
-    deadline = time.monotonic() + 60
-    while not (new_pids := service.replica_pids()) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert new_pids and old_pid not in new_pids
+    new_pids = wait_until(service.replica_pids, 60, interval=0.5, what="a new API replica")
+    assert old_pid not in new_pids
     print(f"\nafter the kill, the new replica reported {seen_after['state']}")

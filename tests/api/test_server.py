@@ -74,6 +74,7 @@ def tls_service(tmp_path):
         stop_service(process)
 
 
+@pytest.mark.slow
 def test_https_local_ray_and_clean_shutdown(tls_service):
     url, cert, token = tls_service["url"], tls_service["cert"], tls_service["token"]
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}

@@ -12,12 +12,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import ray
 import yaml
+
+from motoray.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -145,13 +146,14 @@ def log_lines(env: dict[str, str]) -> list[str]:
 
 
 def wait_for(env: dict[str, str], *needles: str, timeout: float = 15) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def seen() -> list[str] | None:
         lines = log_lines(env)
-        if all(any(n in ln for ln in lines) for n in needles):
-            return lines
-        time.sleep(0.05)
-    raise AssertionError(f"never saw {needles} in {log_lines(env)}")
+        return lines if all(any(n in ln for ln in lines) for n in needles) else None
+
+    try:
+        return wait_until(seen, timeout, interval=0.05, what=f"{needles} in the stand-ins' log")
+    except TimeoutError as e:
+        raise AssertionError(f"{e}: {log_lines(env)}") from None
 
 
 def start(env: dict[str, str]) -> subprocess.Popen[str]:
