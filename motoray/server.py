@@ -69,6 +69,11 @@ def start_local_ray(
     env.setdefault("RAY_AUTH_MODE", "token")
     # `serve` stops its jobs and Serve before Ray: no need for Ray's own drain on SIGTERM.
     env.setdefault("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "0")
+    # Ray keeps as many idle worker processes as CPUs, of any job: one other job (a
+    # notebook, `motoray run`) evicts the warm runner's workers, and the next service job
+    # starts them again with their imports. Keep twice as many.
+    cpus = num_cpus or os.cpu_count() or 1
+    env.setdefault("RAY_num_workers_soft_limit", str(2 * cpus))
     ray_cli = installed_command("ray")
     if env["RAY_AUTH_MODE"] == "token" and not _has_ray_token(env):
         subprocess.run(
