@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, copy_frames
 
 
 def motoray(
@@ -33,8 +34,9 @@ def _config(tmp_path: Path, frames: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # `motoray run` starts (and stops) a Ray of its own
 def test_run_seed_sample_prints_the_job_folder(tmp_path, frames):
-    config = _config(tmp_path, frames)
+    config = _config(tmp_path, copy_frames(frames, tmp_path / "frames", 10)[0].parent)
     result = motoray(
         "run",
         str(EXAMPLES / "seed_sample.json"),
@@ -49,9 +51,9 @@ def test_run_seed_sample_prints_the_job_folder(tmp_path, frames):
     assert result.returncode == 0, result.stderr
     job_dir = tmp_path / "out" / "MotoGP" / "cli"  # relative to the config file
     assert str(job_dir) in result.stdout
-    assert "40 images -> 160 outputs" in result.stdout
+    assert "8 images -> 32 outputs" in result.stdout  # the train split of 10 frames
     assert json.loads((job_dir / "job.json").read_text())["state"] == "SUCCEEDED"
-    assert pq.read_table(job_dir / "manifest.parquet").num_rows == 200
+    assert pq.read_table(job_dir / "manifest.parquet").num_rows == 40
 
 
 def test_invalid_request_exits_2_naming_the_field_and_starts_nothing(tmp_path, frames):
