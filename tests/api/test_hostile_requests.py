@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from motoray.sample_data import write_sample_frames
+from motoray.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -170,8 +171,8 @@ class HealthWatch:
 
     def __enter__(self) -> HealthWatch:
         self._thread.start()
-        while not self.latencies:  # one answer before the hostile request goes out
-            time.sleep(0.01)
+        # One answer before the hostile request goes out.
+        wait_until(lambda: self.latencies, 30, interval=0.01, what="/healthz to answer")
         return self
 
     def __exit__(self, *exc) -> None:

@@ -18,7 +18,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -36,6 +35,7 @@ from ray.autoscaler._private.util import prepare_config, validate_config
 from ray.autoscaler.tags import TAG_RAY_CLUSTER_NAME
 from ray.scripts.scripts import start as ray_start_command
 
+from motoray.waiting import wait_until
 from tests.s3server import FAKE_AWS_ENV, S3Endpoint, moto_http_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -262,10 +262,11 @@ def stub_env(stubs: Path, name: str, timeout: float = 30) -> dict[str, str]:
     """The environment the stand-in `name` (e.g. "ray-start") ran with; waits for it, since
     `motoray serve` runs in the background."""
     dump = stubs / f"{name}.env"
-    deadline = time.monotonic() + timeout
-    while not (dump.exists() and (stubs / f"{name}.args").exists()):
-        assert time.monotonic() < deadline, f"{name} never ran"
-        time.sleep(0.05)
+
+    def ran() -> bool:
+        return dump.exists() and (stubs / f"{name}.args").exists()
+
+    wait_until(ran, timeout, interval=0.05, what=f"{name} to run")
     return dict(line.split("=", 1) for line in dump.read_text().splitlines() if "=" in line)
 
 
@@ -339,7 +340,9 @@ def test_no_api_token_no_api(cfg: dict[str, Any], tmp_path: Path, ssm: S3Endpoin
     assert done.returncode != 0  # `ray up` reports the failure
     assert "ParameterNotFound" in done.stderr
     assert (stubs / "ray-start.args").exists()
-    time.sleep(0.5)
+    # The shell that starts the API writes its PID at once (see the test above); bash has
+    # exited, so no PID file means no API was started, now or later.
+    assert not (tmp_path / "motoray-serve.pid").exists()
     assert not (stubs / "motoray-serve.env").exists()
 
 

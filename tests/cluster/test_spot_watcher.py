@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
@@ -39,6 +38,7 @@ from motoray.cluster.spot_watcher import (
 )
 from motoray.commands import installed_command
 from motoray.server import free_port
+from motoray.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "AQAEAFakeToken=="
@@ -396,11 +396,12 @@ def ray_head_with_token_auth(tmp_path: Path) -> Iterator[tuple[str, dict[str, st
         )
     try:
         address_file = Path(ray_tmp) / "ray" / "ray_current_cluster"
-        deadline = time.monotonic() + 180
-        while not address_file.exists() or not address_file.read_text().strip():
+
+        def started() -> bool:
             assert head.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the Ray head did not start in 180 s"
-            time.sleep(0.5)
+            return address_file.exists() and bool(address_file.read_text().strip())
+
+        wait_until(started, 180, interval=0.5, what="the Ray head to start")
         yield address_file.read_text().strip(), env
     finally:
         head.terminate()  # `ray start --block` stops its own processes on SIGTERM
