@@ -41,9 +41,10 @@ test: setup lint
 	@start=$$(date +%s); $(BIN)/pytest -q --durations=15; status=$$?; \
 	echo "make test: $$(( $$(date +%s) - start )) s of pytest"; exit $$status
 
-# The inner loop: no cluster, service or benchmark start-ups.
+# The inner loop (< 90 s): no cluster, service, benchmark, notebook or schemathesis.
 test-fast: setup
-	$(BIN)/pytest -q -m "not slow" -x
+	@start=$$(date +%s); $(BIN)/pytest -q -m "not slow" -x --durations=5; status=$$?; \
+	echo "make test-fast: $$(( $$(date +%s) - start )) s of pytest"; exit $$status
 
 bench: setup
 	$(BIN)/motoray bench --output bench/result.json
