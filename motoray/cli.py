@@ -57,7 +57,13 @@ def read_requests(path: str, config: Config) -> list:
 
     body = parse_json(Path(path).read_bytes())
     operators = operators_for(config.operators)
-    return parse_requests(body, operators, list(config.sources), config.limits)
+    return parse_requests(
+        body,
+        operators,
+        list(config.sources),
+        config.limits,
+        annotated=config.annotated_sources(),
+    )
 
 
 def read_one_request(path: str, config: Config):

@@ -53,7 +53,8 @@ def parse_one(body: dict, config: Config | None = None):
 
     config = config or Config()
     sources = list(config.sources) or None
-    [request] = parse_requests(body, operators_for(config.operators), sources)
+    annotated = config.annotated_sources()
+    [request] = parse_requests(body, operators_for(config.operators), sources, annotated=annotated)
     return request
 
 
@@ -80,8 +81,11 @@ def outputs_in_memory(
 
     request = parse_one(body, config)
     storage, listed = source.list_source(request, config)
-    items = source.items(listed if keys is None else keys, source.place(request, config, listed))
-    made = list(worker.outputs(job_spec(request, config, storage, MemoryStorage()), items))
+    boxes = source.read_annotations(request, config, storage, listed)
+    placed = source.place(request, config, listed, boxes)
+    items = source.items(listed if keys is None else keys, placed, boxes)
+    spec = job_spec(request, config, storage, MemoryStorage(), boxes)
+    made = list(worker.outputs(spec, items))
     rows = [{column: row.get(column) for column in ROWS_SCHEMA.names} for row, _ in made]
     return worker.in_manifest_order(rows), {r["output_path"]: d for r, d in made if d}
 
