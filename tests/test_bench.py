@@ -23,10 +23,11 @@ def test_bench_runs_every_variant_and_keeps_fidelity(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
 
     result = json.loads(output.read_text())
-    variants = {"floor", "naive", "motoray", "raydata"}
+    variants = {"floor", "naive", "motoray", "boxes", "raydata"}
     assert set(result["images_per_s_median"]) == variants
     assert all(rate > 0 for rate in result["images_per_s_median"].values())
-    assert set(result["ratios_median"]) == {"c/a", "c/b", "c/d"}
+    assert set(result["ratios_median"]) == {"c/a", "c/b", "c/d", "boxes/c"}
+    assert result["ratios_median"]["boxes/c"] > 0  # the cost of 5 boxes per frame: reported
     assert all(mib > 0 for mib in result["memory_growth"]["peak_rss_mib"])
     assert result["fidelity"]["mean_abs_diff"] < 3
     assert result["fidelity"]["psnr_db_min"] > 30
@@ -38,3 +39,4 @@ def test_bench_runs_every_variant_and_keeps_fidelity(tmp_path):
         <= result["service_post_to_running"]["max_s"]
     )
     assert "motoray / floor   (c/a)" in done.stdout and "POST -> RUNNING" in done.stdout
+    assert "boxes (5 per frame) time / motoray time (boxes/c)" in done.stdout

@@ -22,6 +22,7 @@ from motoray.config import Config, OutputConfig, SourceConfig
 from motoray.imageio import load_image
 from motoray.sample_data import CLASSES, SampleObject, frame_objects, write_sample_frames
 from tests.conftest import outputs_in_memory, run_job
+from tests.s3server import s3_endpoint  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -386,3 +387,52 @@ def test_the_contact_sheet_draws_every_outputs_boxes(coco_frames, tmp_path):
     )
     assert sheet.shape == plain.shape
     assert drawn > 1000 and (plain == np.array(OBJECT_BOX, np.uint8)).all(-1).sum() == 0
+
+
+def test_a_boxed_job_on_s3_writes_what_the_local_one_writes(s3_endpoint, tmp_path):  # noqa: F811
+    """A YOLO source in Ultralytics' images/ + labels/ layout, on moto's S3 and in a folder:
+    the same outputs, labels, COCO files and manifest, byte for byte, every object SSE-KMS."""
+    folder = tmp_path / "frames"
+    for path in write_sample_frames(folder / "images" / "day1", 8, (640, 360), annotations="yolo"):
+        label = path.with_suffix(".txt")
+        (folder / "labels" / "day1").mkdir(parents=True, exist_ok=True)
+        label.rename(folder / "labels" / "day1" / label.name)
+    s3 = s3_endpoint.client()
+    kms_key = s3_endpoint.client("kms").create_key()["KeyMetadata"]["Arn"]
+    source, out = s3_endpoint.new_bucket("boxes-src"), s3_endpoint.new_bucket("boxes-out")
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        s3.put_object(Bucket=source, Key=f"raw/{path.relative_to(folder)}", Body=path.read_bytes())
+    yolo_source = {"format": "yolo", "classes": list(CLASSES)}
+    on_s3 = Config(
+        sources={"frames": SourceConfig(uri=f"s3://{source}/raw", annotations=yolo_source)},
+        output=OutputConfig(uri=f"s3://{out}/datasets"),
+        s3=s3_endpoint.settings(kms_key_id=kms_key),
+    )
+    local = _config(folder, tmp_path / "out", yolo_source)
+    body = {
+        "name": "frames",
+        "input_image_size": [320, 180],
+        "augmentations": [{"RANDOM_CROP": {"crop_dimensions": [90, 120], "target_count": 2,
+                                           "placement": "contains_box"}, "ROTATE": {"angle": 270}}],
+        "train_test_split": {"train_ratio": 75, "test_ratio": 25},
+        "output": {"annotations": ["coco", "yolo"]},
+    }  # fmt: skip
+    remote_record = run_job(body, on_s3, "boxes")
+    local_record = run_job(body, local, "boxes")
+    assert remote_record["state"] == local_record["state"] == "SUCCEEDED"
+    assert remote_record["counts"] == local_record["counts"]
+    assert remote_record["counts"]["splits"]["train"]["boxes"]["source"] > 0
+    local_dir = Path(local_record["output"])
+    local_files = sorted(str(p.relative_to(local_dir)) for p in local_dir.rglob("*") if p.is_file())
+    assert "annotations/train.json" in local_files and "data.yaml" in local_files
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=out, Prefix="datasets/frames/boxes/"
+    )
+    keys = sorted(o["Key"] for page in pages for o in page.get("Contents", ()))
+    assert [k.removeprefix("datasets/frames/boxes/") for k in keys] == local_files
+    for key, name in zip(keys, local_files):
+        head = s3.head_object(Bucket=out, Key=key)
+        assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", kms_key)
+        if name != "job.json":  # timings differ
+            remote = s3.get_object(Bucket=out, Key=key)["Body"].read()
+            assert remote == (local_dir / name).read_bytes(), name
