@@ -146,6 +146,7 @@ class OutputOptions(_Strict):
     quality: int = Field(90, strict=True, ge=1, le=100, description="JPEG quality")
     annotations: list[AnnotationFormat] | None = Field(
         None,
+        exclude_if=lambda value: value is None,  # requests without boxes dump as they did
         max_length=2,
         description='box files for trainers, a source with annotations only: "coco" '
         '(annotations/<split>.json) and/or "yolo" (a .txt beside each image + data.yaml); '
@@ -184,7 +185,9 @@ class RequestBase(_Strict):
     )
     output: OutputOptions = Field(default_factory=OutputOptions)
     boxes: BoxOptions | None = Field(
-        None, description="box sanitising, for a source with annotations (default: BoxOptions)"
+        None,
+        exclude_if=lambda value: value is None,  # requests without boxes dump as they did
+        description="box sanitising, for a source with annotations (default: BoxOptions)",
     )
 
     @property

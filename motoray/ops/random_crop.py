@@ -22,6 +22,7 @@ class RandomCropParams(Params):
     target_count: int = Field(1, strict=True, ge=1, le=1000, description="crops per image")
     placement: Literal["anywhere", "contains_box"] = Field(
         "anywhere",
+        exclude_if=lambda value: value == "anywhere",  # requests dump as they did before it
         description='"anywhere": uniformly among all positions; "contains_box": among the '
         "positions that hold at least one box of the image whole (needs an annotated source; "
         "an image with no such position makes no output and is counted)",
