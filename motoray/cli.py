@@ -57,7 +57,13 @@ def read_requests(path: str, config: Config) -> list:
 
     body = parse_json(Path(path).read_bytes())
     operators = operators_for(config.operators)
-    return parse_requests(body, operators, list(config.sources), config.limits)
+    return parse_requests(
+        body,
+        operators,
+        list(config.sources),
+        config.limits,
+        annotated=config.annotated_sources(),
+    )
 
 
 def read_one_request(path: str, config: Config):
@@ -280,13 +286,26 @@ def plan(request, config_path, cpus) -> int:
 @click.option("--count", type=int, default=60, show_default=True)
 @click.option("--size", default="1280x720", show_default=True, help="WIDTHxHEIGHT")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--annotations",
+    type=click.Choice(["coco", "yolo"]),
+    help="objects as solid rectangles, with their true boxes: annotations.json (coco) or a "
+    ".txt beside each frame (yolo)",
+)
 @_bad_input
-def sample_data(directory, count, size, seed) -> int:
-    from motoray.sample_data import write_sample_frames
+def sample_data(directory, count, size, seed, annotations) -> int:
+    from motoray.sample_data import CLASSES, write_sample_frames
 
     width, _, height = size.lower().partition("x")
-    paths = write_sample_frames(directory, count, (int(width), int(height)), seed=seed)
+    paths = write_sample_frames(
+        directory, count, (int(width), int(height)), seed=seed, annotations=annotations
+    )
     click.echo(f"wrote {len(paths)} frames ({size}) to {directory}")
+    if annotations:
+        declared = {"format": "coco"} if annotations == "coco" else {"format": "yolo"}
+        if annotations == "yolo":
+            declared["classes"] = list(CLASSES)
+        click.echo(f"with boxes; declare the source with  annotations: {json.dumps(declared)}")
     return 0
 
 

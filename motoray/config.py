@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
@@ -35,11 +35,30 @@ class S3Settings(_Strict):
         return self.model_copy(update=override.model_dump(exclude_unset=True))
 
 
+class CocoAnnotations(_Strict):
+    """One COCO file for the whole source; images matched by `file_name`."""
+
+    format: Literal["coco"]
+    path: str = Field("annotations.json", min_length=1)  # a key below the source's uri
+
+
+class YoloAnnotations(_Strict):
+    """Ultralytics labels: `<stem>.txt` beside each image, or under a `labels/` mirror of
+    its `images/` folder; class i of a line is classes[i]."""
+
+    format: Literal["yolo"]
+    classes: list[str] = Field(min_length=1)
+
+
+Annotations = Annotated[CocoAnnotations | YoloAnnotations, Field(discriminator="format")]
+
+
 class SourceConfig(_Strict):
     uri: str
     extensions: list[str] = Field(default_factory=lambda: [".jpg", ".jpeg", ".png"])
     s3: S3Settings | None = None  # per-source override of the top-level `s3:`
     labels: Literal["folder"] | None = None
+    annotations: Annotations | None = None  # bounding boxes that follow the pixels
     description: str = ""
 
 
@@ -77,6 +96,7 @@ class LimitsConfig(_Strict):
     preview_timeout_s: float = Field(8, gt=0, le=600)  # /preview and /plan: then a 422
     job_timeout_s: float = Field(24 * 3600, gt=0)  # a job running longer ends FAILED
     max_failed_fraction: float = Field(0.5, ge=0, le=1)  # more images failed: the job FAILED
+    max_annotation_bytes: PositiveInt = 1024**3  # a source's COCO file: read whole by the driver
 
 
 class OperatorsConfig(_Strict):
@@ -119,6 +139,10 @@ class Config(_Strict):
 
     def output_s3(self) -> S3Settings:
         return self.s3.merged(self.output.s3)
+
+    def annotated_sources(self) -> set[str]:
+        """The sources whose images carry bounding boxes."""
+        return {name for name, source in self.sources.items() if source.annotations}
 
 
 def config_path(explicit: str | os.PathLike | None = None) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 
+from motoray.annotations import SourceAnnotations
 from motoray.config import Config
 from motoray.pipeline import source, worker
 from motoray.pipeline.jobspec import job_spec
@@ -46,8 +47,9 @@ def dry_run(request: RequestBase, config: Config, cpus: int | None = None) -> di
     Raises ValueError for a request the source cannot serve (e.g. stratify without labels).
     """
     storage, keys = source.list_source(request, config)
-    assignment = source.place(request, config, keys)
-    spec = job_spec(request, config, storage, MemoryStorage())
+    boxes = source.read_annotations(request, config, storage, keys)
+    assignment = source.place(request, config, keys, boxes)
+    spec = job_spec(request, config, storage, MemoryStorage(), boxes)
     # A CHAIN step makes the product of its stages' copies.
     per_image = int(spec.original) + sum(step.copies for step in spec.steps)
     report = assignment.report
@@ -57,8 +59,8 @@ def dry_run(request: RequestBase, config: Config, cpus: int | None = None) -> di
         if s["images"]  # like a job's counts: a split without images is not listed
     }
     sample = keys[:: max(1, math.ceil(len(keys) / SAMPLE_IMAGES))][:SAMPLE_IMAGES]
-    made = list(worker.outputs(spec, source.items(sample, assignment)))
-    failed = {row["source_path"] for row, data in made if data is None}
+    made = list(worker.outputs(spec, source.items(sample, assignment, boxes)))
+    failed = {row["source_path"] for row, _ in made if "error" in row}
     decoded = len(sample) - len(failed)
     bytes_per_image = sum(len(data) for _, data in made if data) / decoded if decoded else 0.0
     outputs = len(keys) * per_image
@@ -78,12 +80,14 @@ def dry_run(request: RequestBase, config: Config, cpus: int | None = None) -> di
     shard_bytes = request.output.shard_size_mb * 2**20
     if request.output.format == "webdataset":
         # Exact: the job sizes its shards from the same sample, the same way.
-        items = source.items(keys, assignment)
+        items = source.items(keys, assignment, boxes)
         per_shard = worker.images_per_shard(spec, worker.shard_sample(items))
         counts["shards"] = {name: math.ceil(s["images"] / per_shard) for name, s in splits.items()}
         sharded = sum(counts["shards"].values())
     else:
         sharded = math.ceil(total_bytes / shard_bytes)  # had the request asked for shards
+    if boxes is not None:
+        counts["boxes"] = _box_counts(boxes, assignment.split, splits)
     objects = {"per_file": outputs + JOB_FILES, "sharded": sharded + JOB_FILES}
     writes = {layout: n * S3_PUT_PER_1000 / 1000 for layout, n in objects.items()}
     return {
@@ -112,6 +116,25 @@ def dry_run(request: RequestBase, config: Config, cpus: int | None = None) -> di
                 },
             },
         },
+    }
+
+
+def _box_counts(boxes: SourceAnnotations, split_of: dict[str, str], splits: dict) -> dict:
+    """The source's boxes: per split (on its images) and per category. What outputs keep
+    depends on where crops fall: the job counts that."""
+    keys_of: dict[str, list[str]] = {name: [] for name in splits}
+    for key, name in split_of.items():
+        keys_of.setdefault(name, []).append(key)
+    per_split = {
+        name: {"boxes": sum(boxes.counts(keys).values()), "categories": boxes.counts(keys)}
+        for name, keys in sorted(keys_of.items())
+        if name in splits
+    }
+    return {
+        "format": boxes.format,
+        "images_with_boxes": sum(1 for found in boxes.boxes.values() if found.category),
+        "boxes": sum(s["boxes"] for s in per_split.values()),
+        "splits": per_split,
     }
 
 

@@ -13,6 +13,7 @@ warnings as errors, and every PNG's chunks are walked first.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import io
 import zlib
 
@@ -20,7 +21,7 @@ import numpy as np
 import simplejpeg
 from PIL import ExifTags, Image, JpegImagePlugin, PngImagePlugin
 
-__all__ = ["DecodeError", "encode_jpeg", "encode_png", "load_image"]
+__all__ = ["DecodeError", "encode_jpeg", "encode_png", "load_image", "upright_size"]
 
 # The allow-list. Formats are recognised by their magic bytes, never by file name, and opened
 # with their plugin class directly: that skips Pillow's format guessing and its global
@@ -107,6 +108,20 @@ def load_image(
         raise
     except Exception as e:  # Pillow signals bad input with many types; none may escape.
         raise DecodeError(_reason(fmt, e)) from e
+
+
+def upright_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of the image `load_image` decodes from `data` without a size: EXIF
+    orientation applied. From the headers alone; for data `load_image` accepted. (A PNG
+    whose eXIf chunk follows its pixels is taken as upright here.)"""
+    fmt = _sniff(data)
+    if fmt == "JPEG" and not _has_exif(data):
+        with contextlib.suppress(Exception):  # headers libjpeg-turbo cannot read: Pillow's
+            height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+            return width, height
+    img = _OPENERS[fmt](io.BytesIO(data))
+    width, height = img.size
+    return (height, width) if _orientation(img) >= 5 else (width, height)
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:

@@ -86,7 +86,7 @@ class JobTelemetry:
 
 
 def _dump(counts: Counts | None) -> dict | None:
-    return counts.model_dump(exclude_none=True) if counts else None
+    return counts.model_dump(exclude_none=True, by_alias=True) if counts else None
 
 
 def job_logger(config: LoggingConfig) -> logging.Logger:

@@ -1,7 +1,8 @@
 """A contact sheet of what a request will produce, before running it.
 
 For each of the first `count` images of the source, one row: the resized original with every
-crop box drawn on it (one colour per operator), then every output, captioned by operator. The
+crop box drawn on it (one colour per operator), then every output, captioned by operator; on
+a source with annotations, every picture also shows its own object boxes (thin, red). The
 outputs come from the job's own worker (`worker.outputs`), in memory: the same decode,
 resize, sampling, kernels and JPEG encoding as a job, so the boxes are exactly those a job's
 manifest will record. No Ray needed.
@@ -34,6 +35,7 @@ TEXT = (235, 235, 235)
 ERROR = (255, 90, 90)
 # Saturated colours that photographs rarely contain exactly, one per operator in request order.
 PALETTE = ((255, 0, 255), (0, 255, 255), (255, 255, 0), (0, 255, 0), (255, 128, 0), (0, 128, 255))
+OBJECT_BOX = (255, 32, 32)  # an annotated object's box, as the manifest records it
 
 
 def contact_sheet(request: RequestBase, config: Config, count: int = 4) -> bytes:
@@ -42,11 +44,12 @@ def contact_sheet(request: RequestBase, config: Config, count: int = 4) -> bytes
     if not 1 <= count <= most:
         raise ValueError(f"count must be between 1 and {most} (limits.preview_max_images)")
     storage, keys = source.list_source(request, config)
+    boxes = source.read_annotations(request, config, storage, keys)
     # The whole listing is split, so that each row shows the split a job would give it.
-    assignment = source.place(request, config, keys)
-    spec = replace(job_spec(request, config, storage, MemoryStorage()), original=True)
-    made = list(worker.outputs(spec, source.items(keys[:count], assignment)))
-    rows = [row for row, _ in made]
+    assignment = source.place(request, config, keys, boxes)
+    spec = replace(job_spec(request, config, storage, MemoryStorage(), boxes), original=True)
+    made = list(worker.outputs(spec, source.items(keys[:count], assignment, boxes)))
+    rows = [row for row, _ in made if "skipped" not in row]
     files = {row["output_path"]: data for row, data in made if data is not None}
     colours = {}
     for name, _ in request.steps:
@@ -71,6 +74,7 @@ def _row(
     original = _fit(Image.fromarray(load_image(files[base["output_path"]])))
     scale = original.width / base["width"]
     draw = ImageDraw.Draw(original)
+    _draw_objects(draw, base, scale)
     outputs = sorted(
         (r for r in rows if r["operator"] != "ORIGINAL" or request.writes_original),
         key=lambda r: _natural(r["output_path"]),
@@ -85,8 +89,22 @@ def _row(
     tiles: list[Tile] = [(f"{key} -> {where}", TEXT, original)]
     for row in outputs:
         picture = _fit(Image.fromarray(load_image(files[row["output_path"]])))
+        _draw_objects(ImageDraw.Draw(picture), row, picture.width / row["width"])
         tiles.append((row["operator"], colours.get(row["operator"], TEXT), picture))
     return tiles
+
+
+def _draw_objects(draw: ImageDraw.ImageDraw, row: dict, scale: float) -> None:
+    """The output's own boxes (a source with annotations), in its picture's pixels."""
+    for box in json.loads(row.get("boxes") or "[]"):
+        x, y, w, h = (v * scale for v in box["bbox"])
+        corners = (
+            round(x),
+            round(y),
+            max(round(x), round(x + w) - 1),
+            max(round(y), round(y + h) - 1),
+        )
+        draw.rectangle(corners, outline=OBJECT_BOX, width=1)
 
 
 def _assemble(rows: list[list[Tile]]) -> Image.Image:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from motoray.config import Config
 
@@ -39,9 +39,24 @@ class JobInputs(BaseModel):
         )
 
 
+class BoxCounts(BaseModel):
+    """A split's boxes (a source with annotations): `source` on its images, `in` to its
+    outputs (every output starts with all its image's boxes), of those `kept` and
+    `dropped`; and the outputs not made because no window held a whole box."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    source: int = 0
+    in_: int = Field(0, alias="in")
+    kept: int = 0
+    dropped: int = 0
+    outputs_skipped: int = 0
+
+
 class SplitCounts(BaseModel):
     images: int = 0
     outputs: int = 0
+    boxes: BoxCounts | None = None  # a source with annotations
 
 
 class Counts(BaseModel):
@@ -96,7 +111,7 @@ class JobRecord(Outcome):
     error: str | None = None
 
     def to_json(self) -> bytes:
-        data = self.model_dump(mode="json", exclude_none=True)
+        data = self.model_dump(mode="json", exclude_none=True, by_alias=True)
         return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
 
     def summary_lines(self) -> list[str]:
@@ -110,7 +125,12 @@ def summary_lines(
     lines = [f"job {job_id}: {state}", f"  results:  {output}"]
     counts = (outcome and outcome.counts) or Counts()
     for split, c in (counts.splits or {}).items():
-        lines.append(f"  {split:>6}:   {c.images} images -> {c.outputs} outputs")
+        boxes = ""
+        if c.boxes is not None:
+            boxes = f", boxes {c.boxes.kept} kept / {c.boxes.dropped} dropped"
+            if c.boxes.outputs_skipped:
+                boxes += f" ({c.boxes.outputs_skipped} outputs skipped)"
+        lines.append(f"  {split:>6}:   {c.images} images -> {c.outputs} outputs{boxes}")
     lines.append(f"  failed:   {counts.images_failed} of {counts.images_total} images")
     for failure in (outcome.failures if outcome else [])[:10]:
         lines.append(f"            {failure.source_path}: {failure.reason}")

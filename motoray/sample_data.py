@@ -3,21 +3,36 @@
 Each clip is one scene: sky and clouds, a textured grass band, an asphalt track with kerbs,
 a leaderboard overlay, and bikes. Frames of a clip share the scene while the camera pans, the
 bikes move and the race clock ticks, so frames of a clip look alike and clips differ.
+
+With `annotations` ("coco" or "yolo"), every bike and its rider are solid rectangles, each of
+a colour no other object of the frame has, in lanes that never overlap, and their true boxes
+are written too: `annotations.json` (COCO) at the root, or a `.txt` beside each frame (YOLO,
+classes `bike`, `rider`). The pixels are the ground truth: the region of an object's colour
+is its box, whatever a pipeline does to the frame.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image
 
 from motoray.imageio import encode_jpeg
 
-__all__ = ["frame_name", "render_frame", "write_sample_frames"]
+__all__ = [
+    "CLASSES",
+    "SampleObject",
+    "frame_name",
+    "frame_objects",
+    "render_frame",
+    "write_sample_frames",
+]
 
 # Block "font": glyph 0 is a space, 1-10 are the digits 0-9, the rest are letter-like.
 _GLYPHS = 40
@@ -28,6 +43,14 @@ _BIKE_COLOURS = np.array(
     [(220, 30, 30), (30, 80, 220), (250, 200, 20), (20, 160, 60), (240, 120, 20), (30, 30, 30)],
     dtype=np.uint8,
 )
+CLASSES = ("bike", "rider")  # annotated frames: category ids 1, 2; YOLO classes 0, 1
+# One colour per object of a frame: corners of the RGB cube, far from each other, from sky,
+# grass, asphalt, kerbs and the leaderboard, and from any blend of two of those (the edges
+# resampling and JPEG smear), so each object's region can be found in any output.
+OBJECT_COLOURS = ((255, 0, 255), (0, 255, 255), (255, 255, 0), (0, 0, 255), (0, 255, 0))
+LANES = len(OBJECT_COLOURS) // 2  # a bike and its rider per lane
+MIN_OBJECT_SIDE = 4  # pixels: an object the frame's edge cuts thinner is neither drawn nor boxed
+Annotations = Literal["coco", "yolo"]
 
 
 def frame_name(index: int, frames_per_clip: int = 10) -> str:
@@ -45,8 +68,12 @@ def write_sample_frames(
     frames_per_clip: int = 10,
     quality: int = 90,
     unique: int | None = None,
+    annotations: Annotations | None = None,
 ) -> list[Path]:
     """Write `count` JPEG frames named clip{c:03d}_frame{f:04d}.jpg; return their paths in order.
+
+    `annotations`: objects are solid rectangles (`frame_objects`), and their boxes are written
+    as `annotations.json` (COCO) at the root, or as a `.txt` beside each frame (YOLO).
 
     Frame i is clip i // frames_per_clip, frame i % frames_per_clip. The bytes depend only on
     (i, size, seed, frames_per_clip, quality), so two calls write identical files (existing
@@ -64,26 +91,89 @@ def write_sample_frames(
     directory.mkdir(parents=True, exist_ok=True)
     unique_clips = math.ceil(unique / frames_per_clip) if unique is not None else None
     paths: list[Path] = []
+    boxes: list[list[SampleObject]] = []
     scene: _Scene | None = None
     for i in range(count):
         clip, frame = divmod(i, frames_per_clip)
         path = directory / frame_name(i, frames_per_clip)
         if unique_clips is not None and clip >= unique_clips:
-            shutil.copyfile(paths[(clip % unique_clips) * frames_per_clip + frame], path)
+            copied = (clip % unique_clips) * frames_per_clip + frame
+            shutil.copyfile(paths[copied], path)
+            boxes.append(boxes[copied] if annotations else [])
         else:
             if scene is None or scene.clip != clip:
-                scene = _Scene(size, seed, clip, frames_per_clip)
+                scene = _Scene(size, seed, clip, frames_per_clip, annotated=bool(annotations))
             path.write_bytes(encode_jpeg(scene.render(frame), quality))
+            boxes.append(scene.objects(frame) if annotations else [])
         paths.append(path)
+    if annotations == "coco":
+        (directory / "annotations.json").write_text(_coco(paths, boxes, size))
+    elif annotations == "yolo":
+        for path, objects in zip(paths, boxes):
+            path.with_suffix(".txt").write_text(_yolo(objects, size))
     return paths
 
 
-def render_frame(
+@dataclass(frozen=True)
+class SampleObject:
+    """One object of an annotated frame: what it is, its colour, its box in the frame."""
+
+    category: str  # one of CLASSES
+    colour: tuple[int, int, int]
+    box: tuple[int, int, int, int]  # x, y, width, height in pixels
+
+
+def frame_objects(
     index: int, size: tuple[int, int] = (1280, 720), *, seed: int = 0, frames_per_clip: int = 10
+) -> list[SampleObject]:
+    """The objects of annotated frame `index`: exactly what its annotations say."""
+    clip, frame = divmod(index, frames_per_clip)
+    return _Scene(size, seed, clip, frames_per_clip, annotated=True).objects(frame)
+
+
+def _coco(paths: list[Path], boxes: list[list[SampleObject]], size: tuple[int, int]) -> str:
+    images, annotations = [], []
+    for number, (path, objects) in enumerate(zip(paths, boxes), start=1):
+        images.append({"id": number, "file_name": path.name, "width": size[0], "height": size[1]})
+        for obj in objects:
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": number,
+                    "category_id": CLASSES.index(obj.category) + 1,
+                    "bbox": list(obj.box),
+                    "area": obj.box[2] * obj.box[3],
+                    "iscrowd": 0,
+                }
+            )
+    categories = [{"id": i + 1, "name": name} for i, name in enumerate(CLASSES)]
+    document = {"images": images, "annotations": annotations, "categories": categories}
+    return json.dumps(document, indent=1) + "\n"
+
+
+def _yolo(objects: list[SampleObject], size: tuple[int, int]) -> str:
+    width, height = size
+    lines = []
+    for obj in objects:
+        x, y, w, h = obj.box
+        cx, cy = (x + w / 2) / width, (y + h / 2) / height
+        lines.append(
+            f"{CLASSES.index(obj.category)} {cx:.6f} {cy:.6f} {w / width:.6f} {h / height:.6f}\n"
+        )
+    return "".join(lines)
+
+
+def render_frame(
+    index: int,
+    size: tuple[int, int] = (1280, 720),
+    *,
+    seed: int = 0,
+    frames_per_clip: int = 10,
+    annotated: bool = False,
 ) -> np.ndarray:
     """Frame `index` as an HxWx3 uint8 array: what write_sample_frames encodes."""
     clip, frame = divmod(index, frames_per_clip)
-    return _Scene(size, seed, clip, frames_per_clip).render(frame)
+    return _Scene(size, seed, clip, frames_per_clip, annotated=annotated).render(frame)
 
 
 @dataclass
@@ -99,9 +189,17 @@ class _Bike:
 class _Scene:
     """Everything that is fixed for one clip; render(frame) adds what moves."""
 
-    def __init__(self, size: tuple[int, int], seed: int, clip: int, frames_per_clip: int) -> None:
+    def __init__(
+        self,
+        size: tuple[int, int],
+        seed: int,
+        clip: int,
+        frames_per_clip: int,
+        annotated: bool = False,
+    ) -> None:
         self.width, self.height = width, height = size
         self.clip = clip
+        self.annotated = annotated
         rng = np.random.default_rng([seed, clip])
         # The camera pans back and forth over a background wider than the frame.
         self.margin = max(8, width // 12)
@@ -116,6 +214,21 @@ class _Scene:
         self.board_text[:, [1, 5, 6, 12, 13, 14]] = 0
         self.board_text[:, 0] = _DIGIT + np.arange(1, 7)
         self.board_text[:, 15:] = _DIGIT + rng.integers(0, 10, size=(6, 3))
+        # Its own generator: plain frames draw exactly what they always drew.
+        self.lanes = _lanes(np.random.default_rng([seed, clip, 1]), width, height)
+
+    def objects(self, frame: int) -> list[SampleObject]:
+        """Each lane's bike and rider at this frame, clipped to it (see MIN_OBJECT_SIDE)."""
+        objects = []
+        for lane in self.lanes:
+            for category, (dx, top, w, h) in zip(CLASSES, lane.parts):
+                span = self.width + 2 * lane.length
+                x = round((lane.x + lane.speed * frame) % span - lane.length) + dx
+                x0, x1 = max(x, 0), min(x + w, self.width)
+                if x1 - x0 >= MIN_OBJECT_SIDE and h >= MIN_OBJECT_SIDE:
+                    colour = OBJECT_COLOURS[len(objects)]
+                    objects.append(SampleObject(category, colour, (x0, top, x1 - x0, h)))
+        return objects
 
     def render(self, frame: int) -> np.ndarray:
         width = self.width
@@ -127,12 +240,16 @@ class _Scene:
         image += self.noise[:, shift : shift + width, None]
         np.clip(image, 0, 255, out=image)
         image = image.astype(np.uint8)
-        for bike in sorted(self.bikes, key=lambda b: b.y):  # far bikes first
-            # Bikes wrap around so that long clips keep them in view.
-            span = width + self.margin + 2 * bike.scale
-            x = (bike.x + bike.speed * frame) % span - bike.scale - offset
-            _draw_bike(image, bike, x)
+        if not self.annotated:
+            for bike in sorted(self.bikes, key=lambda b: b.y):  # far bikes first
+                # Bikes wrap around so that long clips keep them in view.
+                span = width + self.margin + 2 * bike.scale
+                x = (bike.x + bike.speed * frame) % span - bike.scale - offset
+                _draw_bike(image, bike, x)
         self._draw_board(image, frame)
+        for obj in self.objects(frame) if self.annotated else ():
+            x, y, w, h = obj.box
+            image[y : y + h, x : x + w] = obj.colour  # over everything: wholly visible
         return image
 
     def _draw_board(self, image: np.ndarray, frame: int) -> None:
@@ -148,6 +265,33 @@ class _Scene:
         box[:] = box // 4 + np.array([10, 20, 60], dtype=np.uint8)  # darkened blue band
         region = image[top : top + h, left : left + w]
         region[pixels[:h, :w]] = (255, 255, 255)
+
+
+@dataclass
+class _Lane:
+    """A horizontal band of an annotated clip: one bike and its rider riding along it."""
+
+    x: float  # where the bike's left edge starts, in the wrapped coordinate
+    speed: float  # pixels per frame
+    length: int  # the bike's width
+    parts: tuple[tuple[int, int, int, int], ...]  # per class: x offset, top, width, height
+
+
+def _lanes(rng: np.random.Generator, width: int, height: int) -> list[_Lane]:
+    """LANES lanes, each a bike with its rider above it, a gap between them and between
+    lanes, so no two objects ever touch."""
+    band = height / LANES
+    lanes = []
+    for number in range(LANES):
+        top = round(number * band + 0.1 * band)
+        rider_h, bike_h = round(0.3 * band), round(0.4 * band)
+        bike_w = round(bike_h * rng.uniform(1.5, 2.2))
+        rider_w = round(bike_w * rng.uniform(0.5, 0.7))
+        gap = max(2, round(0.08 * band))
+        parts = ((0, top + rider_h + gap, bike_w, bike_h), (bike_w // 4, top, rider_w, rider_h))
+        speed = rng.uniform(0.5, 1.5) * width / 40 * rng.choice([-1, 1])
+        lanes.append(_Lane(rng.uniform(0, width), speed, bike_w, parts))
+    return lanes
 
 
 def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Collection
 from fractions import Fraction
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -50,6 +51,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,99}$"
 Ratio = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
 MAX_GROUP_BY_LENGTH = 300  # a regex runs on every key: keep patterns short
 MAX_CHAIN_STAGES = 8
+MAX_BOX_AREA = 2**32  # pixels: bigger than any output
 
 
 class _Strict(BaseModel):
@@ -110,6 +112,28 @@ class TrainTestSplit(_Strict):
         return {name: share / total for name, share in exact.items()}
 
 
+AnnotationFormat = Literal["coco", "yolo"]
+
+
+class BoxOptions(_Strict):
+    """How boxes are sanitised per output (a source with annotations only)."""
+
+    min_visibility: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="drop a box whose visible part is less than this fraction of the whole box",
+    )
+    min_area: float = Field(
+        1.0,
+        ge=0,
+        le=MAX_BOX_AREA,
+        allow_inf_nan=False,
+        description="drop a box whose visible part is smaller than this, in output pixels",
+    )
+
+
 class OutputOptions(_Strict):
     format: Literal["files", "webdataset"] = Field(
         "files",
@@ -120,12 +144,33 @@ class OutputOptions(_Strict):
         256, strict=True, ge=1, le=1024, description="webdataset: target size of one shard, MiB"
     )
     quality: int = Field(90, strict=True, ge=1, le=100, description="JPEG quality")
+    annotations: list[AnnotationFormat] | None = Field(
+        None,
+        exclude_if=lambda value: value is None,  # requests without boxes dump as they did
+        max_length=2,
+        description='box files for trainers, a source with annotations only: "coco" '
+        '(annotations/<split>.json) and/or "yolo" (a .txt beside each image + data.yaml); '
+        "default: the source's format (webdataset: none, boxes are in each sample's .json)",
+    )
 
     @model_validator(mode="after")
     def _shards_only(self) -> OutputOptions:
         if "shard_size_mb" in self.model_fields_set and self.format != "webdataset":
             raise ValueError('shard_size_mb applies to format "webdataset" only')
+        if self.annotations and self.format == "webdataset":
+            raise ValueError(
+                'annotations applies to format "files"; webdataset samples carry their boxes '
+                "in their .json"
+            )
+        if self.annotations and len(set(self.annotations)) != len(self.annotations):
+            raise ValueError("annotations names a format twice")
         return self
+
+    def annotation_formats(self, source_format: str) -> tuple[str, ...]:
+        """The box files to write, for a source whose annotations are in `source_format`."""
+        if self.annotations is not None:
+            return tuple(sorted(self.annotations))
+        return () if self.format == "webdataset" else (source_format,)
 
 
 class RequestBase(_Strict):
@@ -139,6 +184,15 @@ class RequestBase(_Strict):
         None, description="also write the resized image itself (default: only if no augmentations)"
     )
     output: OutputOptions = Field(default_factory=OutputOptions)
+    boxes: BoxOptions | None = Field(
+        None,
+        exclude_if=lambda value: value is None,  # requests without boxes dump as they did
+        description="box sanitising, for a source with annotations (default: BoxOptions)",
+    )
+
+    @property
+    def box_options(self) -> BoxOptions:
+        return self.boxes or BoxOptions()
 
     @property
     def steps(self) -> list[tuple[str, Any]]:
@@ -272,10 +326,13 @@ def parse_requests(
     sources: list[str] | None = None,
     limits: LimitsConfig | None = None,
     max_requests: int = MAX_REQUESTS_PER_BODY,
+    annotated: Collection[str] = (),
 ) -> list[RequestBase]:
     """A decoded body (object or list of objects) -> validated requests.
 
-    With `sources`, a name that is not a registered source is an error too. `limits` are
+    With `sources`, a name that is not a registered source is an error too, and so is what
+    needs boxes on a source that has none (not in `annotated`), or an operator that cannot
+    move boxes on one that has them. `limits` are
     the request budgets (default: LimitsConfig's); `max_requests` caps a list body (the
     service: its max_pending_jobs, a body it could never accept is not worth a 429).
     Every problem in every request is reported, each with its path
@@ -315,6 +372,11 @@ def parse_requests(
                     f"registered: {', '.join(sorted(sources)) or 'none'}",
                 }
             )
+        elif sources is not None:
+            errors += [
+                {"loc": prefix + loc, "msg": msg}
+                for loc, msg in box_errors(request, operators, request.name in annotated)
+            ]
         requests.append(request)
     if errors:
         raise RequestError(errors)
@@ -352,6 +414,47 @@ def semantic_errors(
         )
     if outputs == 0:
         found.append(([], "writes nothing: add augmentations, or leave include_original unset"))
+    return found
+
+
+def box_errors(
+    request: RequestBase, operators: dict[str, Operator], annotated: bool
+) -> list[tuple[list, str]]:
+    """On a source with annotations, every stage must move boxes; on one without, nothing
+    may ask for them."""
+    found = []
+    source = repr(request.name)
+    for index, augmentation in enumerate(request.augmentations):  # type: ignore[attr-defined]
+        for name, params in augmentation:
+            if params is None:
+                continue
+            for number, (stage, stage_params) in enumerate(stages_of(name, params)):
+                where = ["augmentations", index, name]
+                where += [number, stage] if name == CHAIN else []
+                operator = operators[stage]
+                if annotated and operator.box_kernel is None:
+                    found.append(
+                        (
+                            where,
+                            f"operator {stage} has no box kernel: it cannot move the boxes of "
+                            f"source {source}, which has annotations",
+                        )
+                    )
+                if not annotated and operator.uses_boxes(stage_params):
+                    found.append(
+                        (
+                            where,
+                            f"{stage} with these parameters places its output by the image's "
+                            f"boxes: source {source} has no annotations",
+                        )
+                    )
+    if not annotated:
+        if request.boxes is not None:
+            found.append((["boxes"], f"applies to a source with annotations; {source} has none"))
+        if request.output.annotations:
+            found.append(
+                (["output", "annotations"], f"needs a source with annotations; {source} has none")
+            )
     return found
 
 

@@ -76,7 +76,8 @@ def parse_one(body: dict, config: Config | None = None):
 
     config = config or Config()
     sources = list(config.sources) or None
-    [request] = parse_requests(body, operators_for(config.operators), sources)
+    annotated = config.annotated_sources()
+    [request] = parse_requests(body, operators_for(config.operators), sources, annotated=annotated)
     return request
 
 
@@ -95,17 +96,23 @@ def outputs_in_memory(
     config: Config, body: dict, keys: list[str] | None = None
 ) -> tuple[list[dict], dict[str, bytes]]:
     """What a job would make of `keys` (default: the whole source), by the job's own worker in
-    this process: (manifest rows in manifest order, every column; output bytes by path)."""
+    this process: (manifest rows in manifest order, every column, with `shard` and `error`,
+    and `skipped` for a source with annotations; output bytes by path)."""
     from motoray.pipeline import source, worker
     from motoray.pipeline.jobspec import job_spec
-    from motoray.pipeline.manifest import ROWS_SCHEMA
+    from motoray.pipeline.manifest import manifest_columns
     from motoray.storage import MemoryStorage
 
     request = parse_one(body, config)
     storage, listed = source.list_source(request, config)
-    items = source.items(listed if keys is None else keys, source.place(request, config, listed))
-    made = list(worker.outputs(job_spec(request, config, storage, MemoryStorage()), items))
-    rows = [{column: row.get(column) for column in ROWS_SCHEMA.names} for row, _ in made]
+    boxes = source.read_annotations(request, config, storage, listed)
+    placed = source.place(request, config, listed, boxes)
+    items = source.items(listed if keys is None else keys, placed, boxes)
+    spec = job_spec(request, config, storage, MemoryStorage(), boxes)
+    made = list(worker.outputs(spec, items))
+    boxed = spec.boxes is not None  # a source with annotations: box columns, skipped outputs
+    columns = [*manifest_columns(False, boxed), "shard", "error", *(["skipped"] if boxed else [])]
+    rows = [{column: row.get(column) for column in columns} for row, _ in made]
     return worker.in_manifest_order(rows), {r["output_path"]: d for r, d in made if d}
 
 

@@ -25,6 +25,7 @@ VARIANTS = {
     "service",
     "ray_job_submit",
     "in_process",
+    "boxes",
     "ray_data",
 }
 IMAGES, SLOW_IMAGES, SERVICE_JOBS, S3_IMAGES = 4, 2, 1, 2

@@ -170,14 +170,6 @@ def test_a_later_stage_too_big_for_some_images_skips_those_images(make_config, t
         ([{"CHAIN": [{"FLIP": {}}]}], "CHAIN.0", "CHAIN cannot be nested"),
         ([], "CHAIN", "at least 1 item"),
         ([{"FLIP": {}}] * 9, "CHAIN", "at most 8 items"),
-        (
-            [
-                {"RANDOM_CROP": {"crop_dimensions": [8, 8], "target_count": 100}},
-                {"COLOR_JITTER": {"target_count": 11}},
-            ],
-            "CHAIN",
-            "makes 1100 outputs per image; at most 1000",
-        ),
         (  # knowable without input_image_size: the crop fixes the size
             [
                 {"RANDOM_CROP": {"crop_dimensions": [80, 80]}},
@@ -197,13 +189,24 @@ def test_a_later_stage_too_big_for_some_images_skips_those_images(make_config, t
         "nested",
         "empty",
         "long",
-        "too-many",
         "misfit",
     ],
 )
 def test_invalid_chains_are_rejected_with_their_path(chain, where, message):
     errors = _errors({"name": "clips", "augmentations": [{"FLIP": {}}, {"CHAIN": chain}]})
     assert message in errors[f"augmentations.1.{where}"], errors
+
+
+def test_a_chain_multiplying_past_the_output_budget_is_rejected():
+    chain = [
+        {"RANDOM_CROP": {"crop_dimensions": [8, 8], "target_count": 100}},
+        {"COLOR_JITTER": {"target_count": 11}},
+    ]
+    errors = _errors({"name": "clips", "augmentations": [{"FLIP": {}}, {"CHAIN": chain}]})
+    assert errors["augmentations"] == (
+        "makes 1101 outputs per image, every step together; at most 1000 "
+        "(limits.max_outputs_per_image)"
+    )
 
 
 def test_sizes_are_followed_through_the_chain_from_input_image_size():

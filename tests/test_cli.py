@@ -105,3 +105,25 @@ def test_preview_and_plan_from_the_command_line(tmp_path, frames):
     assert result.returncode == 0, result.stderr
     counts = json.loads(result.stdout)["counts"]
     assert counts["images_total"] == 50 and counts["outputs"] == 200
+
+
+def test_sample_data_with_boxes_in_either_format(tmp_path):
+    from motoray.sample_data import frame_objects
+
+    for kind in ("coco", "yolo"):
+        folder = tmp_path / kind
+        args = ["sample-data", str(folder), "--count", "3", "--size", "320x180"]
+        result = motoray(*args, "--annotations", kind)
+        assert result.returncode == 0, result.stderr
+        assert f'annotations: {{"format": "{kind}"' in result.stdout
+    document = json.loads((tmp_path / "coco" / "annotations.json").read_text())
+    assert [i["file_name"] for i in document["images"]] == [
+        f"clip000_frame000{n}.jpg" for n in range(3)
+    ]
+    truth = [obj for n in range(3) for obj in frame_objects(n, (320, 180))]
+    assert [a["bbox"] for a in document["annotations"]] == [list(obj.box) for obj in truth]
+    assert [c["name"] for c in document["categories"]] == ["bike", "rider"]
+    labels = (tmp_path / "yolo" / "clip000_frame0000.txt").read_text().splitlines()
+    assert len(labels) == len(frame_objects(0, (320, 180))) and all(
+        len(line.split()) == 5 for line in labels
+    )

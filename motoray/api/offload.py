@@ -63,7 +63,8 @@ def _parsed(request: dict, config: Config):
     from motoray.spec import parse_requests
 
     operators = operators_for(config.operators)
-    return parse_requests(request, operators, list(config.sources), config.limits)[0]
+    sources, annotated = list(config.sources), config.annotated_sources()
+    return parse_requests(request, operators, sources, config.limits, annotated=annotated)[0]
 
 
 async def contact_sheet(request: Request, body: dict, config: Config, count: int) -> bytes:

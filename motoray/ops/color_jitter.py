@@ -10,6 +10,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from motoray.ops.boxes import keep_boxes
 from motoray.ops.functional import color_jitter
 from motoray.ops.registry import Operator, Params, Range
 
@@ -37,6 +38,7 @@ OPERATOR = Operator(
     copies=lambda p: p.target_count,
     sample=_sample,
     kernel=color_jitter,
+    box_kernel=keep_boxes,
     random=True,
     description="target_count outputs with brightness, contrast and saturation factors "
     "drawn uniformly from their [lo, hi] ranges.",

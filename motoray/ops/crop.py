@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from motoray.ops.boxes import shift_boxes
 from motoray.ops.functional import ALIASES, POSITIONS, crop, position_box
 from motoray.ops.registry import HeightWidth, Operator, Params
 
@@ -37,6 +38,7 @@ OPERATOR = Operator(
     copies=lambda p: len(p.crop_dimensions),
     sample=_sample,
     kernel=crop,
+    box_kernel=shift_boxes,
     min_shape=lambda p: (
         max(h for h, _ in p.crop_dimensions),
         max(w for _, w in p.crop_dimensions),

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from motoray.ops.boxes import flip_boxes
 from motoray.ops.functional import flip
 from motoray.ops.registry import Operator, Params
 
@@ -20,5 +21,6 @@ OPERATOR = Operator(
     name="FLIP",
     params=FlipParams,
     kernel=flip,
+    box_kernel=flip_boxes,
     description="Mirror the image horizontally (left <-> right) or vertically.",
 )

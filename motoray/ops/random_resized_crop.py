@@ -11,6 +11,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from motoray.ops.boxes import resized_crop_boxes
 from motoray.ops.functional import random_resized_box, resized_crop
 from motoray.ops.registry import Operator, Params, Range
 
@@ -42,6 +43,7 @@ OPERATOR = Operator(
     copies=lambda p: p.target_count,
     sample=_sample,
     kernel=resized_crop,
+    box_kernel=resized_crop_boxes,
     output_shape=lambda p, shape, copy: tuple(p.size),
     random=True,
     description="target_count random boxes (area fraction in scale, width/height in "

@@ -4,6 +4,10 @@ An operator turns one (resized) image into `copies(params)` outputs. For every
 output, `sample` fixes the concrete parameters (a crop box, a flip...) from an
 explicitly seeded generator, and `kernel` applies them to a batch of
 same-shaped images at once. Kernels are plain NumPy and know nothing of Ray.
+
+Like torchvision v2's kernel per input type, an operator also has a `box_kernel`: the same
+concrete params applied to the bounding boxes of the batch (motoray.ops.boxes). An operator
+without one cannot run on a source with annotations.
 """
 
 from __future__ import annotations
@@ -15,8 +19,14 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from motoray.ops.boxes import BoxKernel
+
 Shape = tuple[int, int]  # (height, width), NumPy order
-Sampler = Callable[[Any, np.random.Generator, Shape, int], dict]
+# (params, rng, shape, copy) -> concrete params; None: this image has no such output
+Sampler = Callable[[Any, np.random.Generator, Shape, int], dict | None]
+# (params, rng, shape, copy, the image's boxes as M x 4 corners) -> concrete params, or None
+# when this image has no such output (e.g. no window holds a whole box)
+BoxSampler = Callable[[Any, np.random.Generator, Shape, int, np.ndarray], dict | None]
 Kernel = Callable[[np.ndarray, list[dict]], np.ndarray]
 # (params, input shape or None if unknown, copy index) -> output shape, or None if unknown
 OutputShape = Callable[[Any, Shape | None, int], Shape | None]
@@ -37,6 +47,12 @@ class Operator:
     output_shape: OutputShape = lambda params, shape, copy: shape
     random: bool = False  # whether `sample` draws from the generator
     description: str = ""
+    # The same params applied to the batch's boxes; None: the operator cannot carry boxes.
+    box_kernel: BoxKernel | None = None
+    # Used instead of `sample` when the images have boxes: an operator whose draws depend on
+    # where the objects are. It must draw exactly as `sample` when it does not look at them.
+    box_sample: BoxSampler | None = None
+    uses_boxes: Callable[[Any], bool] = lambda params: False  # these params need boxes
 
 
 MAX_SIDE = 16384  # pixels; larger sides are rejected at request time

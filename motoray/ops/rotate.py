@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from motoray.ops.boxes import rotate_boxes
 from motoray.ops.functional import rotate
 from motoray.ops.registry import Operator, Params
 
@@ -28,6 +29,7 @@ OPERATOR = Operator(
     name="ROTATE",
     params=RotateParams,
     kernel=rotate,
+    box_kernel=rotate_boxes,
     output_shape=lambda p, shape, copy: shape if shape is None or p.angle == 180 else shape[::-1],
     description="Rotate counter-clockwise by angle (90, 180 or 270 degrees), as np.rot90.",
 )

@@ -1,7 +1,8 @@
 """A job on the driver, top to bottom:
 
-    inputs -> list source -> split per image (or group) -> Ray Data tasks (worker: read,
-    decode, resize, steps, encode, write) -> manifest.parquet -> job.json
+    inputs -> list source (+ its annotations) -> split per image (or group) -> Ray Data
+    tasks (worker: read, decode, resize, steps, encode, write) -> manifest.parquet
+    (+ annotation files) -> job.json
 
 `run_job` runs wherever the job's driver is (`motoray run`, a Ray Job, a notebook); it never
 touches pixels. A job that fails still writes job.json (state FAILED, with the error); only
@@ -20,16 +21,27 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 import motoray
+from motoray.annotations import SourceAnnotations, coco, yolo
 from motoray.observability import JobTelemetry
 from motoray.ops import operators_for
 from motoray.pipeline import ray_data, source
 from motoray.pipeline.jobspec import JobSpec, job_spec
 from motoray.pipeline.layout import JOB_FILE, MANIFEST_FILE
-from motoray.pipeline.manifest import MANIFEST_COLUMNS, SHARD_MANIFEST_COLUMNS, ManifestWriter
-from motoray.record import Counts, Failure, JobInputs, JobRecord, SourceRef, SplitCounts, Timings
+from motoray.pipeline.manifest import ManifestWriter, manifest_columns
+from motoray.record import (
+    BoxCounts,
+    Counts,
+    Failure,
+    JobInputs,
+    JobRecord,
+    SourceRef,
+    SplitCounts,
+    Timings,
+)
 from motoray.spec import RequestBase, outputs_per_image, parse_requests
 from motoray.storage import open_storage
 
@@ -86,17 +98,19 @@ def run_job(
         telemetry.log("listed", f"{len(keys)} images in {storage.uri}", images=len(keys))
         record.source = SourceRef(name=request.name, uri=storage.uri)
         _check_budget(request, config, len(keys))
-        assignment = source.place(request, config, keys)
+        boxes = source.read_annotations(request, config, storage, keys)
+        assignment = source.place(request, config, keys, boxes)
         record.split = assignment.report
         mark("placed")
         splits = {name: s["images"] for name, s in assignment.report["splits"].items()}
         telemetry.log("split", "images per split", splits=splits)
-        spec = job_spec(request, config, storage, job_dir)
+        spec = job_spec(request, config, storage, job_dir, boxes)
         ray_data.ship_plugins(config.operators)
-        items = source.items(keys, assignment)
+        items = source.items(keys, assignment, boxes)
         deadline = started + config.limits.job_timeout_s
         record.counts, record.failures, outputs, files = _process(
-            spec, items, on_progress, telemetry, deadline, should_stop or (lambda: False), mark
+            spec, items, on_progress, telemetry, deadline, should_stop or (lambda: False), mark,
+            boxes,
         )
         _check_outcome(record.counts, record.failures, config.limits)
         _check_files(spec, outputs, files)
@@ -161,7 +175,13 @@ def parse_request(inputs: JobInputs) -> RequestBase:
     """The accepted request, validated again against the config it was accepted with."""
     operators = operators_for(inputs.config.operators)
     config = inputs.config
-    [request] = parse_requests(inputs.request, operators, list(config.sources), config.limits)
+    [request] = parse_requests(
+        inputs.request,
+        operators,
+        list(config.sources),
+        config.limits,
+        annotated=config.annotated_sources(),
+    )
     return request
 
 
@@ -196,14 +216,16 @@ def _check_outcome(counts: Counts, failures: list[Failure], limits) -> None:
 
 def _check_files(spec: JobSpec, outputs: list[str], files: list[str]) -> None:
     """Every output name once (a name two images share would hold one image's outputs
-    under both), and the job folder holds exactly the files written: the outputs, or the
-    shards that hold them."""
+    under both), and the job folder holds exactly the files written: the outputs (and a
+    YOLO label beside each), or the shards that hold them, and the job's annotation files."""
     unique = set(outputs)
     if len(unique) != len(outputs):
         seen: set[str] = set()
         twice = next(path for path in outputs if path in seen or seen.add(path))
         raise JobFailed(f"{len(outputs) - len(unique)} outputs share a name, e.g. {twice}")
-    expected = set(files) if spec.sharded else unique
+    expected = set(files) if spec.sharded else unique | set(files)
+    if spec.boxes is not None and spec.boxes.yolo:
+        expected |= {yolo.label_file(path) for path in unique}  # one label per output image
     listed = set(spec.job_dir.list(("",))) - {MANIFEST_FILE, JOB_FILE}
     missing, extra = expected - listed, listed - expected
     if missing or extra:
@@ -230,13 +252,18 @@ def _process(
     deadline: float,
     should_stop: Callable[[], bool],
     mark: Callable[[str], None],
+    boxes: SourceAnnotations | None = None,
 ) -> tuple[Counts, list[Failure], list[str], list[str]]:
-    """Fan the images out to Ray Data, stream results into the manifest. Returns the
-    counts, the failures, every output's path and the files written (shards, if any)."""
+    """Fan the images out to Ray Data, stream results into the manifest (and the COCO files).
+    Returns the counts, the failures, every output's path and the files written by the
+    driver or as shards (not the outputs themselves)."""
     counts = Counts(images_total=len(items))
     per_split: dict[str, SplitCounts] = defaultdict(SplitCounts)
     failures: list[Failure] = []
-    manifest = ManifestWriter(SHARD_MANIFEST_COLUMNS if spec.sharded else MANIFEST_COLUMNS)
+    manifest = ManifestWriter(manifest_columns(spec.sharded, spec.boxes is not None))
+    coco_files = None
+    if boxes is not None and spec.boxes is not None and "coco" in spec.boxes.formats:
+        coco_files = coco.CocoWriter(boxes.categories)
     if on_progress:
         on_progress(counts.model_copy())
     if spec.sharded and items:
@@ -258,18 +285,25 @@ def _process(
         if time.time() > deadline:
             raise JobTimeout("still running past limits.job_timeout_s")
         failed = table.filter(table["error"].is_valid())
-        made = table.filter(table["error"].is_null())
+        skipped = table.filter(table["skipped"].is_valid())
+        made = table.filter(pc.and_(table["error"].is_null(), table["skipped"].is_null()))
         failures += [
             Failure(source_path=k, reason=r)
             for k, r in zip(failed["source_path"].to_pylist(), failed["error"].to_pylist())
         ]
         manifest.add(made)
         outputs += made["output_path"].to_pylist()
-        images = made.group_by(["source_path", "split"]).aggregate([]).column("split")
+        placed = pa.concat_tables(t.select(["source_path", "split"]) for t in (made, skipped))
+        images = placed.group_by(["source_path", "split"]).aggregate([]).column("split")
         for split in images.to_pylist():
             per_split[split].images += 1
         for split in made["split"].to_pylist():
             per_split[split].outputs += 1
+        if spec.boxes is not None:
+            _count_boxes(per_split, made, skipped)
+        if coco_files is not None:
+            columns = ["output_path", "split", "width", "height", "boxes"]
+            coco_files.add(made.select(columns).to_pylist())
         done = len(images) + failed.num_rows
         counts.images_failed += failed.num_rows
         counts.images_done += done
@@ -281,8 +315,43 @@ def _process(
     mark("last_result")
     spec.job_dir.write(MANIFEST_FILE, manifest.finish())
     mark("manifest")
-    counts.splits = dict(sorted(per_split.items()))
+    if boxes is not None:
+        for item in items:
+            found = item.boxes
+            per_split[item.split].boxes = per_split[item.split].boxes or BoxCounts()
+            per_split[item.split].boxes.source += len(found.category) if found else 0
+        files = files + _write_box_files(spec, coco_files, per_split)
+    counts.splits = dict(sorted((s, c) for s, c in per_split.items() if c.images))
     return counts, sorted(failures, key=lambda f: f.source_path), outputs, files
+
+
+def _count_boxes(per_split: dict[str, SplitCounts], made: pa.Table, skipped: pa.Table) -> None:
+    """Boxes kept and dropped by the outputs of one block, and outputs skipped, per split."""
+    kept = pc.count_substring(made["boxes"], '{"bbox": ')
+    for split, n, dropped in zip(
+        made["split"].to_pylist(), kept.to_pylist(), made["boxes_dropped"].to_pylist()
+    ):
+        counted = per_split[split].boxes = per_split[split].boxes or BoxCounts()
+        counted.kept += n
+        counted.dropped += dropped
+        counted.in_ += n + dropped
+    for split in skipped["split"].to_pylist():
+        counted = per_split[split].boxes = per_split[split].boxes or BoxCounts()
+        counted.outputs_skipped += 1
+
+
+def _write_box_files(
+    spec: JobSpec, coco_files: coco.CocoWriter | None, per_split: dict[str, SplitCounts]
+) -> list[str]:
+    """The annotation files of the whole job (COCO per split, YOLO's data.yaml), written
+    after every output and counted with them. Their bytes follow from the manifest."""
+    files = coco_files.files() if coco_files is not None else {}
+    if spec.boxes is not None and spec.boxes.yolo:
+        splits = [name for name, c in per_split.items() if c.outputs]
+        files[yolo.DATA_FILE] = yolo.data_yaml(splits, spec.boxes.names)
+    for name, data in files.items():
+        spec.job_dir.write(name, data)
+    return list(files)
 
 
 def _timings(

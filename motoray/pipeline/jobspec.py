@@ -4,11 +4,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from motoray.annotations import SourceAnnotations
+from motoray.annotations.sanitise import BoxRules
 from motoray.config import Config, LimitsConfig
 from motoray.ops import operators_for
 from motoray.ops.steps import Step, make_steps
 from motoray.spec import RequestBase
 from motoray.storage import Storage
+
+
+@dataclass(frozen=True)
+class BoxSpec:
+    """A source with annotations: how its boxes are kept, named and written."""
+
+    rules: BoxRules
+    names: tuple[str, ...]  # category names, by category index
+    formats: tuple[str, ...]  # box files for trainers: "coco", "yolo"
+
+    @property
+    def yolo(self) -> bool:
+        """Workers write a .txt label beside every output image."""
+        return "yolo" in self.formats
 
 
 @dataclass(frozen=True)
@@ -23,6 +39,7 @@ class JobSpec:
     limits: LimitsConfig
     sharded: bool = False  # output.format "webdataset"
     shard_bytes: int = 0  # the size a shard aims at
+    boxes: BoxSpec | None = None  # the source has annotations
 
     def bytes_held(self, shape: tuple[int, ...]) -> int:
         """Bytes a decoded image holds while its steps run: itself and the largest step's
@@ -36,7 +53,21 @@ class JobSpec:
         return next((m for step in self.steps if (m := step.misfit(shape))), None)
 
 
-def job_spec(request: RequestBase, config: Config, source: Storage, job_dir: Storage) -> JobSpec:
+def job_spec(
+    request: RequestBase,
+    config: Config,
+    source: Storage,
+    job_dir: Storage,
+    annotations: SourceAnnotations | None = None,
+) -> JobSpec:
+    boxes = None
+    if annotations is not None:
+        options = request.box_options
+        boxes = BoxSpec(
+            rules=BoxRules(options.min_visibility, options.min_area),
+            names=annotations.names,
+            formats=request.output.annotation_formats(annotations.format),
+        )
     return JobSpec(
         source=source,
         job_dir=job_dir,
@@ -48,4 +79,5 @@ def job_spec(request: RequestBase, config: Config, source: Storage, job_dir: Sto
         limits=config.limits,
         sharded=request.output.format == "webdataset",
         shard_bytes=request.output.shard_size_mb * 2**20,
+        boxes=boxes,
     )

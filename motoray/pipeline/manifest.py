@@ -23,12 +23,26 @@ ROWS_SCHEMA = pa.schema(
         ("width", pa.int32()),
         ("height", pa.int32()),
         ("bytes", pa.int64()),
+        # A source with annotations: the output's boxes, JSON [{"bbox": [x, y, w, h],
+        # "category": name}] in its pixels, and how many of the image's boxes it dropped.
+        ("boxes", pa.string()),
+        ("boxes_dropped", pa.int32()),
         ("shard", pa.string()),  # webdataset: the tar that holds output_path (a member name)
         ("error", pa.string()),  # set on the one row of an image that failed
+        ("skipped", pa.string()),  # an output not made, and why (no row in the manifest)
     ]
 )
-MANIFEST_COLUMNS = [f.name for f in ROWS_SCHEMA if f.name not in ("shard", "error")]
+BOX_COLUMNS = ["boxes", "boxes_dropped"]
+MANIFEST_COLUMNS = [
+    f.name for f in ROWS_SCHEMA if f.name not in ("shard", "error", "skipped", *BOX_COLUMNS)
+]
 SHARD_MANIFEST_COLUMNS = [*MANIFEST_COLUMNS, "shard"]
+
+
+def manifest_columns(sharded: bool, boxed: bool) -> list[str]:
+    """The manifest's columns: box columns only for a source with annotations, so that the
+    manifest of any other source stays as it always was."""
+    return [*MANIFEST_COLUMNS, *(BOX_COLUMNS if boxed else ()), *(["shard"] if sharded else ())]
 
 
 def rows_table(rows: list[dict]) -> pa.Table:
@@ -39,6 +53,8 @@ def sample_record(row: dict) -> bytes:
     """A shard sample's .json: its manifest row, with params as an object."""
     fields = ("source_path", "split", "label", "group", "operator", "width", "height")
     record = {field: row[field] for field in fields} | {"params": json.loads(row["params"])}
+    if "boxes" in row:
+        record |= {"boxes": json.loads(row["boxes"]), "boxes_dropped": row["boxes_dropped"]}
     return json.dumps(record, sort_keys=True).encode()
 
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 import ray
 from ray import cloudpickle
 
+from motoray.annotations import ImageBoxes
 from motoray.config import OperatorsConfig
 from motoray.ops import load_plugin
 from motoray.pipeline import worker
@@ -28,6 +29,7 @@ from motoray.priority import as_batch_work
 # (Ray Data notices a finished task within 0.1 s, then submits the next).
 IMAGES_PER_BLOCK = 300
 PLACEMENT = ("split", "label", "group")
+COLUMNS = ("key", *PLACEMENT, "boxes")  # what an item travels as
 
 
 def ship_plugins(config: OperatorsConfig) -> None:
@@ -98,19 +100,20 @@ def _images_per_shard(spec: JobSpec, sample: list[Item]) -> int:
 
 def _columns(item: Item) -> dict[str, str]:
     """Ray's numpy batches turn None into NaN: "not applicable" travels as ""."""
-    return {"key": item.key, **{c: v or "" for c, v in item.placement().items()}}
+    boxes = "" if item.boxes is None else item.boxes.to_json()
+    return {"key": item.key, **{c: v or "" for c, v in item.placement().items()}, "boxes": boxes}
 
 
 def _items(columns: dict[str, Sequence[str]]) -> list[Item]:
     return [
-        Item(key, split, label or None, group or None)
-        for key, split, label, group in zip(*(columns[c] for c in ("key", *PLACEMENT)))
+        Item(key, split, label or None, group or None, ImageBoxes.from_json(b) if b else None)
+        for key, split, label, group, b in zip(*(columns[c] for c in COLUMNS))
     ]
 
 
 def _write_files(batch: dict[str, np.ndarray], spec: JobSpec) -> pa.Table:
     as_batch_work()
-    items = _items({c: batch[c].tolist() for c in ("key", *PLACEMENT)})
+    items = _items({c: batch[c].tolist() for c in COLUMNS})
     return rows_table(worker.write_files(spec, items))
 
 
@@ -118,5 +121,5 @@ def _write_shard(batch: dict[str, np.ndarray], spec: JobSpec) -> pa.Table:
     as_batch_work()
     [name], [encoded] = batch["shard"].tolist(), batch["items"].tolist()
     rows = json.loads(encoded)
-    items = _items({c: [row[c] for row in rows] for c in ("key", *PLACEMENT)})
+    items = _items({c: [row[c] for row in rows] for c in COLUMNS})
     return rows_table(worker.write_shard(spec, name, items))

@@ -4,6 +4,11 @@
 the results, yielding each output's manifest row and bytes as it is made (a failed image
 yields one row with `error` and no bytes). Jobs write what it yields (`write_files`,
 `write_shard`); previews and estimates keep it in memory. Same spec and items, same bytes.
+
+Boxes (a source with annotations) ride along: scaled with the resize, then through every
+step with the params its pixels got (`apply_step`), sanitised per output into the row's
+`boxes` and `boxes_dropped`. An output a step could not place (no window holds a whole box)
+yields a row with `skipped` and no bytes.
 """
 
 from __future__ import annotations
@@ -17,8 +22,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from motoray.imageio import DecodeError, encode_jpeg, load_image
-from motoray.ops.steps import apply_step
+from motoray.annotations import AnnotationError, yolo
+from motoray.annotations.sanitise import records
+from motoray.imageio import DecodeError, encode_jpeg, load_image, upright_size
+from motoray.ops.boxes import Boxes, clip, scale_boxes
+from motoray.ops.steps import StepOutput, apply_step
 from motoray.pipeline.jobspec import JobSpec
 from motoray.pipeline.layout import output_folder, output_name, sample_key
 from motoray.pipeline.manifest import sample_record
@@ -33,8 +41,15 @@ SHARD_SAMPLE_IMAGES = 8  # processed to size shards
 
 
 class Output(NamedTuple):
-    row: dict  # its manifest row; a failed image's one row has "error"
-    data: bytes | None  # the encoded image; None for a failed image
+    row: dict  # its manifest row; a failed image's one row has "error", a skipped output's
+    data: bytes | None  # the encoded image; None for a failed image or a skipped output
+
+
+class _Decoded(NamedTuple):
+    item: Item
+    image: np.ndarray
+    boxes: np.ndarray | None  # M x 4 corners in the decoded (resized) image's pixels
+    category: np.ndarray | None  # M category indices
 
 
 def outputs(spec: JobSpec, items: Sequence[Item], io: Executor | None = None) -> Iterator[Output]:
@@ -48,7 +63,7 @@ def outputs(spec: JobSpec, items: Sequence[Item], io: Executor | None = None) ->
     """
     with nullcontext(io) if io else ThreadPoolExecutor(_io_threads(spec)) as pool:
         reads = deque(pool.submit(_fetch, spec, item.key) for item in items[:CHUNK_IMAGES])
-        group: list[tuple[Item, np.ndarray]] = []
+        group: list[_Decoded] = []
         held = 0
         misfits: dict[tuple[int, ...], str | None] = {}  # by image shape: one when resized
         for index, item in enumerate(items):
@@ -57,7 +72,8 @@ def outputs(spec: JobSpec, items: Sequence[Item], io: Executor | None = None) ->
                 reads.append(pool.submit(_fetch, spec, items[index + CHUNK_IMAGES].key))
             try:
                 image = _decode(spec, fetched)
-            except (DecodeError, Refused, FileNotFoundError) as e:
+                decoded = _with_boxes(spec, item, fetched, image)
+            except (DecodeError, Refused, FileNotFoundError, AnnotationError) as e:
                 yield _failed(item, str(e))
                 continue
             if image.shape not in misfits:
@@ -65,7 +81,7 @@ def outputs(spec: JobSpec, items: Sequence[Item], io: Executor | None = None) ->
             if misfits[image.shape]:
                 yield _failed(item, misfits[image.shape])  # never silently padded
                 continue
-            group.append((item, image))
+            group.append(decoded)
             held += spec.bytes_held(image.shape)
             if len(group) >= CHUNK_IMAGES or held >= spec.limits.task_bytes:
                 yield from _group_outputs(spec, group)
@@ -82,7 +98,10 @@ def write_files(spec: JobSpec, items: Sequence[Item]) -> list[dict]:
         for row, data in outputs(spec, items, io):
             if data is not None:
                 writes.append(io.submit(spec.job_dir.write, row["output_path"], data))
-                if len(writes) > MAX_PENDING_WRITES:  # slow storage: encoded bytes must not pile up
+                if spec.boxes is not None and spec.boxes.yolo:
+                    name, label = _yolo_label(spec, row)
+                    writes.append(io.submit(spec.job_dir.write, name, label))
+                while len(writes) > MAX_PENDING_WRITES:  # slow storage: bytes must not pile up
                     writes.popleft().result()
             rows.append(row)
         for done in writes:
@@ -107,7 +126,7 @@ def shard(spec: JobSpec, name: str, items: Sequence[Item]) -> tuple[list[dict], 
             {"jpg": encoded.pop(row["output_path"]), "json": sample_record(row)},
         )
         for row in rows
-        if "error" not in row
+        if row.get("output_path") in encoded
     )
     return rows, tar_bytes(samples)
 
@@ -147,31 +166,87 @@ def in_manifest_order(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda row: (row["source_path"], row.get("output_path") or ""))
 
 
-def _group_outputs(spec: JobSpec, group: list[tuple[Item, np.ndarray]]) -> Iterator[Output]:
-    by_shape: dict[tuple[int, ...], list[tuple[Item, np.ndarray]]] = defaultdict(list)
-    for item, image in group:
-        by_shape[image.shape].append((item, image))
+def _group_outputs(spec: JobSpec, group: list[_Decoded]) -> Iterator[Output]:
+    by_shape: dict[tuple[int, ...], list[_Decoded]] = defaultdict(list)
+    for decoded in group:
+        by_shape[decoded.image.shape].append(decoded)
     for same_shape in by_shape.values():
-        stack = [item for item, _ in same_shape]
-        images = np.stack([image for _, image in same_shape])
+        stack = [decoded.item for decoded in same_shape]
+        images = np.stack([decoded.image for decoded in same_shape])
+        boxes = _stack_boxes(same_shape) if spec.boxes is not None else None
         if spec.original:
-            for item, image in zip(stack, images):
-                yield _encoded(spec, item, "ORIGINAL", "original", {}, image)
+            kept = _box_records(spec, boxes, len(stack))
+            for item, image, box_record in zip(stack, images, kept):
+                yield _encoded(spec, item, "ORIGINAL", "original", {}, image, box_record)
         keys = [item.key for item in stack]
         for step in spec.steps:
             names = "-".join(stage.operator.name.lower() for stage in step.stages)
-            for out in apply_step(step, images, keys, spec.seed):
+            for out in apply_step(step, images, keys, spec.seed, boxes):
                 suffix = f"{step.index}-{names}-{out.copy}"
-                for item, params, image in zip(stack, out.params, out.images):
-                    yield _encoded(spec, item, step.name, suffix, params, image)
+                for member in out.skipped:
+                    yield _skipped(stack[member], step.name, out)
+                made = [stack[member] for member in out.sources()]
+                kept = _box_records(spec, out.boxes, len(made))
+                for item, params, image, box_record in zip(made, out.params, out.images, kept):
+                    yield _encoded(spec, item, step.name, suffix, params, image, box_record)
+
+
+def _with_boxes(spec: JobSpec, item: Item, fetched: bytes, image: np.ndarray) -> _Decoded:
+    """The decoded image with its boxes in its pixels: the file's boxes, in the full-size
+    upright image, scaled as the resize scaled it."""
+    if spec.boxes is None:
+        return _Decoded(item, image, None, None)
+    if item.boxes is None or not item.boxes.category:
+        return _Decoded(item, image, np.zeros((0, 4)), np.zeros(0, np.intp))
+    width, height = upright_size(fetched)
+    corners = item.boxes.corners(width, height)
+    rows = len(corners)
+    sx = np.full(rows, image.shape[1] / width)
+    sy = np.full(rows, image.shape[0] / height)
+    category = np.array(item.boxes.category, np.intp)
+    return _Decoded(item, image, scale_boxes(corners, sx, sy), category)
+
+
+def _stack_boxes(same_shape: list[_Decoded]) -> Boxes:
+    """The boxes of a stack of images, each row owned by its image's position."""
+    shape = same_shape[0].image.shape[:2]
+    corners = np.concatenate([d.boxes for d in same_shape])
+    owner = np.repeat(np.arange(len(same_shape)), [len(d.boxes) for d in same_shape])
+    category = np.concatenate([d.category for d in same_shape])
+    return Boxes(clip(corners, shape), corners, owner, category)
+
+
+def _box_records(spec: JobSpec, boxes: Boxes | None, images: int) -> list[tuple[str, int] | None]:
+    """Per output image: its kept boxes as manifest JSON, and how many it dropped."""
+    if spec.boxes is None or boxes is None:
+        return [None] * images
+    return records(boxes, images, spec.boxes.rules, spec.boxes.names)
+
+
+def _yolo_label(spec: JobSpec, row: dict) -> tuple[str, bytes]:
+    class_of = {name: i for i, name in enumerate(spec.boxes.names)}
+    text = yolo.label_text(json.loads(row["boxes"]), class_of, row["width"], row["height"])
+    return yolo.label_file(row["output_path"]), text
 
 
 def _failed(item: Item, reason: str) -> Output:
     return Output({"source_path": item.key, **item.placement(), "error": reason}, None)
 
 
+def _skipped(item: Item, operator: str, out: StepOutput) -> Output:
+    reason = f"copy {out.copy}: no window holds a whole box"
+    row = {"source_path": item.key, **item.placement(), "operator": operator, "skipped": reason}
+    return Output(row, None)
+
+
 def _encoded(
-    spec: JobSpec, item: Item, operator: str, suffix: str, params: dict, image: np.ndarray
+    spec: JobSpec,
+    item: Item,
+    operator: str,
+    suffix: str,
+    params: dict,
+    image: np.ndarray,
+    boxes: tuple[str, int] | None = None,
 ) -> Output:
     """The output's bytes and its manifest row (its name is the same on every retry)."""
     name = output_name(item.key, suffix)
@@ -190,6 +265,8 @@ def _encoded(
         "height": image.shape[0],
         "bytes": len(data),
     }
+    if boxes is not None:
+        row["boxes"], row["boxes_dropped"] = boxes
     return Output(row, data)
 
 

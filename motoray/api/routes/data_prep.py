@@ -69,7 +69,12 @@ async def submit_jobs(
     body = await _read_json(request)
     # A body of more requests than may ever be pending would get 429 forever: 422 instead.
     requests = parse_requests(
-        body, operators, list(config.sources), config.limits, config.server.max_pending_jobs
+        body,
+        operators,
+        list(config.sources),
+        config.limits,
+        config.server.max_pending_jobs,
+        annotated=config.annotated_sources(),
     )
     accepted = accept(requests, config, new_job_id())
     ids = await run_in_threadpool(jobs.submit, accepted, config.server.max_pending_jobs)
@@ -149,7 +154,9 @@ async def _offloaded(work) -> Any:
 def _one_request(body: Any, operators, config) -> RequestBase:
     """Preview and plan take one request, here and on the command line: a list of one is
     fine (as the original clients send it), a longer one is refused rather than cut."""
-    requests = parse_requests(body, operators, list(config.sources), config.limits)
+    requests = parse_requests(
+        body, operators, list(config.sources), config.limits, annotated=config.annotated_sources()
+    )
     if len(requests) != 1:
         raise RequestError([{"loc": [], "msg": f"takes one request, got {len(requests)}"}])
     return requests[0]
