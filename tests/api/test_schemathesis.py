@@ -13,6 +13,7 @@ Two halves, split where a case stops or starts reaching a job:
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -32,8 +33,10 @@ HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 
 pytestmark = pytest.mark.slow
 
-# Built at import: schemathesis parametrizes the test from the schema when it is collected.
+# Built at import: schemathesis parametrizes the test from the schema when it is collected
+# (also when `-m "not slow"` then deselects it: hence atexit, not a fixture, cleans up).
 APP_DIR = Path(tempfile.mkdtemp(prefix="motoray-contract-"))
+atexit.register(shutil.rmtree, APP_DIR, ignore_errors=True)
 APP = in_process_app(APP_DIR)
 SCHEMA = schemathesis.openapi.from_asgi(
     "/openapi.json",
@@ -51,12 +54,6 @@ SCHEMA = schemathesis.openapi.from_asgi(
         }
     ),
 ).include(method="POST")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _app_dir():
-    yield
-    shutil.rmtree(APP_DIR, ignore_errors=True)
 
 
 @SCHEMA.parametrize()
