@@ -28,10 +28,11 @@ from motoray.ops import operators_for
 from motoray.pipeline import ray_data, source
 from motoray.pipeline.jobspec import JobSpec, job_spec
 from motoray.pipeline.layout import JOB_FILE, MANIFEST_FILE
-from motoray.pipeline.manifest import MANIFEST_COLUMNS, SHARD_MANIFEST_COLUMNS, ManifestWriter
+from motoray.pipeline.manifest import ManifestWriter, manifest_columns
 from motoray.record import Counts, Failure, JobInputs, JobRecord, SourceRef, SplitCounts, Timings
 from motoray.spec import RequestBase, outputs_per_image, parse_requests
 from motoray.storage import open_storage
+from motoray.video.sampling import video_of
 
 Progress = Callable[[Counts], None]
 
@@ -66,21 +67,25 @@ def run_job(inputs: JobInputs, on_progress: Progress | None = None) -> JobRecord
         telemetry = JobTelemetry(config.logging, inputs.job_id, request.name)
         telemetry.log("started", f"job {inputs.job_id} started", output=job_dir.uri)
         storage, keys = source.list_source(request, config)
+        videos = source.probe(request, config, storage, keys)  # a video source: metadata
+        images = source.image_count(keys, videos)
         listed = time.time()
-        telemetry.log("listed", f"{len(keys)} images in {storage.uri}", images=len(keys))
+        telemetry.log("listed", f"{len(keys)} files in {storage.uri}", images=images)
         record.source = SourceRef(name=request.name, uri=storage.uri)
-        _check_budget(request, config, len(keys))
-        assignment = source.place(request, config, keys)
+        _check_budget(request, config, images)
+        assignment = source.place(request, config, keys, videos)
         record.split = assignment.report
         splits = {name: s["images"] for name, s in assignment.report["splits"].items()}
         telemetry.log("split", "images per split", splits=splits)
         spec = job_spec(request, config, storage, job_dir)
         ray_data.ship_plugins(config.operators)
-        items = source.items(keys, assignment)
+        items = source.items(keys, assignment, videos)
         deadline = started + config.limits.job_timeout_s
         record.counts, record.failures, outputs, files = _process(
-            spec, items, on_progress, telemetry, deadline
+            spec, items, images, on_progress, telemetry, deadline
         )
+        if videos is not None:
+            record.counts.videos = len(keys)
         _check_outcome(record.counts, record.failures, config.limits)
         _check_files(spec, outputs, files)
         job_dir.sync()  # every output on disk before the commit marker says so
@@ -163,6 +168,11 @@ def _check_outcome(counts: Counts, failures: list[Failure], limits) -> None:
             f"{counts.images_failed} of {counts.images_total} images failed: more than "
             f"limits.max_failed_fraction ({limits.max_failed_fraction:g})"
         )
+    if counts.videos and counts.videos_failed > limits.max_failed_fraction * counts.videos:
+        raise JobFailed(
+            f"{counts.videos_failed} of {counts.videos} videos gave no frame: more than "
+            f"limits.max_failed_fraction ({limits.max_failed_fraction:g})"
+        )
 
 
 def _check_files(spec: JobSpec, outputs: list[str], files: list[str]) -> None:
@@ -196,16 +206,17 @@ def _commit(job_dir, record: JobRecord) -> None:
 def _process(
     spec: JobSpec,
     items: list[source.Item],
+    images_expected: int,
     on_progress: Progress | None,
     telemetry: JobTelemetry,
     deadline: float,
 ) -> tuple[Counts, list[Failure], list[str], list[str]]:
     """Fan the images out to Ray Data, stream results into the manifest. Returns the
     counts, the failures, every output's path and the files written (shards, if any)."""
-    counts = Counts(images_total=len(items))
+    counts = Counts(images_total=images_expected)  # video: the frames promised, until done
     per_split: dict[str, SplitCounts] = defaultdict(SplitCounts)
     failures: list[Failure] = []
-    manifest = ManifestWriter(SHARD_MANIFEST_COLUMNS if spec.sharded else MANIFEST_COLUMNS)
+    manifest = ManifestWriter(manifest_columns(spec.sharded, video=spec.frames is not None))
     if on_progress:
         on_progress(counts.model_copy())
     if spec.sharded and items:
@@ -219,6 +230,7 @@ def _process(
         tables = ray_data.process_files(spec, items)
         files = []
     outputs: list[str] = []
+    videos_made: set[str] = set()
     for table in tables:
         if time.time() > deadline:
             raise JobTimeout("still running past limits.job_timeout_s")
@@ -230,6 +242,8 @@ def _process(
         ]
         manifest.add(made)
         outputs += made["output_path"].to_pylist()
+        if spec.frames is not None:
+            videos_made.update(made["video"].to_pylist())
         images = made.group_by(["source_path", "split"]).aggregate([]).column("split")
         for split in images.to_pylist():
             per_split[split].images += 1
@@ -245,6 +259,10 @@ def _process(
             on_progress(counts.model_copy())
     spec.job_dir.write(MANIFEST_FILE, manifest.finish())
     counts.splits = dict(sorted(per_split.items()))
+    if spec.frames is not None:  # frames are known once decoded; the budget counts videos
+        counts.images_total = counts.images_done
+        failed = {video_of(failure.source_path) for failure in failures}
+        counts.videos_failed = len(failed - videos_made)
     return counts, sorted(failures, key=lambda f: f.source_path), outputs, files
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from motoray.config import Config, LimitsConfig
+from motoray.config import Config, FrameSampling, LimitsConfig
 from motoray.ops import operators_for
 from motoray.ops.steps import Step, make_steps
 from motoray.spec import RequestBase
@@ -23,6 +23,7 @@ class JobSpec:
     limits: LimitsConfig
     sharded: bool = False  # output.format "webdataset"
     shard_bytes: int = 0  # the size a shard aims at
+    frames: FrameSampling | None = None  # a video source: which frames are its images
 
     def bytes_held(self, shape: tuple[int, ...]) -> int:
         """Bytes a decoded image holds while its steps run: itself and the largest step's
@@ -48,4 +49,5 @@ def job_spec(request: RequestBase, config: Config, source: Storage, job_dir: Sto
         limits=config.limits,
         sharded=request.output.format == "webdataset",
         shard_bytes=request.output.shard_size_mb * 2**20,
+        frames=config.sources[request.name].frames,
     )

@@ -24,11 +24,18 @@ ROWS_SCHEMA = pa.schema(
         ("height", pa.int32()),
         ("bytes", pa.int64()),
         ("shard", pa.string()),  # webdataset: the tar that holds output_path (a member name)
+        ("video", pa.string()),  # a video source: the frame's video (source_path = video#t=ms)
+        ("time_ms", pa.int64()),  # and its presentation time, ms from the video's start
         ("error", pa.string()),  # set on the one row of an image that failed
     ]
 )
-MANIFEST_COLUMNS = [f.name for f in ROWS_SCHEMA if f.name not in ("shard", "error")]
+VIDEO_COLUMNS = ["video", "time_ms"]
+MANIFEST_COLUMNS = [f.name for f in ROWS_SCHEMA if f.name not in ("shard", "error", *VIDEO_COLUMNS)]
 SHARD_MANIFEST_COLUMNS = [*MANIFEST_COLUMNS, "shard"]
+
+
+def manifest_columns(sharded: bool, video: bool) -> list[str]:
+    return (SHARD_MANIFEST_COLUMNS if sharded else MANIFEST_COLUMNS) + (VIDEO_COLUMNS * video)
 
 
 def rows_table(rows: list[dict]) -> pa.Table:
@@ -39,6 +46,7 @@ def sample_record(row: dict) -> bytes:
     """A shard sample's .json: its manifest row, with params as an object."""
     fields = ("source_path", "split", "label", "group", "operator", "width", "height")
     record = {field: row[field] for field in fields} | {"params": json.loads(row["params"])}
+    record |= {field: row[field] for field in VIDEO_COLUMNS if row.get(field) is not None}
     return json.dumps(record, sort_keys=True).encode()
 
 

@@ -27,7 +27,9 @@ from motoray.priority import as_batch_work
 # Per task: ~3 s of work on one CPU amortises the ~0.15 s a CPU idles between two tasks
 # (Ray Data notices a finished task within 0.1 s, then submits the next).
 IMAGES_PER_BLOCK = 300
+RANGES_PER_BLOCK = 1  # a video range is seconds of decoding already
 PLACEMENT = ("split", "label", "group")
+COLUMNS = ("key", *PLACEMENT, "span")
 
 
 def ship_plugins(config: OperatorsConfig) -> None:
@@ -45,7 +47,8 @@ def process_files(spec: JobSpec, items: list[Item]) -> Iterator[pa.Table]:
     # Block boundaries change no output byte: seeds and names come from keys alone.
     _in_order()
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    blocks = max(-(-len(items) // IMAGES_PER_BLOCK), min(len(items), 2 * cpus))
+    per_block = RANGES_PER_BLOCK if spec.frames else IMAGES_PER_BLOCK
+    blocks = max(-(-len(items) // per_block), min(len(items), 2 * cpus))
     rows = [_columns(item) for item in items]
     dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
         _write_files, fn_kwargs={"spec": spec}, batch_size=None, batch_format="numpy"
@@ -97,20 +100,30 @@ def _images_per_shard(spec: JobSpec, sample: list[Item]) -> int:
 
 
 def _columns(item: Item) -> dict[str, str]:
-    """Ray's numpy batches turn None into NaN: "not applicable" travels as ""."""
-    return {"key": item.key, **{c: v or "" for c, v in item.placement().items()}}
+    """Ray's numpy batches turn None into NaN: "not applicable" travels as "", and a video
+    range as "start,end" (ms; "" for an open end)."""
+    span = "" if item.span is None else ",".join("" if t is None else str(t) for t in item.span)
+    placement = {c: v or "" for c, v in item.placement().items()}
+    return {"key": item.key, **placement, "span": span}
 
 
 def _items(columns: dict[str, Sequence[str]]) -> list[Item]:
     return [
-        Item(key, split, label or None, group or None)
-        for key, split, label, group in zip(*(columns[c] for c in ("key", *PLACEMENT)))
+        Item(key, split, label or None, group or None, _span(span))
+        for key, split, label, group, span in zip(*(columns[c] for c in COLUMNS))
     ]
+
+
+def _span(text: str) -> tuple[int | None, int | None] | None:
+    if not text:
+        return None
+    start, end = text.split(",")
+    return (int(start) if start else None, int(end) if end else None)
 
 
 def _write_files(batch: dict[str, np.ndarray], spec: JobSpec) -> pa.Table:
     as_batch_work()
-    items = _items({c: batch[c].tolist() for c in ("key", *PLACEMENT)})
+    items = _items({c: batch[c].tolist() for c in COLUMNS})
     return rows_table(worker.write_files(spec, items))
 
 
@@ -118,5 +131,5 @@ def _write_shard(batch: dict[str, np.ndarray], spec: JobSpec) -> pa.Table:
     as_batch_work()
     [name], [encoded] = batch["shard"].tolist(), batch["items"].tolist()
     rows = json.loads(encoded)
-    items = _items({c: [row[c] for row in rows] for c in ("key", *PLACEMENT)})
+    items = _items({c: [row[c] for row in rows] for c in COLUMNS})
     return rows_table(worker.write_shard(spec, name, items))

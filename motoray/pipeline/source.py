@@ -1,15 +1,20 @@
 """What a job reads: the source's listing, and where each image goes (split, label, group),
-decided before any pixel is read."""
+decided before any pixel is read. A video source's items are time ranges of its videos
+(motoray/video/plan.py), placed per video or segment."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from motoray.config import Config
 from motoray.labels import labels_of
 from motoray.spec import RequestBase
 from motoray.split import Assignment, assign
 from motoray.storage import Storage, open_storage
+
+if TYPE_CHECKING:
+    from motoray.video.plan import VideoPlan
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,9 @@ class Item:
     split: str
     label: str | None = None
     group: str | None = None
+    # A video source: the time range of the video `key` this item stands for ([start, end)
+    # in ms from its start; None: open), whose sampled frames are the images.
+    span: tuple[int | None, int | None] | None = None
 
     def placement(self) -> dict[str, str | None]:
         return {"split": self.split, "label": self.label, "group": self.group}
@@ -31,11 +39,56 @@ def list_source(request: RequestBase, config: Config) -> tuple[Storage, list[str
     return source, source.list(tuple(source_config.extensions))
 
 
-def place(request: RequestBase, config: Config, keys: list[str]) -> Assignment:
-    """Label, split group and split of every image."""
+def probe(
+    request: RequestBase, config: Config, storage: Storage, keys: list[str]
+) -> VideoPlan | None:
+    """A video source: every video's metadata (no frame decoded). None for images."""
+    source_config = config.sources[request.name]
+    if source_config.kind != "video":
+        return None
+    from motoray.video.plan import probe_all
+
+    split = request.train_test_split
+    group_by = split.group_by if split is not None else None
+    return probe_all(storage, keys, source_config.frames, group_by, config.limits.max_image_pixels)
+
+
+def image_count(keys: list[str], videos: VideoPlan | None) -> int:
+    """Images the job will make: the listing's, or the frames the videos' metadata promise."""
+    return len(keys) if videos is None else videos.expected_frames()
+
+
+def place(
+    request: RequestBase, config: Config, keys: list[str], videos: VideoPlan | None = None
+) -> Assignment:
+    """Label, split group and split of every image (of every video or segment)."""
     labels = labels_of(keys, config.sources[request.name].labels)
-    return assign(keys, request.train_test_split, request.seed, labels)
+    split = request.train_test_split
+    group_by = _group_by(split, videos is not None)
+    if videos is not None:
+        return videos.assign(split, request.seed, labels, group_by)
+    return assign(keys, split, request.seed, labels)
 
 
-def items(keys: list[str], assignment: Assignment) -> list[Item]:
+def items(keys: list[str], assignment: Assignment, videos: VideoPlan | None = None) -> list[Item]:
+    if videos is not None:
+        return videos.items(keys, assignment)
     return [Item(key, **assignment.placement(key)) for key in keys]
+
+
+def _group_by(split, video: bool) -> str:
+    """The split's grouping, checked against the kind of source: frames of one video are
+    near-duplicates, so a video source groups by video unless told otherwise."""
+    if split is None:
+        return "video" if video else "image"
+    chosen = split.group_by if "group_by" in split.model_fields_set else None
+    if video:
+        if chosen == "image":
+            raise ValueError(
+                'group_by "image" on a video source would put frames of one video in several '
+                'splits: use "video" (the default), "segment:<seconds>", "folder" or "regex:"'
+            )
+        return chosen or "video"
+    if chosen == "video" or (chosen or "").startswith("segment:"):
+        raise ValueError(f'group_by "{chosen}" is for video sources (`kind: video`)')
+    return split.group_by

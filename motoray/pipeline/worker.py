@@ -25,6 +25,7 @@ from motoray.pipeline.manifest import sample_record
 from motoray.pipeline.shards import tar_bytes
 from motoray.pipeline.source import Item
 from motoray.storage import Refused
+from motoray.video import frames as video_frames
 
 CHUNK_IMAGES = 64  # decoded together at most (feeds kernels stacks); also the read-ahead
 IO_THREADS = 8  # concurrent reads/writes per task: hides object-store latency
@@ -48,18 +49,14 @@ def outputs(spec: JobSpec, items: Sequence[Item], io: Executor | None = None) ->
     cut changes no byte: seeds and names come from keys alone.
     """
     with nullcontext(io) if io else ThreadPoolExecutor(IO_THREADS) as pool:
-        reads = deque(pool.submit(_fetch, spec, item.key) for item in items[:CHUNK_IMAGES])
+        # A video source's items are time ranges: they yield their sampled frames.
+        decoded = video_frames.decoded(spec, items) if spec.frames else _images(spec, items, pool)
         group: list[tuple[Item, np.ndarray]] = []
         held = 0
         misfits: dict[tuple[int, ...], str | None] = {}  # by image shape: one when resized
-        for index, item in enumerate(items):
-            fetched = reads.popleft().result()  # an error reading storage fails the task
-            if index + CHUNK_IMAGES < len(items):
-                reads.append(pool.submit(_fetch, spec, items[index + CHUNK_IMAGES].key))
-            try:
-                image = _decode(spec, fetched)
-            except (DecodeError, Refused, FileNotFoundError) as e:
-                yield _failed(item, str(e))
+        for item, image in decoded:
+            if isinstance(image, str):
+                yield _failed(item, image)
                 continue
             if image.shape not in misfits:
                 misfits[image.shape] = spec.misfit(image.shape[:2])
@@ -72,6 +69,21 @@ def outputs(spec: JobSpec, items: Sequence[Item], io: Executor | None = None) ->
                 yield from _group_outputs(spec, group)
                 group, held = [], 0
         yield from _group_outputs(spec, group)
+
+
+def _images(
+    spec: JobSpec, items: Sequence[Item], pool: Executor
+) -> Iterator[tuple[Item, np.ndarray | str]]:
+    """(item, decoded image) or (item, why not), with reads running CHUNK_IMAGES ahead."""
+    reads = deque(pool.submit(_fetch, spec, item.key) for item in items[:CHUNK_IMAGES])
+    for index, item in enumerate(items):
+        fetched = reads.popleft().result()  # an error reading storage fails the task
+        if index + CHUNK_IMAGES < len(items):
+            reads.append(pool.submit(_fetch, spec, items[index + CHUNK_IMAGES].key))
+        try:
+            yield item, _decode(spec, fetched)
+        except (DecodeError, Refused, FileNotFoundError) as e:
+            yield item, str(e)
 
 
 def write_files(spec: JobSpec, items: Sequence[Item]) -> list[dict]:
@@ -140,7 +152,15 @@ def images_per_shard(spec: JobSpec, sample: Sequence[Item]) -> int:
 
 
 def in_manifest_order(rows: list[dict]) -> list[dict]:
-    return sorted(rows, key=lambda row: (row["source_path"], row.get("output_path") or ""))
+    """By source key; a video's frames by time (their keys' digits do not sort by time)."""
+    return sorted(
+        rows,
+        key=lambda row: (
+            row.get("video") or row["source_path"],
+            row.get("time_ms") or 0,
+            row.get("output_path") or "",
+        ),
+    )
 
 
 def _group_outputs(spec: JobSpec, group: list[tuple[Item, np.ndarray]]) -> Iterator[Output]:
@@ -186,6 +206,8 @@ def _encoded(
         "height": image.shape[0],
         "bytes": len(data),
     }
+    if spec.frames is not None:
+        row |= video_frames.lineage(item.key)  # the video and the frame's time, as columns
     return Output(row, data)
 
 
