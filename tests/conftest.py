@@ -80,7 +80,9 @@ def outputs_in_memory(
 
     request = parse_one(body, config)
     storage, listed = source.list_source(request, config)
-    items = source.items(listed if keys is None else keys, source.place(request, config, listed))
+    videos = source.probe(request, config, storage, listed)  # None: an image source
+    assignment = source.place(request, config, listed, videos)
+    items = source.items(listed if keys is None else keys, assignment, videos)
     made = list(worker.outputs(job_spec(request, config, storage, MemoryStorage()), items))
     rows = [{column: row.get(column) for column in ROWS_SCHEMA.names} for row, _ in made]
     return worker.in_manifest_order(rows), {r["output_path"]: d for r, d in made if d}

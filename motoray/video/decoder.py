@@ -83,7 +83,7 @@ class Video:
         context = stream.codec_context
         if context is None or not context.codec.is_decoder:
             self.close_container()
-            raise VideoError(f"unsupported codec: no decoder for {stream.codec.name!r}")
+            raise VideoError("unsupported codec: FFmpeg has no decoder for its video stream")
         if context.width * context.height > self._max_pixels:
             self.close_container()
             raise VideoError(
@@ -97,7 +97,7 @@ class Video:
         self.origin = stream.start_time if stream.start_time is not None else 0
         rate = stream.average_rate or stream.guessed_rate
         self.rate = Fraction(rate) if rate else None
-        self.declared_end = _declared_duration(self.container, stream)
+        self.declared_end = _declared_duration(self.container, stream, self.origin)
         self.last_pts: int | None = None  # the latest presentation time demuxed
 
     def reopen(self) -> None:
@@ -185,18 +185,21 @@ class _Scan:
         start_ms, end_ms = span
         previous: Fraction | None = None  # the time of the frame before, in presentation order
         started = False  # a keyframe has been decoded since the seek
+        first_key: Fraction | None = None
         damaged = False  # since the last damage, no keyframe yet: frames may show it
         damages = 0
         for item in _decoded(video, seek):
             if isinstance(item, _Error):
                 time = video.time(item.pts) if item.pts is not None else previous
+                if seek is not None and (not started or (time is not None and time < first_key)):
+                    continue  # what references frames before the seek: not damage
                 if not damaged and (time is None or in_span(time, span)):
                     damages += 1
                     yield Damage(time, item.reason)
                     if damages >= MAX_DAMAGE_PER_RANGE:
                         yield Damage(time, "too much damage: the rest of the range is skipped")
                         return
-                damaged = started  # before the first keyframe, nothing is kept anyway
+                damaged = True
                 if item.fatal:
                     return
                 continue
@@ -208,7 +211,7 @@ class _Scan:
                     continue
                 if start_ms is not None and seek is not None and time * 1000 >= start_ms:
                     raise _SeekTooLate
-                started = True
+                started, first_key = True, time
             if damaged and item.key_frame:
                 damaged = False
             if end_ms is not None and time * 1000 >= end_ms:
@@ -233,7 +236,9 @@ class _Scan:
             if last is None:
                 yield Damage(None, "no frame could be read (truncated?)")
             else:
-                gap = f", {float(declared - last):.3f} s before its declared end" if declared else ""
+                gap = (
+                    f", {float(declared - last):.3f} s before its declared end" if declared else ""
+                )
                 yield Damage(last, f"the video data ends here{gap} (truncated?)")
 
 
@@ -276,12 +281,18 @@ def _pixels(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
     return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
 
 
-def _declared_duration(container, stream) -> Fraction | None:
+def _declared_duration(container, stream, origin: int) -> Fraction | None:
+    """Seconds from the first frame to the end, as the container states it: the stream's own
+    duration (MP4, MOV), else the container's, which Matroska counts from time 0 rather than
+    from the first frame (MPEG-TS estimates it from the first and last timestamps)."""
     if stream.duration:
         return stream.duration * Fraction(stream.time_base)
-    if container.duration:
-        return Fraction(container.duration, av.time_base)
-    return None
+    if not container.duration:
+        return None
+    duration = Fraction(container.duration, av.time_base)
+    if "matroska" in container.format.name:
+        duration -= origin * Fraction(stream.time_base)
+    return max(duration, Fraction(0))
 
 
 def _attached_picture(stream) -> bool:
