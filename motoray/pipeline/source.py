@@ -71,8 +71,11 @@ def place(
 
 
 def items(keys: list[str], assignment: Assignment, videos: VideoPlan | None = None) -> list[Item]:
-    if videos is not None:
-        return videos.items(keys, assignment)
+    if videos is not None:  # one item per time range of every video
+        return [
+            Item(key, **assignment.placement(unit), span=span)
+            for key, unit, span in videos.ranges(keys)
+        ]
     return [Item(key, **assignment.placement(key)) for key in keys]
 
 

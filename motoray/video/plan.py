@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from motoray.config import FrameSampling
-from motoray.pipeline.source import Item
 from motoray.spec import TrainTestSplit, segment_seconds
 from motoray.split import Assignment, assign, group_names
 from motoray.storage import Refused, Storage
@@ -94,13 +93,10 @@ class VideoPlan:
             list(units), split, seed, unit_labels, groups=groups, sizes=sizes, group_by=group_by
         )
 
-    def items(self, keys: Sequence[str], assignment: Assignment) -> list[Item]:
-        """One item per range of every video, in listing and time order."""
-        return [
-            Item(key, **assignment.placement(self.unit(key, span)), span=span)
-            for key in keys
-            for span in self.spans(key)
-        ]
+    def ranges(self, keys: Sequence[str]) -> list[tuple[str, str, Span]]:
+        """(video, unit, time range) for every range of every video, in listing and time
+        order: the items of a job."""
+        return [(key, self.unit(key, span), span) for key in keys for span in self.spans(key)]
 
 
 def probe_all(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from fractions import Fraction
 
@@ -120,7 +121,7 @@ def test_ranges_tile_the_time_line_and_stay_inside_segments(seed):
     segment_ms = rng.choice([None, rng.randrange(100, 120_000)])
     cut = spans(duration, range_ms, segment_ms)
     assert cut[0][0] is None and cut[-1][1] is None  # frames before or after the metadata
-    assert all(a[1] == b[0] for a, b in zip(cut, cut[1:]))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(cut))
     assert all(a[1] > a[0] for a in cut[1:-1])
     if segment_ms:
         for span in cut:
