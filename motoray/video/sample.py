@@ -30,8 +30,10 @@ def write_sample_videos(
     fps: int = 25,
     seed: int = 0,
     suffix: str = ".mp4",
+    crf: int = 23,
 ) -> list[Path]:
-    """`count` clips clip{c:03d}<suffix> (.mp4, .mkv, .mov or .ts) of `seconds` at `fps`."""
+    """`count` clips clip{c:03d}<suffix> (.mp4, .mkv, .mov or .ts) of `seconds` at `fps`;
+    `crf` is x264's quality (lower: better and bigger)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     frames = round(seconds * fps)
@@ -39,7 +41,7 @@ def write_sample_videos(
     for clip in range(count):
         path = directory / f"clip{clip:03d}{suffix}"
         times = [Fraction(i, fps) for i in range(frames)]
-        write_clip(path, render_clip(clip, frames, size, seed), times, fps)
+        write_clip(path, render_clip(clip, frames, size, seed), times, fps, crf=crf)
         paths.append(path)
     return paths
 
@@ -64,6 +66,7 @@ def write_clip(
     *,
     start: Fraction = Fraction(0),
     codec: str = "libx264",
+    crf: int = 23,
 ) -> None:
     """Encode `images` shown at `times` (seconds, plus `start`): H.264 (x264, one thread, so
     the bytes are the same everywhere), a keyframe every GOP_SECONDS, B-frames; an MP4 keeps
@@ -84,7 +87,8 @@ def write_clip(
                 stream.codec_context.time_base = time_base
                 stream.codec_context.gop_size = GOP_SECONDS * fps
                 if codec == "libx264":
-                    stream.codec_context.options = {"preset": "veryfast", "threads": "1"}
+                    x264 = {"preset": "veryfast", "threads": "1", "crf": str(crf)}
+                    stream.codec_context.options = x264
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts = round((start + time) / time_base)
             frame.time_base = time_base
