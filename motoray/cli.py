@@ -244,16 +244,27 @@ def plan(request, config_path, cpus) -> int:
     return 0
 
 
-@cli.command(help="Write synthetic broadcast-like JPEG frames.")
+@cli.command(help="Write synthetic broadcast-like JPEG frames (or, with --video, clips).")
 @click.argument("directory")
-@click.option("--count", type=int, default=60, show_default=True)
+@click.option("--count", type=int, default=60, show_default=True, help="frames, or clips")
 @click.option("--size", default="1280x720", show_default=True, help="WIDTHxHEIGHT")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--video", is_flag=True, help="H.264 MP4 clips: bikes, a ticker, a scene cut")
+@click.option("--seconds", type=float, default=10, show_default=True, help="per clip (--video)")
+@click.option("--fps", type=int, default=25, show_default=True, help="frame rate (--video)")
 @_bad_input
-def sample_data(directory, count, size, seed) -> int:
+def sample_data(directory, count, size, seed, video, seconds, fps) -> int:
+    width, _, height = size.lower().partition("x")
+    if video:
+        from motoray.video.sample import write_sample_videos
+
+        paths = write_sample_videos(
+            directory, count, (int(width), int(height)), seconds=seconds, fps=fps, seed=seed
+        )
+        click.echo(f"wrote {len(paths)} clips ({size}, {seconds:g} s at {fps} fps) to {directory}")
+        return 0
     from motoray.sample_data import write_sample_frames
 
-    width, _, height = size.lower().partition("x")
     paths = write_sample_frames(directory, count, (int(width), int(height)), seed=seed)
     click.echo(f"wrote {len(paths)} frames ({size}) to {directory}")
     return 0

@@ -79,6 +79,22 @@ def items(keys: list[str], assignment: Assignment, videos: VideoPlan | None = No
     return [Item(key, **assignment.placement(key)) for key in keys]
 
 
+def sample(
+    keys: list[str], assignment: Assignment, videos: VideoPlan | None, count: int
+) -> list[Item]:
+    """Items for previews and estimates: `count` images spread over the listing, or the
+    openings of up to `count` videos, each long enough for about `count` frames."""
+    if videos is None:
+        step = max(1, -(-len(keys) // count))
+        return items(keys[::step][:count], assignment)
+    readable = [key for key in keys if not isinstance(videos.videos[key], str)]
+    step = max(1, -(-len(readable) // count))
+    return [
+        Item(key, **assignment.placement(unit), span=span)
+        for key, unit, span in (videos.opening(key, count) for key in readable[::step][:count])
+    ]
+
+
 def _group_by(split, video: bool) -> str:
     """The split's grouping, checked against the kind of source: frames of one video are
     near-duplicates, so a video source groups by video unless told otherwise."""

@@ -8,6 +8,7 @@ items, one per time range, which the worker decodes (`frames.py`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -92,6 +93,18 @@ class VideoPlan:
         return assign(
             list(units), split, seed, unit_labels, groups=groups, sizes=sizes, group_by=group_by
         )
+
+    def opening(self, key: str, frames: int) -> tuple[str, str, Span]:
+        """The start of a video long enough for about `frames` sampled frames: what previews
+        and plans decode instead of the whole video."""
+        period_ms = 2000 if self.frames.every_s is None else round(self.frames.every_s * 1000)
+        if self.frames.fps is not None:
+            period_ms = math.ceil(1000 / self.frames.fps)
+        elif self.frames.every_n is not None:
+            period_ms = self.frames.every_n * 1000 // 24  # a guess at the rate, only to stop
+        end = round(self.frames.start_s * 1000) + frames * period_ms
+        first = self.spans(key)[0]
+        return key, self.unit(key, first), (None, end if first[1] is None else min(end, first[1]))
 
     def ranges(self, keys: Sequence[str]) -> list[tuple[str, str, Span]]:
         """(video, unit, time range) for every range of every video, in listing and time
