@@ -322,7 +322,20 @@ def sources(config_path) -> int:
     help="jobs timed POST -> RUNNING on a service",
 )
 @click.option("--output", type=Path, help="write the result as JSON here")
-def bench(frames, images, slow_images, repeats, workers, memory_check, service_jobs, output):
+@click.option("--videos", type=int, default=6, show_default=True, help="clips (0: no video)")
+@click.option("--video-seconds", type=float, default=20, show_default=True, help="per clip")
+def bench(
+    frames,
+    images,
+    slow_images,
+    repeats,
+    workers,
+    memory_check,
+    service_jobs,
+    output,
+    videos,
+    video_seconds,
+):
     import os
 
     from motoray.bench import run as run_bench
@@ -338,6 +351,8 @@ def bench(frames, images, slow_images, repeats, workers, memory_check, service_j
         memory_check,
         output,
         service_jobs,
+        videos=videos,
+        video_seconds=video_seconds,
     )
     return 0
 

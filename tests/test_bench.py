@@ -18,7 +18,7 @@ def test_bench_runs_every_variant_and_keeps_fidelity(tmp_path):
     motoray = str(Path(sys.executable).with_name("motoray"))
     command = [motoray, "bench", "--frames", str(tmp_path / "frames"), "--images", "40"]
     command += ["--slow-images", "8", "--repeats", "1", "--workers", "2", "--service-jobs", "2"]
-    command += ["--output", str(output)]
+    command += ["--videos", "2", "--video-seconds", "2", "--output", str(output)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=540)
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -38,3 +38,9 @@ def test_bench_runs_every_variant_and_keeps_fidelity(tmp_path):
         <= result["service_post_to_running"]["max_s"]
     )
     assert "motoray / floor   (c/a)" in done.stdout and "POST -> RUNNING" in done.stdout
+    video = result["video"]  # the video floor and a video job, on two 2 s clips
+    assert video["clips"] == 2 and video["decoded_frames"] == 100
+    assert all(rate > 0 for rate in video["decoded_frames_per_s_median"].values())
+    assert len(video["ratios_per_round"]) == 1 and "video (2 clips" in done.stdout
+    floor = sorted((tmp_path / "frames").parent.glob("videos/clip*.mp4"))
+    assert len(floor) == 2

@@ -10,6 +10,12 @@ ratios of runs made side by side mean anything.
   naive    a Pillow loop: full decode, resize, crop, save (what a prototype does)
   motoray  a motoray job on a warm local Ray (listing, split, writes, manifest included)
   raydata  Ray Data the obvious way: read_images + map_batches with defaults
+
+and the same request on a video source (sampled every 0.5 s from 720p H.264 clips):
+
+  video floor    a bare PyAV loop per clip (decode, sample, resize, encode, write) in a
+                 multiprocessing.Pool, with motoray's FFmpeg threads
+  video motoray  a motoray job on a `kind: video` source of the same clips
 """
 
 from __future__ import annotations
@@ -62,6 +68,34 @@ def floor_one(task: tuple[str, str]) -> None:
 def naive_one(path: Path, out: Path) -> None:
     array = np.asarray(Image.open(path).convert("RGB").resize(SIZE, Image.Resampling.BILINEAR))
     _save(_crops(array, str(path)), out, path.stem)
+
+
+VIDEO_FRAMES = {"every_s": 0.5}
+
+
+def video_floor_one(task: tuple[str, str]) -> int:
+    """One clip the bare way: every frame decoded, each 0.5 s target takes the first frame at
+    or after it, converted and resized by swscale in one pass, cropped, encoded, written."""
+    import av
+
+    from motoray.video.decoder import DECODE_THREADS
+
+    path, out = task
+    made, target, stem = 0, 0.0, Path(path).stem
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type, stream.codec_context.thread_count = "AUTO", DECODE_THREADS
+        for frame in container.decode(stream):
+            if frame.time + 1e-9 < target:
+                continue
+            image = frame.to_ndarray(
+                format="rgb24", width=SIZE[0], height=SIZE[1], interpolation="AREA"
+            )
+            _save(_crops(image, f"{path}{frame.pts}"), Path(out), f"{stem}_{frame.pts}")
+            made += 1
+            while target <= frame.time + 1e-9:
+                target += VIDEO_FRAMES["every_s"]
+    return made
 
 
 # --- the runs --------------------------------------------------------------------------------
@@ -122,6 +156,24 @@ class Bench:
         ray.data.read_images(str(source), mode="RGB", include_paths=True).map_batches(
             augment
         ).materialize()
+
+    def video_floor(self, clips: list[Path]) -> None:
+        out = self._out("video-floor")
+        self.pool.map(video_floor_one, [(str(c), str(out)) for c in clips], chunksize=1)
+
+    def video_motoray(self, clips: list[Path]) -> None:
+        from motoray.config import Config, OutputConfig, SourceConfig
+        from motoray.jobs import accept
+        from motoray.ops import operators_for
+        from motoray.pipeline.job import run_job
+        from motoray.spec import parse_requests
+
+        source = SourceConfig(uri=str(clips[0].parent), kind="video", frames=VIDEO_FRAMES)
+        config = Config(
+            sources={"bench": source}, output=OutputConfig(uri=str(self._out("video-motoray")))
+        )
+        [inputs] = accept(parse_requests(REQUEST, operators_for()), config, "bench-video")
+        run_job(inputs)
 
     def close(self) -> None:
         self.pool.terminate()
@@ -282,6 +334,8 @@ def run(
     output: Path | None = None,
     service_jobs: int = 5,
     log: Callable[[str], None] = print,
+    videos: int = 6,
+    video_seconds: float = 20,
 ) -> dict:
     """The whole benchmark; returns (and writes) the result."""
     import ray
@@ -348,6 +402,9 @@ def run(
                 "ratio": round(peak_large / peak_small, 3),
             }
         result["fidelity"] = fidelity(paths)
+        if videos:
+            clips = _clips(frames.parent / "videos", videos, video_seconds, log)
+            result["video"] = video_rounds(bench, clips, repeats, log)
     finally:
         bench.close()
         ray.shutdown()
@@ -358,6 +415,54 @@ def run(
         output.write_text(json.dumps(result, indent=2) + "\n")
     log(report(result))
     return result
+
+
+def _clips(folder: Path, count: int, seconds: float, log: Callable[[str], None]) -> list[Path]:
+    """`count` 1280x720 25 fps clips of `seconds` (made once, then reused)."""
+    from motoray.video.sample import write_sample_videos
+
+    marker = folder / f".made-{count}x{seconds:g}s"
+    if not marker.exists():
+        log(f"writing {count} clips of {seconds:g} s (1280x720, H.264) to {folder} ...")
+        shutil.rmtree(folder, ignore_errors=True)
+        write_sample_videos(folder, count, (1280, 720), seconds=seconds)
+        marker.touch()
+    return sorted(folder.glob("clip*.mp4"))
+
+
+def video_rounds(bench: Bench, clips: list[Path], repeats: int, log) -> dict:
+    """The video floor and a motoray video job, interleaved, after a warm-up of each."""
+    variants = {"floor": bench.video_floor, "motoray": bench.video_motoray}
+    for run in variants.values():
+        bench.clear()
+        run(clips[:1])
+    decoded = sum(round(_duration(clip) * 25) for clip in clips)
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for repeat in range(repeats):
+        for name, run in variants.items():
+            bench.clear()
+            start = time.perf_counter()
+            run(clips)
+            rates[name].append(decoded / (time.perf_counter() - start))
+            log(f"  round {repeat + 1}: video {name:8} {rates[name][-1]:7.1f} decoded frames/s")
+    ratios = [m / f for m, f in zip(rates["motoray"], rates["floor"])]
+    return {
+        "clips": len(clips),
+        "decoded_frames": decoded,
+        "decoded_frames_per_s_median": {
+            k: round(statistics.median(v), 1) for k, v in rates.items()
+        },
+        "ratio_median": round(statistics.median(ratios), 3),
+        "ratios_per_round": [round(r, 3) for r in ratios],
+    }
+
+
+def _duration(clip: Path) -> float:
+    import av
+
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        return float(stream.duration * stream.time_base)
 
 
 def report(result: dict) -> str:
@@ -380,6 +485,14 @@ def report(result: dict) -> str:
         f"  fast decode vs full: mean abs diff {f['mean_abs_diff']:.2f}, "
         f"PSNR >= {f['psnr_db_min']:.1f} dB"
     )
+    if "video" in result:
+        v = result["video"]
+        rates = v["decoded_frames_per_s_median"]
+        lines.append(
+            f"  video ({v['clips']} clips, {v['decoded_frames']} frames decoded): floor "
+            f"{rates['floor']} fps, motoray {rates['motoray']} fps, motoray / floor = "
+            f"{v['ratio_median']:.2f}"
+        )
     lines.append(f"  cold `motoray run` (1 image, Ray start included): {result['cold_run_s']} s")
     service = result["service_post_to_running"]
     lines.append(
