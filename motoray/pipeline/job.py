@@ -70,7 +70,8 @@ def run_job(inputs: JobInputs, on_progress: Progress | None = None) -> JobRecord
         videos = source.probe(request, config, storage, keys)  # a video source: metadata
         images = source.image_count(keys, videos)
         listed = time.time()
-        telemetry.log("listed", f"{len(keys)} files in {storage.uri}", images=images)
+        listing = f"{len(keys)} {'videos' if videos else 'images'} in {storage.uri}"
+        telemetry.log("listed", listing, images=images)
         record.source = SourceRef(name=request.name, uri=storage.uri)
         _check_budget(request, config, images)
         assignment = source.place(request, config, keys, videos)

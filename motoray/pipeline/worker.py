@@ -146,6 +146,8 @@ def images_per_shard(spec: JobSpec, sample: Sequence[Item]) -> int:
     and listing give the same number on any cluster."""
     rows, data = shard(spec, "sample.tar", sample)
     decoded = len({row["source_path"] for row in rows if "error" not in row})
+    if spec.frames is not None:  # items are video ranges: shards hold so many ranges
+        decoded = len(sample) if decoded else 0
     if not decoded:
         return MAX_IMAGES_PER_SHARD
     return max(1, min(MAX_IMAGES_PER_SHARD, spec.shard_bytes * decoded // len(data)))

@@ -142,8 +142,6 @@ def span_frames(
     video: Video, sampler: Sampler, span: Span, size: tuple[int, int] | None
 ) -> Iterator[Frame | Damage]:
     """The sampled frames of the range `span`, in time order, and the damage found in it."""
-    if sampler.period is None:
-        video.stream.codec_context.skip_frame = "NONKEY"  # keyframes only: skip the rest
     start_ms = span[0]
     backoffs = list(SEEK_BACKOFF_MS) if start_ms is not None else []
     seeked = False
@@ -182,6 +180,8 @@ class _Scan:
 
     def run(self, seek: int | None) -> Iterator[Frame | Damage]:
         video, span = self.video, self.span
+        if self.sampler.period is None:
+            video.stream.codec_context.skip_frame = "NONKEY"  # keyframes only: skip the rest
         start_ms, end_ms = span
         previous: Fraction | None = None  # the time of the frame before, in presentation order
         started = False  # a keyframe has been decoded since the seek

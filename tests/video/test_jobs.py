@@ -117,3 +117,18 @@ def test_group_by_image_is_refused_on_a_video_source(clips, tmp_path):
     body = request(train_test_split={**SPLIT, "group_by": "image"})
     with pytest.raises(ValueError, match="frames of one video in several splits"):
         run_job(body, config, "leaky")
+
+
+def test_webdataset_shards_of_a_video_source(clips, tmp_path):
+    config = video_config(clips, tmp_path / "out", every_s=1, range_s=5)
+    body = request(train_test_split=SPLIT, output={"format": "webdataset", "shard_size_mb": 1})
+    record = run_job(body, config, "shards")
+    assert record["state"] == "SUCCEEDED" and record["counts"]["images_done"] == 30
+    rows = manifest(record)
+    assert {r["shard"] for r in rows} == {f"{s}/shard-000000.tar" for s in ("train", "test")}
+    assert all(r["source_path"] == f"{r['video']}#t={r['time_ms']}" for r in rows)
+    import tarfile
+
+    with tarfile.open(Path(record["output"]) / rows[0]["shard"]) as tar:
+        sample = json.loads(tar.extractfile(tar.getmembers()[1]).read())
+    assert sample["video"] == rows[0]["video"] and sample["time_ms"] == rows[0]["time_ms"]
