@@ -322,7 +322,7 @@ def sources(config_path) -> int:
     help="jobs timed POST -> RUNNING on a service",
 )
 @click.option("--output", type=Path, help="write the result as JSON here")
-@click.option("--videos", type=int, default=6, show_default=True, help="clips (0: no video)")
+@click.option("--videos", type=int, default=12, show_default=True, help="clips (0: no video)")
 @click.option("--video-seconds", type=float, default=60, show_default=True, help="per clip")
 def bench(
     frames,

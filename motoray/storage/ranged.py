@@ -26,6 +26,7 @@ class RangedReader(io.RawIOBase):
         super().__init__()
         self._fetch, self._size, self._block = fetch, size, block_bytes
         self._position = 0
+        self._last = -2  # the block read last: reading ahead only once reads are sequential
         self._blocks: OrderedDict[int, Future[bytes]] = OrderedDict()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ranged-read")
 
@@ -59,8 +60,10 @@ class RangedReader(io.RawIOBase):
 
     def _block_data(self, index: int) -> bytes:
         data = self._request(index).result()
-        if (index + 1) * self._block < self._size:
-            self._request(index + 1)  # read ahead: the next block is likely next
+        sequential = index == self._last + 1
+        if sequential and (index + 1) * self._block < self._size:
+            self._request(index + 1)  # reading on: the next block is likely next
+        self._last = index
         return data
 
     def _request(self, index: int) -> Future[bytes]:

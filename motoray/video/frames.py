@@ -35,7 +35,10 @@ def _range(spec: JobSpec, item: Item) -> Iterator[tuple[Item, np.ndarray | str]]
     start = item.span[0] if item.span else None
     try:
         with open_video(spec.source, item.key, spec.limits.max_image_pixels) as video:
-            sampler = Sampler.of(spec.frames, video.rate)
+            try:
+                sampler = Sampler.of(spec.frames, video.rate)
+            except ValueError as e:  # every_n on a stream that states no rate
+                raise VideoError(str(e)) from None
             for found in span_frames(video, sampler, item.span or (None, None), spec.size):
                 if isinstance(found, Frame):
                     key = frame_key(item.key, milliseconds(found.time))
@@ -45,7 +48,7 @@ def _range(spec: JobSpec, item: Item) -> Iterator[tuple[Item, np.ndarray | str]]
                 else:
                     at = milliseconds(found.time)
                     yield _at(item, at), f"at t={at / 1000:.3f} s: {found.reason}"
-    except (VideoError, Refused, FileNotFoundError, ValueError) as e:
+    except (VideoError, Refused, FileNotFoundError) as e:
         # The whole range is lost; name it by its start, so ranges of one video stay apart.
         yield _at(item, start), str(e)
 

@@ -23,6 +23,7 @@ from motoray.config import FrameSampling
 FRAME_MARK = "#t="  # <video key>#t=<milliseconds>
 KEYFRAME_INTERVAL_GUESS_S = 2  # plans only: keyframes are not counted without decoding
 
+MAX_CUTS = 20_000  # per video: past that, the last range runs to the end (two weeks at 60 s)
 Span = tuple[int | None, int | None]  # [start, end) in ms from the video's start; None: open
 
 
@@ -108,6 +109,8 @@ def spans(duration_ms: int, range_ms: int, segment_ms: int | None = None) -> lis
     """The time ranges a video is cut into: a fixed function of its duration (and of the
     segment length, so that no range straddles two segments). The first is open at the
     start and the last at the end, so every frame has a range whatever the metadata says."""
+    step = min(range_ms, segment_ms or range_ms)
+    duration_ms = min(duration_ms, step * MAX_CUTS)  # a container claiming a century
     cuts = set(range(range_ms, duration_ms, range_ms))
     if segment_ms:
         cuts |= set(range(segment_ms, duration_ms, segment_ms))
