@@ -75,7 +75,7 @@ def outputs_in_memory(
     this process: (manifest rows in manifest order, every column; output bytes by path)."""
     from motoray.pipeline import source, worker
     from motoray.pipeline.jobspec import job_spec
-    from motoray.pipeline.manifest import ROWS_SCHEMA
+    from motoray.pipeline.manifest import ROWS_SCHEMA, VIDEO_COLUMNS
     from motoray.storage import MemoryStorage
 
     request = parse_one(body, config)
@@ -84,7 +84,9 @@ def outputs_in_memory(
     assignment = source.place(request, config, listed, videos)
     items = source.items(listed if keys is None else keys, assignment, videos)
     made = list(worker.outputs(job_spec(request, config, storage, MemoryStorage()), items))
-    rows = [{column: row.get(column) for column in ROWS_SCHEMA.names} for row, _ in made]
+    # Every column; a video source's `video` and `time_ms` only where there are frames.
+    columns = [c for c in ROWS_SCHEMA.names if c not in VIDEO_COLUMNS or videos is not None]
+    rows = [{column: row.get(column) for column in columns} for row, _ in made]
     return worker.in_manifest_order(rows), {r["output_path"]: d for r, d in made if d}
 
 
