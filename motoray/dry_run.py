@@ -28,8 +28,9 @@ SAMPLE_IMAGES = 8  # processed to estimate output bytes, spread evenly over the 
 # 80x80 random crops, JPEG q90) measured ~100-150 images/s per CPU including listing, split,
 # writes and manifest. The low end, as heavier requests (bigger or more outputs) are slower.
 IMAGES_PER_CPU_SECOND = 100.0
-# A video source also decodes every frame it does not sample: H.264 at 1280x720, measured
-# by `motoray bench` (one CPU, two FFmpeg threads); larger frames decode proportionally slower.
+# A video source also decodes every frame it does not sample: `motoray bench` decoded ~620
+# frames of 1280x720 H.264 per CPU-second (with the seed request's outputs). Half that, as
+# broadcast is often 1080p and busier than the synthetic race.
 VIDEO_FRAMES_PER_CPU_SECOND = 300.0
 JOB_OVERHEAD_S = 5.0  # starting the Ray Data job and writing manifest and job.json
 
