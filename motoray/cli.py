@@ -133,6 +133,7 @@ def run_job(job_id, address) -> int:
     import ray
 
     from motoray import jobs, runner
+    from motoray.board import job_board
     from motoray.record import Outcome, summary_lines
 
     ray.init(address=address, logging_level="WARNING", log_to_driver=False)
@@ -147,7 +148,7 @@ def run_job(job_id, address) -> int:
         _init_ray(address)
         with hard_deadline(inputs):
             state = runner.run_and_report(inputs)
-    entry = ray.get(jobs.job_board().get.remote(job_id), timeout=10) or {}
+    entry = ray.get(job_board().get.remote(job_id), timeout=10) or {}
     outcome = Outcome.model_validate_json(entry["outcome"]) if entry.get("outcome") else None
     lines = summary_lines(job_id, state, entry.get("output", ""), outcome, entry.get("error"))
     click.echo("\n".join(lines))
@@ -281,9 +282,9 @@ def plan(request, config_path, cpus) -> int:
     return 0
 
 
-@cli.command(help="Write synthetic broadcast-like JPEG frames.")
+@cli.command(help="Write synthetic broadcast-like JPEG frames (or, with --video, clips).")
 @click.argument("directory")
-@click.option("--count", type=int, default=60, show_default=True)
+@click.option("--count", type=int, default=60, show_default=True, help="frames, or clips")
 @click.option("--size", default="1280x720", show_default=True, help="WIDTHxHEIGHT")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -292,11 +293,22 @@ def plan(request, config_path, cpus) -> int:
     help="objects as solid rectangles, with their true boxes: annotations.json (coco) or a "
     ".txt beside each frame (yolo)",
 )
+@click.option("--video", is_flag=True, help="H.264 MP4 clips: bikes, a ticker, a scene cut")
+@click.option("--seconds", type=float, default=10, show_default=True, help="per clip (--video)")
+@click.option("--fps", type=int, default=25, show_default=True, help="frame rate (--video)")
 @_bad_input
-def sample_data(directory, count, size, seed, annotations) -> int:
+def sample_data(directory, count, size, seed, annotations, video, seconds, fps) -> int:
+    width, _, height = size.lower().partition("x")
+    if video:
+        from motoray.video.sample import write_sample_videos
+
+        paths = write_sample_videos(
+            directory, count, (int(width), int(height)), seconds=seconds, fps=fps, seed=seed
+        )
+        click.echo(f"wrote {len(paths)} clips ({size}, {seconds:g} s at {fps} fps) to {directory}")
+        return 0
     from motoray.sample_data import CLASSES, write_sample_frames
 
-    width, _, height = size.lower().partition("x")
     paths = write_sample_frames(
         directory, count, (int(width), int(height)), seed=seed, annotations=annotations
     )
@@ -368,8 +380,20 @@ def sources(config_path) -> int:
     help="frames for the S3-latency runs (0: skip them)",
 )
 @click.option("--output", type=Path, help="write the result as JSON here")
+@click.option("--videos", type=int, default=12, show_default=True, help="clips (0: no video)")
+@click.option("--video-seconds", type=float, default=60, show_default=True, help="per clip")
 def bench(
-    frames, images, slow_images, repeats, workers, memory_check, service_jobs, s3_images, output
+    frames,
+    images,
+    slow_images,
+    repeats,
+    workers,
+    memory_check,
+    service_jobs,
+    s3_images,
+    output,
+    videos,
+    video_seconds,
 ):
     import os
 
@@ -387,6 +411,8 @@ def bench(
         output,
         service_jobs,
         s3_images,
+        videos=videos,
+        video_seconds=video_seconds,
     )
     return 0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 DEFAULT_CONFIG = "motoray.yaml"
 TOKEN_ENV = "MOTORAY_API_TOKEN"
@@ -53,6 +53,38 @@ class YoloAnnotations(_Strict):
 Annotations = Annotated[CocoAnnotations | YoloAnnotations, Field(discriminator="format")]
 
 
+VIDEO_EXTENSIONS = [".mp4", ".mkv", ".mov", ".ts"]
+_MS = 0.001  # times are whole milliseconds: frame keys are `<video>#t=<milliseconds>`
+
+
+class FrameSampling(_Strict):
+    """Which frames of a video source become images: one of every_s, fps, every_n or
+    keyframes, optionally between start_s and end_s (seconds from the video's start)."""
+
+    every_s: float | None = Field(None, ge=_MS, allow_inf_nan=False, multiple_of=_MS)
+    fps: float | None = Field(None, gt=0, le=1000, allow_inf_nan=False)
+    # Every n-th frame of the stream's nominal rate: n / rate seconds apart, on timestamps
+    # (a variable frame rate video has no stable frame numbers).
+    every_n: PositiveInt | None = None
+    keyframes: Literal[True] | None = None
+    start_s: float = Field(0, ge=0, allow_inf_nan=False, multiple_of=_MS)
+    end_s: float | None = Field(None, gt=0, allow_inf_nan=False, multiple_of=_MS)
+    # Seconds of video one task decodes. Changes how work is cut, never an output byte.
+    range_s: float = Field(60, ge=0.1, allow_inf_nan=False, multiple_of=_MS)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> FrameSampling:
+        rules = [r for r in ("every_s", "fps", "every_n", "keyframes") if getattr(self, r)]
+        if len(rules) != 1:
+            raise ValueError(
+                "frames takes exactly one of every_s, fps, every_n or keyframes, got "
+                + (", ".join(rules) or "none")
+            )
+        if self.end_s is not None and self.end_s <= self.start_s:
+            raise ValueError(f"end_s ({self.end_s:g}) must be after start_s ({self.start_s:g})")
+        return self
+
+
 class SourceConfig(_Strict):
     uri: str
     extensions: list[str] = Field(default_factory=lambda: [".jpg", ".jpeg", ".png"])
@@ -60,6 +92,19 @@ class SourceConfig(_Strict):
     labels: Literal["folder"] | None = None
     annotations: Annotations | None = None  # bounding boxes that follow the pixels
     description: str = ""
+    kind: Literal["images", "video"] = "images"
+    frames: FrameSampling | None = None  # video: which frames become images
+
+    @model_validator(mode="after")
+    def _video_settings(self) -> SourceConfig:
+        if self.kind == "images" and self.frames is not None:
+            raise ValueError("frames is for `kind: video` sources")
+        if self.kind == "video":
+            if self.frames is None:
+                raise ValueError("a video source needs frames, e.g. frames: {every_s: 0.5}")
+            if "extensions" not in self.model_fields_set:
+                self.extensions = list(VIDEO_EXTENSIONS)
+        return self
 
 
 class OutputConfig(_Strict):

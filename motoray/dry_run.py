@@ -1,7 +1,9 @@
 """A dry run: what a request will produce and roughly what it will cost, without running it.
 
 Counts are exact: the source is listed and split exactly as a job does, and every operator
-says how many outputs it makes per image (`copies`). They equal the job's own counts when
+says how many outputs it makes per image (`copies`). On a video source, frames are counted
+from each container's metadata (duration, rate) without decoding: exact for a constant frame
+rate, an estimate for a variable one and for `keyframes`. They equal the job's own counts when
 no image fails to decode. Bytes are estimated from a small sample of images processed in
 memory exactly as a job would (`worker.outputs`). Duration and cost come from the constants
 below: measured throughput and AWS list prices. Estimates, not promises.
@@ -27,6 +29,10 @@ SAMPLE_IMAGES = 8  # processed to estimate output bytes, spread evenly over the 
 # 80x80 random crops, JPEG q90) measured ~100-150 images/s per CPU including listing, split,
 # writes and manifest. The low end, as heavier requests (bigger or more outputs) are slower.
 IMAGES_PER_CPU_SECOND = 100.0
+# A video source also decodes every frame it does not sample: `motoray bench` decoded ~620
+# frames of 1280x720 H.264 per CPU-second (with the seed request's outputs). Half that, as
+# broadcast is often 1080p and busier than the synthetic race.
+VIDEO_FRAMES_PER_CPU_SECOND = 300.0
 JOB_OVERHEAD_S = 5.0  # starting the Ray Data job and writing manifest and job.json
 
 # AWS list prices (Linux, eu-west-1 as in cluster.yaml), USD. Spot prices move hourly: check
@@ -48,7 +54,9 @@ def dry_run(request: RequestBase, config: Config, cpus: int | None = None) -> di
     """
     storage, keys = source.list_source(request, config)
     boxes = source.read_annotations(request, config, storage, keys)
-    assignment = source.place(request, config, keys, boxes)
+    videos = source.probe(request, config, storage, keys)  # a video source: its metadata
+    images = source.image_count(keys, videos)  # a video source: frames the metadata promise
+    assignment = source.place(request, config, keys, boxes=boxes, videos=videos)
     spec = job_spec(request, config, storage, MemoryStorage(), boxes)
     # A CHAIN step makes the product of its stages' copies.
     per_image = int(spec.original) + sum(step.copies for step in spec.steps)
@@ -58,16 +66,19 @@ def dry_run(request: RequestBase, config: Config, cpus: int | None = None) -> di
         for name, s in sorted(report["splits"].items())
         if s["images"]  # like a job's counts: a split without images is not listed
     }
-    sample = keys[:: max(1, math.ceil(len(keys) / SAMPLE_IMAGES))][:SAMPLE_IMAGES]
-    made = list(worker.outputs(spec, source.items(sample, assignment, boxes)))
+    count = SAMPLE_IMAGES if videos is None else 2
+    sample = source.sample(keys, assignment, videos, count, boxes)
+    made = list(worker.outputs(spec, sample))
     failed = {row["source_path"] for row, _ in made if "error" in row}
-    decoded = len(sample) - len(failed)
+    decoded = len({row["source_path"] for row, data in made if data is not None})
     bytes_per_image = sum(len(data) for _, data in made if data) / decoded if decoded else 0.0
-    outputs = len(keys) * per_image
-    total_bytes = round(bytes_per_image * len(keys))
+    outputs = images * per_image
+    total_bytes = round(bytes_per_image * images)
 
     cpus = cpus or _cluster_cpus()
-    cpu_seconds = len(keys) / IMAGES_PER_CPU_SECOND
+    cpu_seconds = images / IMAGES_PER_CPU_SECOND
+    if videos is not None:  # decoding every frame costs more than the sampled ones do
+        cpu_seconds += _decoded_frames(videos) / VIDEO_FRAMES_PER_CPU_SECOND
     vcpu_hours = cpu_seconds / 3600
     compute = {
         "spot": vcpu_hours * SPOT_PER_HOUR / INSTANCE_VCPUS,
@@ -76,11 +87,14 @@ def dry_run(request: RequestBase, config: Config, cpus: int | None = None) -> di
     # Reading: LIST (priced like PUT) and GET every source image. Writing: PUT every object.
     lists = math.ceil(len(keys) / S3_LIST_KEYS_PER_REQUEST)
     reads = (lists * S3_PUT_PER_1000 + len(keys) * S3_GET_PER_1000) / 1000
-    counts = {"images_total": len(keys), "outputs": outputs, "splits": splits}
+    counts = {"images_total": images, "outputs": outputs, "splits": splits}
+    if videos is not None:
+        unreadable = sum(isinstance(info, str) for info in videos.videos.values())
+        counts |= {"videos": len(keys), "videos_unreadable": unreadable}
     shard_bytes = request.output.shard_size_mb * 2**20
     if request.output.format == "webdataset":
         # Exact: the job sizes its shards from the same sample, the same way.
-        items = source.items(keys, assignment, boxes)
+        items = source.items(keys, assignment, boxes=boxes, videos=videos)
         per_shard = worker.images_per_shard(spec, worker.shard_sample(items))
         counts["shards"] = {name: math.ceil(s["images"] / per_shard) for name, s in splits.items()}
         sharded = sum(counts["shards"].values())
@@ -96,7 +110,7 @@ def dry_run(request: RequestBase, config: Config, cpus: int | None = None) -> di
         "split": report,
         "outputs_per_image": per_image,
         "estimate": {
-            "sample": {"images": len(sample), "failed": len(failed)},
+            "sample": {"images": decoded + len(failed), "failed": len(failed)},
             "bytes": total_bytes,
             "bytes_per_output": round(bytes_per_image / per_image) if per_image else 0,
             "cpus": cpus,
@@ -136,6 +150,17 @@ def _box_counts(boxes: SourceAnnotations, split_of: dict[str, str], splits: dict
         "boxes": sum(s["boxes"] for s in per_split.values()),
         "splits": per_split,
     }
+
+
+def _decoded_frames(videos) -> int:
+    """Every frame of every video is decoded (all keyframes only, for `keyframes`)."""
+    if videos.frames.keyframes:
+        return 0
+    return sum(
+        round(info.duration_ms / 1000 * float(info.rate or 25))
+        for info in videos.videos.values()
+        if not isinstance(info, str)
+    )
 
 
 def _rounded(value: float) -> float:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import ray
 
+from motoray.board import ACTIVE, TERMINAL, job_board
 from motoray.commands import installed_command
 from motoray.config import Config
 from motoray.pipeline.layout import JOB_FILE, job_folder
@@ -27,13 +28,9 @@ from motoray.spec import RequestBase
 from motoray.storage import open_storage
 from motoray.waiting import wait_until
 
-NAMESPACE = "motoray"
-BOARD_NAME = "job-board"
 MAX_INPUTS_BYTES = 256 * 1024  # a job's inputs travel in its Ray Job metadata
 RESERVATION_TIMEOUT_S = 120  # a reserved id Ray still does not know after this never started
 RECHECK_S = 1.0
-ACTIVE = frozenset({"PENDING", "RUNNING"})
-TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 
 
 def new_job_id() -> str:
@@ -52,72 +49,6 @@ def accept(requests: list[RequestBase], config: Config, base_id: str) -> list[Jo
         JobInputs.accept(request, config, job_id, job_folder(config, request.name, job_id).uri)
         for request, job_id in zip(requests, job_ids(len(requests), base_id))
     ]
-
-
-@ray.remote(num_cpus=0, max_restarts=-1)
-class JobBoard:
-    """The cluster's shared view of motoray jobs: which are active, and each one's state.
-
-    The runner (or a job's own driver) reports here; API replicas read a job's state with
-    one actor call (no round trip to Ray's job API per poll) and reserve room for new jobs,
-    so the `max_pending_jobs` limit holds across replicas.
-    """
-
-    def __init__(self, capacity: int = 10_000) -> None:
-        # job id -> {state, source, output, submitted_at, finished_at, counts, outcome,
-        # error}; bounded: job.json keeps the rest
-        self._jobs: OrderedDict[str, dict] = OrderedDict()
-        self._capacity = capacity
-        # id -> when reserved; may hold ended jobs until someone checks and releases them
-        self._active: dict[str, float] = {}
-
-    def accepted(self, job_id: str, source: str, output: str) -> None:
-        self._put(job_id, {"state": "PENDING", "source": source, "output": output,
-                           "submitted_at": time.time()})  # fmt: skip
-
-    def update(self, job_id: str, counts: dict | None) -> None:
-        """RUNNING, with the counts so far (None: none yet)."""
-        entry = self._jobs.get(job_id, {})
-        if entry.get("state") in TERMINAL:
-            return  # a late fire-and-forget update
-        self._put(job_id, {**entry, "state": "RUNNING", "counts": counts or entry.get("counts")})
-
-    def finished(self, job_id: str, state: str, outcome: str | None, error: str | None) -> None:
-        entry = self._jobs.get(job_id, {})
-        if entry.get("state") in TERMINAL:
-            return
-        counts = entry.get("counts")
-        self._put(job_id, {**entry, "state": state, "finished_at": time.time(),
-                           "outcome": outcome, "error": error, "counts": counts})  # fmt: skip
-        self._active.pop(job_id, None)  # its slot is free at once
-
-    def _put(self, job_id: str, entry: dict) -> None:
-        self._jobs[job_id] = entry
-        self._jobs.move_to_end(job_id)
-        while len(self._jobs) > self._capacity:
-            self._jobs.popitem(last=False)
-
-    def get(self, job_id: str) -> dict | None:
-        return self._jobs.get(job_id)
-
-    def reserve(self, job_ids: list[str], limit: int) -> list[tuple[str, float]] | None:
-        """Count `job_ids` as active if at most `limit` are then; else (active id, age in s)."""
-        now = time.time()
-        if len(self._active) + len(job_ids) > limit:
-            return [(job_id, now - reserved) for job_id, reserved in self._active.items()]
-        self._active.update(dict.fromkeys(job_ids, now))
-        return None
-
-    def release(self, job_ids: list[str]) -> None:
-        for job_id in job_ids:
-            self._active.pop(job_id, None)
-
-
-def job_board():
-    """The one board of the cluster, created by whoever needs it first."""
-    return JobBoard.options(
-        name=BOARD_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
-    ).remote()
 
 
 class TooManyJobs(Exception):

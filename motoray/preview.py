@@ -45,10 +45,15 @@ def contact_sheet(request: RequestBase, config: Config, count: int = 4) -> bytes
         raise ValueError(f"count must be between 1 and {most} (limits.preview_max_images)")
     storage, keys = source.list_source(request, config)
     boxes = source.read_annotations(request, config, storage, keys)
+    videos = source.probe(request, config, storage, keys)  # a video source: its metadata
     # The whole listing is split, so that each row shows the split a job would give it.
-    assignment = source.place(request, config, keys, boxes)
+    assignment = source.place(request, config, keys, boxes=boxes, videos=videos)
     spec = replace(job_spec(request, config, storage, MemoryStorage(), boxes), original=True)
-    made = list(worker.outputs(spec, source.items(keys[:count], assignment, boxes)))
+    if videos is None:
+        made = list(worker.outputs(spec, source.items(keys[:count], assignment, boxes)))
+    else:  # the first `count` frames of the first videos, from their openings alone
+        made = _first_frames(spec, source.sample(keys, assignment, videos, count), count)
+        keys = list(dict.fromkeys(row["source_path"] for row, _ in made))
     rows = [row for row, _ in made if "skipped" not in row]
     files = {row["output_path"]: data for row, data in made if data is not None}
     colours = {}
@@ -59,6 +64,17 @@ def contact_sheet(request: RequestBase, config: Config, count: int = 4) -> bytes
         for key in keys[:count]
     ]
     return encode_png(np.asarray(_assemble(sheet_rows)))
+
+
+def _first_frames(spec, items: list[source.Item], count: int) -> list[worker.Output]:
+    """Outputs of the first `count` frames (or failures) the items give, video by video."""
+    made: list[worker.Output] = []
+    for item in items:
+        made += worker.outputs(spec, [item])
+        if len({row["source_path"] for row, _ in made}) >= count:
+            break
+    keep = list(dict.fromkeys(row["source_path"] for row, _ in made))[:count]
+    return [output for output in made if output.row["source_path"] in keep]
 
 
 Tile = tuple[str, tuple[int, int, int], Image.Image]  # caption, caption colour, picture

@@ -68,6 +68,8 @@ class Counts(BaseModel):
     outputs: int = 0
     splits: dict[str, SplitCounts] | None = None  # once the job is done
     shards: dict[str, int] | None = None  # webdataset: shards per split
+    videos: int | None = None  # a video source: videos listed (its images are their frames)
+    videos_failed: int | None = None  # of those, videos with a failure and no frame made
 
 
 class Failure(BaseModel):
@@ -132,6 +134,8 @@ def summary_lines(
                 boxes += f" ({c.boxes.outputs_skipped} outputs skipped)"
         lines.append(f"  {split:>6}:   {c.images} images -> {c.outputs} outputs{boxes}")
     lines.append(f"  failed:   {counts.images_failed} of {counts.images_total} images")
+    if counts.videos is not None:
+        lines.append(f"  videos:   {counts.videos_failed} of {counts.videos} gave no frame")
     for failure in (outcome.failures if outcome else [])[:10]:
         lines.append(f"            {failure.source_path}: {failure.reason}")
     if outcome and outcome.timings:

@@ -17,9 +17,9 @@ from collections import OrderedDict
 
 import ray
 
+from motoray.board import NAMESPACE, job_board
 from motoray.record import JobInputs, JobRecord, Outcome
 
-NAMESPACE = "motoray"
 RUNNER_NAME = "job-runner"
 FAILURES_KEPT = 20  # in the board's summary; job.json has them all
 REMEMBERED = 1000  # finished jobs the runner can still answer `follow` for
@@ -28,7 +28,6 @@ REMEMBERED = 1000  # finished jobs the runner can still answer `follow` for
 def run_and_report(inputs: JobInputs, should_stop=lambda: False) -> str:
     """Run a job, telling the job board as it goes; returns its final state. Used by the
     runner, and by `motoray run-job` itself when the runner does not know the job."""
-    from motoray.jobs import job_board
     from motoray.pipeline.job import JobStopped, run_job
 
     board = job_board()
@@ -113,7 +112,6 @@ class JobRunner:
     def _give_up(self, inputs: JobInputs) -> None:
         """Stuck past its time limit (a thread cannot be killed): record it FAILED and free
         its slot; should it ever move again, it stops."""
-        from motoray.jobs import job_board
         from motoray.pipeline.job import give_up
 
         self._stopping.add(inputs.job_id)
@@ -181,8 +179,6 @@ def follow(job_id: str, poll_s: float = 2.0) -> str | None:
     None if the runner never started it. SIGTERM (`ray job stop`) stops the run."""
     import signal
     import sys
-
-    from motoray.jobs import job_board
 
     runner, board = job_runner(), job_board()
 

@@ -68,7 +68,8 @@ class TrainTestSplit(_Strict):
         "image",
         max_length=MAX_GROUP_BY_LENGTH,
         description='keep groups in one split: "image", "folder" (the parent folder), or '
-        '"regex:<pattern>" over the source key (first capture group, else the whole match)',
+        '"regex:<pattern>" over the source key (first capture group, else the whole match); '
+        'video sources: "video" (their default) or "segment:<seconds>" (time segments)',
     )
     stratify: bool = Field(
         False,
@@ -79,10 +80,16 @@ class TrainTestSplit(_Strict):
     @field_validator("group_by")
     @classmethod
     def _known_grouping(cls, value: str) -> str:
-        if value in ("image", "folder"):
+        if value in ("image", "folder", "video"):
+            return value
+        if value.startswith("segment:"):
+            segment_seconds(value)
             return value
         if not value.startswith("regex:"):
-            raise ValueError(f'must be "image", "folder" or "regex:<pattern>", got {value!r}')
+            raise ValueError(
+                'must be "image", "folder", "regex:<pattern>", "video" or "segment:<seconds>", '
+                f"got {value!r}"
+            )
         pattern = value.removeprefix("regex:")
         if not pattern:
             raise ValueError('"regex:" needs a pattern, e.g. "regex:^([^_]+)_"')
@@ -110,6 +117,18 @@ class TrainTestSplit(_Strict):
         exact["test"] = Fraction(str(self.test_ratio))
         total = sum(exact.values())
         return {name: share / total for name, share in exact.items()}
+
+
+def segment_seconds(group_by: str) -> float:
+    """The segment length of `group_by: "segment:<seconds>"` (whole milliseconds, > 0)."""
+    text = group_by.removeprefix("segment:")
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not (0.001 <= seconds <= 10**6) or abs(seconds * 1000 - round(seconds * 1000)) > 1e-6:
+        raise ValueError(f'"segment:<seconds>" needs seconds from 0.001 to 1e6, got {text!r}')
+    return seconds
 
 
 AnnotationFormat = Literal["coco", "yolo"]

@@ -56,16 +56,24 @@ def assign(
     split: TrainTestSplit | None,
     seed: int,
     labels: Mapping[str, str | None] | None = None,
+    *,
+    groups: Mapping[str, str | None] | None = None,
+    sizes: Mapping[str, int] | None = None,
+    group_by: str | None = None,
 ) -> Assignment:
-    """Split, group and label of every key; `labels` is None for an unlabelled source."""
+    """Split, group and label of every key; `labels` is None for an unlabelled source.
+
+    A video source places units that stand for many images: `groups` names their groups
+    (instead of `group_by`), `sizes` says how many images each stands for (default 1)."""
     if split is not None and split.stratify and labels is None:
         raise ValueError(
             "train_test_split.stratify needs a labelled source: set `labels: folder` on the "
             "source in the config, or drop stratify"
         )
     labels = labels or {}
-    group_by = split.group_by if split is not None else "image"
-    groups = group_names(keys, group_by)
+    group_by = group_by or (split.group_by if split is not None else "image")
+    groups = dict(groups) if groups is not None else group_names(keys, group_by)
+    sizes = sizes or {}
     if split is None:
         chosen = dict.fromkeys(keys, ALL)
     else:
@@ -76,12 +84,13 @@ def assign(
         strata: dict[str | None, dict[str, int]] = defaultdict(dict)
         for group, group_keys in members.items():
             stratum = _majority(labels.get(k) for k in group_keys) if split.stratify else None
-            strata[stratum][group] = len(group_keys)
+            strata[stratum][group] = sum(sizes.get(k, 1) for k in group_keys)
         fill: dict[str, str] = {}
         for sizes in strata.values():
             fill.update(_fill(sizes, split.fractions, seed))
         chosen = {key: fill[groups[key] or key] for key in keys}
-    return Assignment(chosen, groups, labels, _report(chosen, groups, labels, split, group_by))
+    report = _report(chosen, groups, labels, split, group_by, sizes)
+    return Assignment(chosen, groups, labels, report)
 
 
 def group_names(keys: Sequence[str], group_by: str) -> dict[str, str | None]:
@@ -135,18 +144,20 @@ def _report(
     labels: Mapping[str, str | None],
     split: TrainTestSplit | None,
     group_by: str,
+    sizes: Mapping[str, int],
 ) -> dict:
     """Planned images, groups and labels per split, with actual and requested ratios."""
     names = list(split.fractions) if split is not None else [ALL]
     fractions = split.fractions if split is not None else {ALL: Fraction(1)}
-    images: Counter[str] = Counter(chosen.values())
+    images: Counter[str] = Counter()
     members = {name: set() for name in names}
     per_label: dict[str, Counter[str]] = {name: Counter() for name in names}
     for key, name in chosen.items():
+        images[name] += sizes.get(key, 1)
         members[name].add(groups[key] or key)
         if labels.get(key) is not None:
-            per_label[name][labels[key]] += 1
-    total = len(chosen)
+            per_label[name][labels[key]] += sizes.get(key, 1)
+    total = images.total()
     splits = {}
     for name in names:
         splits[name] = {

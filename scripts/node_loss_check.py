@@ -11,6 +11,7 @@ which must not meet a test session's in-process Ray, and it should get a private
 so that `ray.init()` elsewhere on the machine does not find this cluster.
 
     python scripts/node_loss_check.py --frames DIR --output DIR [--report FILE]
+    python scripts/node_loss_check.py --frames CLIPS --video --output DIR   # a video source
 """
 
 from __future__ import annotations
@@ -106,15 +107,22 @@ def main(argv: list[str] | None = None) -> int:
         "--kill-at", type=float, default=0.1, help="kill once this share of outputs exists"
     )
     parser.add_argument("--timeout", type=float, default=300, help="seconds, for the lossy job")
+    parser.add_argument("--video", action="store_true", help="--frames holds video clips")
+    parser.add_argument("--every-s", type=float, default=0.2, help="--video: sampling")
+    parser.add_argument("--range-s", type=float, default=5, help="--video: seconds per task")
     args = parser.parse_args(argv)
 
     body = parse_json(Path(args.request).read_bytes())
     body = body[0] if isinstance(body, list) else body
     name = body["name"]
-    config = Config(
-        sources={name: SourceConfig(uri=str(Path(args.frames).resolve()))},
-        output=OutputConfig(uri=str(Path(args.output).resolve())),
-    )
+    uri = str(Path(args.frames).resolve())
+    if args.video:  # the same request on the clips' sampled frames, many ranges per clip
+        frames = {"every_s": args.every_s, "range_s": args.range_s}
+        source = SourceConfig(uri=uri, kind="video", frames=frames)
+    else:
+        source = SourceConfig(uri=uri)
+    output = OutputConfig(uri=str(Path(args.output).resolve()))
+    config = Config(sources={name: source}, output=output)
     [request] = parse_requests(body, operators_for(), [name])
 
     # shutdown_at_exit: a reaper kills the nodes if this process dies before `finally`.

@@ -106,12 +106,18 @@ def outputs_in_memory(
     request = parse_one(body, config)
     storage, listed = source.list_source(request, config)
     boxes = source.read_annotations(request, config, storage, listed)
-    placed = source.place(request, config, listed, boxes)
-    items = source.items(listed if keys is None else keys, placed, boxes)
+    videos = source.probe(request, config, storage, listed)  # None: an image source
+    placed = source.place(request, config, listed, boxes=boxes, videos=videos)
+    items = source.items(listed if keys is None else keys, placed, boxes=boxes, videos=videos)
     spec = job_spec(request, config, storage, MemoryStorage(), boxes)
     made = list(worker.outputs(spec, items))
     boxed = spec.boxes is not None  # a source with annotations: box columns, skipped outputs
-    columns = [*manifest_columns(False, boxed), "shard", "error", *(["skipped"] if boxed else [])]
+    columns = [
+        *manifest_columns(False, boxed, video=videos is not None),
+        "shard",
+        "error",
+        *(["skipped"] if boxed else []),
+    ]
     rows = [{column: row.get(column) for column in columns} for row, _ in made]
     return worker.in_manifest_order(rows), {r["output_path"]: d for r, d in made if d}
 

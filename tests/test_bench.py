@@ -48,7 +48,7 @@ def test_bench_runs_every_part_and_reports_it(tmp_path):
         motoray, "bench", "--frames", str(tmp_path / "frames"),
         "--images", str(IMAGES), "--slow-images", str(SLOW_IMAGES), "--repeats", "1",
         "--workers", "2", "--service-jobs", str(SERVICE_JOBS), "--s3-images", str(S3_IMAGES),
-        "--output", str(output),
+        "--videos", "2", "--video-seconds", "2", "--output", str(output),
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=540, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -76,6 +76,12 @@ def test_bench_runs_every_part_and_reports_it(tmp_path):
     whole = budget["post_to_client_sees_succeeded_s"]
     assert sum(budget[part] for part in BUDGET_PARTS) == pytest.approx(whole, abs=0.05), budget
 
+    # The video floor and a video job, on two 2 s clips: every frame decoded, counted.
+    video = result["video"]
+    assert video["clips"] == 2 and video["decoded_frames"] == 100
+    assert len(video["ratios_per_round"]) == 1
+    assert len(sorted((tmp_path / "frames").parent.glob("videos/clip*.mp4"))) == 2
+
     # What a reader of the printed report looks for.
     for line in [
         *(f"  {name:30} " for name in ratios),
@@ -83,6 +89,7 @@ def test_bench_runs_every_part_and_reports_it(tmp_path):
         "where the service path's time went",
         "POST -> RUNNING on the warm service",
         "S3 webdataset img/s per core",
+        "video (2 clips",
         "cold `motoray run` (1 image, Ray start included)",
     ]:
         assert line in done.stdout, line

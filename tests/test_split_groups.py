@@ -142,7 +142,8 @@ OPS = operators_for()
     ("fields", "loc", "words"),
     [
         ({"group_by": "regex:(["}, "train_test_split.group_by", "invalid regular expression"),
-        ({"group_by": "video"}, "train_test_split.group_by", '"image", "folder"'),
+        ({"group_by": "clip"}, "train_test_split.group_by", '"image", "folder"'),
+        ({"group_by": "segment:0"}, "train_test_split.group_by", '"segment:<seconds>" needs'),
         ({"group_by": "regex:"}, "train_test_split.group_by", "needs a pattern"),
         ({"validation_ratio": 10}, "train_test_split", "validation_ratio must sum to 100"),
         ({"stratify": "yes"}, "train_test_split.stratify", "boolean"),

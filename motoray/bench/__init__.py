@@ -17,7 +17,12 @@ mean anything.
   ray_data        Ray Data the obvious way: read_images + map_batches with defaults
 
 Then: memory growth, decode fidelity, the cold paths, where the service path's time goes,
-and S3 at cloud latency (an in-memory stand-in adding a fixed latency per request).
+S3 at cloud latency (an in-memory stand-in adding a fixed latency per request), and the
+same request on a video source (sampled every 0.5 s from 720p H.264 clips):
+
+  video floor    a bare PyAV loop per clip (decode, sample, resize, encode, write) in a
+                 multiprocessing.Pool, with motoray's FFmpeg threads
+  video motoray  a motoray job on a `kind: video` source of the same clips
 """
 
 from __future__ import annotations
@@ -94,11 +99,14 @@ class Bench:
         logging.getLogger("ray.data").setLevel(logging.ERROR)
         self.runs = 0
         self.last_service_job: dict = {}
+        self.video_pool = None  # made on first use
 
     def close(self) -> None:
         import ray
 
         self.pool.terminate()
+        if self.video_pool is not None:
+            self.video_pool.terminate()
         self.http.close()
         ray.shutdown()
         self.service_process.terminate()
@@ -225,10 +233,83 @@ class Bench:
             augment
         ).materialize()
 
+    def video_floor(self, clips: list[Path]) -> None:
+        """At the CPU priority of motoray's workers (`as_batch_work`): on a shared machine a
+        floor at a higher priority than the job only measures the neighbours."""
+        from motoray.priority import as_batch_work
+
+        if self.video_pool is None:
+            context = multiprocessing.get_context("spawn")
+            self.video_pool = context.Pool(self.workers, initializer=as_batch_work)
+        out = self._out("video-floor")
+        self.video_pool.map(floors.video_floor_one, [(str(c), str(out)) for c in clips], 1)
+
+    def video_motoray(self, clips: list[Path]) -> None:
+        from motoray.config import Config, OutputConfig, SourceConfig
+
+        source = SourceConfig(uri=str(clips[0].parent), kind="video", frames=floors.VIDEO_FRAMES)
+        config = Config(
+            sources={"bench": source}, output=OutputConfig(uri=str(self._out("video-motoray")))
+        )
+        self._run_here(config, "video")
+
     def _request_file(self) -> Path:
         path = self.work / "request.json"
         path.write_text(json.dumps(REQUEST))
         return path
+
+
+UNIQUE_CLIPS = 2  # rendered; the other clips are copies under their own names
+
+
+def _clips(folder: Path, count: int, seconds: float, log: Callable[[str], None]) -> list[Path]:
+    """`count` 1280x720 25 fps clips of `seconds` (made once, then reused)."""
+    from motoray.video.sample import write_sample_videos
+
+    marker = folder / f".made-{count}x{seconds:g}s"
+    if not marker.exists():
+        log(f"writing {count} clips of {seconds:g} s (1280x720, H.264) to {folder} ...")
+        shutil.rmtree(folder, ignore_errors=True)
+        unique = write_sample_videos(folder, min(count, UNIQUE_CLIPS), (1280, 720), seconds=seconds)
+        for clip in range(len(unique), count):
+            os.link(unique[clip % len(unique)], folder / f"clip{clip:03d}.mp4")
+        marker.touch()
+    return sorted(folder.glob("clip*.mp4"))
+
+
+def video_rounds(bench: Bench, clips: list[Path], repeats: int, log) -> dict:
+    """The video floor and a motoray video job, interleaved, after a warm-up of each."""
+    variants = {"floor": bench.video_floor, "motoray": bench.video_motoray}
+    for run in variants.values():
+        bench.clear()
+        run(clips[:1])
+    decoded = sum(round(_duration(clip) * 25) for clip in clips)
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for repeat in range(repeats):
+        for name, run in variants.items():
+            bench.clear()
+            start = time.perf_counter()
+            run(clips)
+            rates[name].append(decoded / (time.perf_counter() - start))
+            log(f"  round {repeat + 1}: video {name:8} {rates[name][-1]:7.1f} decoded frames/s")
+    ratios = [m / f for m, f in zip(rates["motoray"], rates["floor"])]
+    return {
+        "clips": len(clips),
+        "decoded_frames": decoded,
+        "decoded_frames_per_s_median": {
+            k: round(statistics.median(v), 1) for k, v in rates.items()
+        },
+        "ratio_median": round(statistics.median(ratios), 3),
+        "ratios_per_round": [round(r, 3) for r in ratios],
+    }
+
+
+def _duration(clip: Path) -> float:
+    import av
+
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        return float(stream.duration * stream.time_base)
 
 
 def _annotated(frames: Path, paths: list[Path], folder: Path) -> None:
@@ -455,6 +536,8 @@ def run(
     output: Path | None = None,
     service_jobs: int = 5,
     s3_images: int = 300,
+    videos: int = 12,
+    video_seconds: float = 60,
     log: Callable[[str], None] = print,
 ) -> dict:
     """The whole benchmark; returns (and writes) the result."""
@@ -527,6 +610,9 @@ def run(
         if s3_images:
             log("S3 at cloud latency ...")
             result["s3_images_per_s_per_core"] = s3_latency(bench, paths[:s3_images])
+        if videos:
+            clips = _clips(frames.parent / "videos", videos, video_seconds, log)
+            result["video"] = video_rounds(bench, clips, repeats, log)
         result["cold_run_s"] = round(cold_run_seconds(bench, paths), 2)
     finally:
         bench.close()
@@ -562,5 +648,13 @@ def report(result: dict) -> str:
     if "s3_images_per_s_per_core" in result:
         for layout, rates_ in result["s3_images_per_s_per_core"].items():
             lines.append(f"  S3 {layout:10} img/s per core: {rates_}")
+    if "video" in result:
+        v = result["video"]
+        rates_ = v["decoded_frames_per_s_median"]
+        lines.append(
+            f"  video ({v['clips']} clips, {v['decoded_frames']} frames decoded): floor "
+            f"{rates_['floor']} fps, motoray {rates_['motoray']} fps, motoray / floor = "
+            f"{v['ratio_median']:.2f}   per round: {v['ratios_per_round']}"
+        )
     lines.append(f"  cold `motoray run` (1 image, Ray start included): {result['cold_run_s']} s")
     return "\n".join(lines)

@@ -5,6 +5,8 @@
                   (q90, 4:2:0), 4 file writes: the fastest bare path known
     Pillow floor  the same through Pillow (draft decode, resize, save)
     naive loop    full decode, resize, crop, save: what a prototype does
+    video floor   a bare PyAV loop per clip: decode, sample every 0.5 s, resize, crop,
+                  encode, write
 """
 
 from __future__ import annotations
@@ -61,3 +63,31 @@ def naive_one(task: tuple[str, str]) -> None:
 def _save(images: list[np.ndarray], out: Path, stem: str) -> None:
     for i, image in enumerate(images):
         Image.fromarray(image).save(out / f"{stem}_{i}.jpg", quality=90)
+
+
+VIDEO_FRAMES = {"every_s": 0.5}
+
+
+def video_floor_one(task: tuple[str, str]) -> int:
+    """One clip the bare way: every frame decoded, each 0.5 s target takes the first frame at
+    or after it, converted and resized by swscale in one pass, cropped, encoded, written."""
+    import av
+
+    from motoray.video.decoder import DECODE_THREADS
+
+    path, out = task
+    made, target, stem = 0, 0.0, Path(path).stem
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type, stream.codec_context.thread_count = "AUTO", DECODE_THREADS
+        for frame in container.decode(stream):
+            if frame.time + 1e-9 < target:
+                continue
+            image = frame.to_ndarray(
+                format="rgb24", width=SIZE[0], height=SIZE[1], interpolation="AREA"
+            )
+            _save(crops(image, f"{path}{frame.pts}"), Path(out), f"{stem}_{frame.pts}")
+            made += 1
+            while target <= frame.time + 1e-9:
+                target += VIDEO_FRAMES["every_s"]
+    return made

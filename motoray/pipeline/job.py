@@ -44,6 +44,7 @@ from motoray.record import (
 )
 from motoray.spec import RequestBase, outputs_per_image, parse_requests
 from motoray.storage import open_storage
+from motoray.video.sampling import video_of
 
 Progress = Callable[[Counts], None]
 
@@ -93,25 +94,37 @@ def run_job(
         telemetry = JobTelemetry(config.logging, inputs.job_id, request.name)
         telemetry.log("started", f"job {inputs.job_id} started", output=job_dir.uri)
         storage, keys = source.list_source(request, config)
+        videos = source.probe(request, config, storage, keys)  # a video source: metadata
+        images = source.image_count(keys, videos)
         listed = time.time()
         mark("listed")
-        telemetry.log("listed", f"{len(keys)} images in {storage.uri}", images=len(keys))
+        listing = f"{len(keys)} {'videos' if videos else 'images'} in {storage.uri}"
+        telemetry.log("listed", listing, images=images)
         record.source = SourceRef(name=request.name, uri=storage.uri)
-        _check_budget(request, config, len(keys))
+        _check_budget(request, config, images)
         boxes = source.read_annotations(request, config, storage, keys)
-        assignment = source.place(request, config, keys, boxes)
+        assignment = source.place(request, config, keys, boxes=boxes, videos=videos)
         record.split = assignment.report
         mark("placed")
         splits = {name: s["images"] for name, s in assignment.report["splits"].items()}
         telemetry.log("split", "images per split", splits=splits)
         spec = job_spec(request, config, storage, job_dir, boxes)
         ray_data.ship_plugins(config.operators)
-        items = source.items(keys, assignment, boxes)
+        items = source.items(keys, assignment, boxes=boxes, videos=videos)
         deadline = started + config.limits.job_timeout_s
         record.counts, record.failures, outputs, files = _process(
-            spec, items, on_progress, telemetry, deadline, should_stop or (lambda: False), mark,
+            spec,
+            items,
+            images,
+            on_progress,
+            telemetry,
+            deadline,
+            should_stop or (lambda: False),
+            mark,
             boxes,
         )
+        if videos is not None:
+            record.counts.videos = len(keys)
         _check_outcome(record.counts, record.failures, config.limits)
         _check_files(spec, outputs, files)
         job_dir.sync()  # every output on disk before the commit marker says so
@@ -212,6 +225,11 @@ def _check_outcome(counts: Counts, failures: list[Failure], limits) -> None:
             f"{counts.images_failed} of {counts.images_total} images failed: more than "
             f"limits.max_failed_fraction ({limits.max_failed_fraction:g})"
         )
+    if counts.videos and counts.videos_failed > limits.max_failed_fraction * counts.videos:
+        raise JobFailed(
+            f"{counts.videos_failed} of {counts.videos} videos gave no frame: more than "
+            f"limits.max_failed_fraction ({limits.max_failed_fraction:g})"
+        )
 
 
 def _check_files(spec: JobSpec, outputs: list[str], files: list[str]) -> None:
@@ -247,6 +265,7 @@ def _commit(job_dir, record: JobRecord) -> None:
 def _process(
     spec: JobSpec,
     items: list[source.Item],
+    images_expected: int,
     on_progress: Progress | None,
     telemetry: JobTelemetry,
     deadline: float,
@@ -257,10 +276,11 @@ def _process(
     """Fan the images out to Ray Data, stream results into the manifest (and the COCO files).
     Returns the counts, the failures, every output's path and the files written by the
     driver or as shards (not the outputs themselves)."""
-    counts = Counts(images_total=len(items))
+    counts = Counts(images_total=images_expected)  # video: the frames promised, until done
     per_split: dict[str, SplitCounts] = defaultdict(SplitCounts)
     failures: list[Failure] = []
-    manifest = ManifestWriter(manifest_columns(spec.sharded, spec.boxes is not None))
+    columns = manifest_columns(spec.sharded, spec.boxes is not None, spec.frames is not None)
+    manifest = ManifestWriter(columns)
     coco_files = None
     if boxes is not None and spec.boxes is not None and "coco" in spec.boxes.formats:
         coco_files = coco.CocoWriter(boxes.categories)
@@ -277,6 +297,7 @@ def _process(
         tables = ray_data.process_files(spec, items)
         files = []
     outputs: list[str] = []
+    videos_made: set[str] = set()
     for number, table in enumerate(tables):
         if number == 0:
             mark("first_result")
@@ -293,6 +314,8 @@ def _process(
         ]
         manifest.add(made)
         outputs += made["output_path"].to_pylist()
+        if spec.frames is not None:
+            videos_made.update(made["video"].to_pylist())
         placed = pa.concat_tables(t.select(["source_path", "split"]) for t in (made, skipped))
         images = placed.group_by(["source_path", "split"]).aggregate([]).column("split")
         for split in images.to_pylist():
@@ -322,6 +345,10 @@ def _process(
             per_split[item.split].boxes.source += len(found.category) if found else 0
         files = files + _write_box_files(spec, coco_files, per_split)
     counts.splits = dict(sorted((s, c) for s, c in per_split.items() if c.images))
+    if spec.frames is not None:  # frames are known once decoded; the budget counts videos
+        counts.images_total = counts.images_done
+        failed = {video_of(failure.source_path) for failure in failures}
+        counts.videos_failed = len(failed - videos_made)
     return counts, sorted(failures, key=lambda f: f.source_path), outputs, files
 
 

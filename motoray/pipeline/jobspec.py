@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from motoray.annotations import SourceAnnotations
 from motoray.annotations.sanitise import BoxRules
-from motoray.config import Config, LimitsConfig
+from motoray.config import Config, FrameSampling, LimitsConfig
 from motoray.ops import operators_for
 from motoray.ops.steps import Step, make_steps
 from motoray.spec import RequestBase
@@ -40,6 +40,7 @@ class JobSpec:
     sharded: bool = False  # output.format "webdataset"
     shard_bytes: int = 0  # the size a shard aims at
     boxes: BoxSpec | None = None  # the source has annotations
+    frames: FrameSampling | None = None  # a video source: which frames are its images
 
     def bytes_held(self, shape: tuple[int, ...]) -> int:
         """Bytes a decoded image holds while its steps run: itself and the largest step's
@@ -80,4 +81,5 @@ def job_spec(
         sharded=request.output.format == "webdataset",
         shard_bytes=request.output.shard_size_mb * 2**20,
         boxes=boxes,
+        frames=config.sources[request.name].frames,
     )

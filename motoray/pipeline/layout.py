@@ -33,7 +33,11 @@ def output_stem(key: str) -> str:
     """The file stem plus a 64-bit hash of the whole key, which keeps video1/frame_1.jpg and
     video2/frame_1.jpg apart: 10 million images collide with odds of about 1 in 400,000
     (32 bits lost a dozen images at that size), and every job checks its names are unique."""
-    stem = safe_name(key.rsplit("/", 1)[-1].rsplit(".", 1)[0], max_length=60)
+    name = key.rsplit("/", 1)[-1]
+    video, mark, time_ms = name.rpartition("#t=")
+    if mark and time_ms.isdigit():  # a video's frame: `race.mp4#t=1500` -> race_1500ms
+        name = f"{video.rsplit('.', 1)[0]}_{time_ms}ms."
+    stem = safe_name(name.rsplit(".", 1)[0], max_length=60)
     return f"{stem}.{stable_hash(key, bits=64):016x}"
 
 

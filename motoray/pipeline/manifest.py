@@ -28,21 +28,30 @@ ROWS_SCHEMA = pa.schema(
         ("boxes", pa.string()),
         ("boxes_dropped", pa.int32()),
         ("shard", pa.string()),  # webdataset: the tar that holds output_path (a member name)
+        ("video", pa.string()),  # a video source: the frame's video (source_path = video#t=ms)
+        ("time_ms", pa.int64()),  # and its presentation time, ms from the video's start
         ("error", pa.string()),  # set on the one row of an image that failed
         ("skipped", pa.string()),  # an output not made, and why (no row in the manifest)
     ]
 )
 BOX_COLUMNS = ["boxes", "boxes_dropped"]
+VIDEO_COLUMNS = ["video", "time_ms"]
 MANIFEST_COLUMNS = [
-    f.name for f in ROWS_SCHEMA if f.name not in ("shard", "error", "skipped", *BOX_COLUMNS)
+    f.name
+    for f in ROWS_SCHEMA
+    if f.name not in ("shard", "error", "skipped", *BOX_COLUMNS, *VIDEO_COLUMNS)
 ]
-SHARD_MANIFEST_COLUMNS = [*MANIFEST_COLUMNS, "shard"]
 
 
-def manifest_columns(sharded: bool, boxed: bool) -> list[str]:
-    """The manifest's columns: box columns only for a source with annotations, so that the
-    manifest of any other source stays as it always was."""
-    return [*MANIFEST_COLUMNS, *(BOX_COLUMNS if boxed else ()), *(["shard"] if sharded else ())]
+def manifest_columns(sharded: bool, boxed: bool = False, video: bool = False) -> list[str]:
+    """The manifest's columns: box columns only for a source with annotations, the frame's
+    video and time only for a video source, so that every other manifest stays as it was."""
+    return [
+        *MANIFEST_COLUMNS,
+        *(BOX_COLUMNS if boxed else ()),
+        *(["shard"] if sharded else ()),
+        *(VIDEO_COLUMNS if video else ()),
+    ]
 
 
 def rows_table(rows: list[dict]) -> pa.Table:
@@ -55,6 +64,7 @@ def sample_record(row: dict) -> bytes:
     record = {field: row[field] for field in fields} | {"params": json.loads(row["params"])}
     if "boxes" in row:
         record |= {"boxes": json.loads(row["boxes"]), "boxes_dropped": row["boxes_dropped"]}
+    record |= {field: row[field] for field in VIDEO_COLUMNS if row.get(field) is not None}
     return json.dumps(record, sort_keys=True).encode()
 
 

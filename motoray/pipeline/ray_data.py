@@ -28,8 +28,9 @@ from motoray.priority import as_batch_work
 # Per task: ~3 s of work on one CPU amortises the ~0.15 s a CPU idles between two tasks
 # (Ray Data notices a finished task within 0.1 s, then submits the next).
 IMAGES_PER_BLOCK = 300
+RANGES_PER_BLOCK = 1  # a video range is seconds of decoding already
 PLACEMENT = ("split", "label", "group")
-COLUMNS = ("key", *PLACEMENT, "boxes")  # what an item travels as
+COLUMNS = ("key", *PLACEMENT, "boxes", "span")  # what an item travels as
 
 
 def ship_plugins(config: OperatorsConfig) -> None:
@@ -47,7 +48,8 @@ def process_files(spec: JobSpec, items: list[Item]) -> Iterator[pa.Table]:
     # Block boundaries change no output byte: seeds and names come from keys alone.
     _in_order()
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    blocks = max(-(-len(items) // IMAGES_PER_BLOCK), min(len(items), 2 * cpus))
+    per_block = RANGES_PER_BLOCK if spec.frames else IMAGES_PER_BLOCK
+    blocks = max(-(-len(items) // per_block), min(len(items), 2 * cpus))
     rows = [_columns(item) for item in items]
     dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
         _write_files, fn_kwargs={"spec": spec}, batch_size=None, batch_format="numpy"
@@ -99,16 +101,33 @@ def _images_per_shard(spec: JobSpec, sample: list[Item]) -> int:
 
 
 def _columns(item: Item) -> dict[str, str]:
-    """Ray's numpy batches turn None into NaN: "not applicable" travels as ""."""
+    """Ray's numpy batches turn None into NaN: "not applicable" travels as "", a video
+    range as "start,end" (ms; "" for an open end)."""
     boxes = "" if item.boxes is None else item.boxes.to_json()
-    return {"key": item.key, **{c: v or "" for c, v in item.placement().items()}, "boxes": boxes}
+    span = "" if item.span is None else ",".join("" if t is None else str(t) for t in item.span)
+    placement = {c: v or "" for c, v in item.placement().items()}
+    return {"key": item.key, **placement, "boxes": boxes, "span": span}
 
 
 def _items(columns: dict[str, Sequence[str]]) -> list[Item]:
     return [
-        Item(key, split, label or None, group or None, ImageBoxes.from_json(b) if b else None)
-        for key, split, label, group, b in zip(*(columns[c] for c in COLUMNS))
+        Item(
+            key,
+            split,
+            label or None,
+            group or None,
+            ImageBoxes.from_json(b) if b else None,
+            _span(span),
+        )
+        for key, split, label, group, b, span in zip(*(columns[c] for c in COLUMNS))
     ]
+
+
+def _span(text: str) -> tuple[int | None, int | None] | None:
+    if not text:
+        return None
+    start, end = text.split(",")
+    return (int(start) if start else None, int(end) if end else None)
 
 
 def _write_files(batch: dict[str, np.ndarray], spec: JobSpec) -> pa.Table:

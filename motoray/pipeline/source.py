@@ -1,9 +1,11 @@
 """What a job reads: the source's listing, its annotations, and where each image goes (split,
-label, group), decided before any pixel is read."""
+label, group), decided before any pixel is read. A video source's items are time ranges of
+its videos (motoray/video/plan.py), placed per video or segment."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from motoray import annotations
 from motoray.annotations import ImageBoxes, SourceAnnotations
@@ -12,6 +14,9 @@ from motoray.labels import labels_of
 from motoray.spec import RequestBase
 from motoray.split import Assignment, assign
 from motoray.storage import Storage, open_storage
+
+if TYPE_CHECKING:
+    from motoray.video.plan import VideoPlan
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,9 @@ class Item:
     label: str | None = None
     group: str | None = None
     boxes: ImageBoxes | None = None  # an annotated source's boxes of this image; None: none
+    # A video source: the time range of the video `key` this item stands for ([start, end)
+    # in ms from its start; None: open), whose sampled frames are the images.
+    span: tuple[int | None, int | None] | None = None
 
     def placement(self) -> dict[str, str | None]:
         return {"split": self.split, "label": self.label, "group": self.group}
@@ -47,16 +55,40 @@ def read_annotations(
     )
 
 
+def probe(
+    request: RequestBase, config: Config, storage: Storage, keys: list[str]
+) -> VideoPlan | None:
+    """A video source: every video's metadata (no frame decoded). None for images."""
+    source_config = config.sources[request.name]
+    if source_config.kind != "video":
+        return None
+    from motoray.video.plan import probe_all
+
+    split = request.train_test_split
+    group_by = split.group_by if split is not None else None
+    return probe_all(storage, keys, source_config.frames, group_by, config.limits.max_image_pixels)
+
+
+def image_count(keys: list[str], videos: VideoPlan | None) -> int:
+    """Images the job will make: the listing's, or the frames the videos' metadata promise."""
+    return len(keys) if videos is None else videos.expected_frames()
+
+
 def place(
     request: RequestBase,
     config: Config,
     keys: list[str],
     boxes: SourceAnnotations | None = None,
+    videos: VideoPlan | None = None,
 ) -> Assignment:
-    """Label, split group and split of every image. A source with boxes and no folder labels
-    is stratified by each image's most frequent category; outputs stay unlabelled."""
+    """Label, split group and split of every image (of every video or segment). A source
+    with boxes and no folder labels is stratified by each image's most frequent category;
+    outputs stay unlabelled."""
     labels = labels_of(keys, config.sources[request.name].labels)
     split = request.train_test_split
+    group_by = _group_by(split, videos is not None)
+    if videos is not None:
+        return videos.assign(split, request.seed, labels, group_by)
     if labels is None and boxes is not None and split is not None and split.stratify:
         by_class = assign(keys, split, request.seed, {k: boxes.majority(k) for k in keys})
         return replace(by_class, label={})
@@ -64,7 +96,53 @@ def place(
 
 
 def items(
-    keys: list[str], assignment: Assignment, boxes: SourceAnnotations | None = None
+    keys: list[str],
+    assignment: Assignment,
+    boxes: SourceAnnotations | None = None,
+    videos: VideoPlan | None = None,
 ) -> list[Item]:
+    if videos is not None:  # one item per time range of every video
+        return [
+            Item(key, **assignment.placement(unit), span=span)
+            for key, unit, span in videos.ranges(keys)
+        ]
     found = {} if boxes is None else boxes.boxes
     return [Item(key, **assignment.placement(key), boxes=found.get(key)) for key in keys]
+
+
+def sample(
+    keys: list[str],
+    assignment: Assignment,
+    videos: VideoPlan | None,
+    count: int,
+    boxes: SourceAnnotations | None = None,
+) -> list[Item]:
+    """Items for previews and estimates: `count` images spread over the listing, or the
+    openings of up to `count` videos, each long enough for about `count` frames."""
+    if videos is None:
+        step = max(1, -(-len(keys) // count))
+        return items(keys[::step][:count], assignment, boxes)
+    readable = [key for key in keys if not isinstance(videos.videos[key], str)]
+    step = max(1, -(-len(readable) // count))
+    return [
+        Item(key, **assignment.placement(unit), span=span)
+        for key, unit, span in (videos.opening(key, count) for key in readable[::step][:count])
+    ]
+
+
+def _group_by(split, video: bool) -> str:
+    """The split's grouping, checked against the kind of source: frames of one video are
+    near-duplicates, so a video source groups by video unless told otherwise."""
+    if split is None:
+        return "video" if video else "image"
+    chosen = split.group_by if "group_by" in split.model_fields_set else None
+    if video:
+        if chosen == "image":
+            raise ValueError(
+                'group_by "image" on a video source would put frames of one video in several '
+                'splits: use "video" (the default), "segment:<seconds>", "folder" or "regex:"'
+            )
+        return chosen or "video"
+    if chosen == "video" or (chosen or "").startswith("segment:"):
+        raise ValueError(f'group_by "{chosen}" is for video sources (`kind: video`)')
+    return split.group_by

@@ -33,6 +33,7 @@ from motoray.pipeline.manifest import sample_record
 from motoray.pipeline.shards import tar_bytes
 from motoray.pipeline.source import Item
 from motoray.storage import Refused
+from motoray.video import frames as video_frames
 
 CHUNK_IMAGES = 64  # decoded together at most (feeds kernels stacks); also the read-ahead
 MAX_PENDING_WRITES = 256  # encoded outputs waiting for storage, per task
@@ -62,31 +63,47 @@ def outputs(spec: JobSpec, items: Sequence[Item], io: Executor | None = None) ->
     cut changes no byte: seeds and names come from keys alone.
     """
     with nullcontext(io) if io else ThreadPoolExecutor(_io_threads(spec)) as pool:
-        reads = deque(pool.submit(_fetch, spec, item.key) for item in items[:CHUNK_IMAGES])
+        # A video source's items are time ranges: they yield their sampled frames.
+        decoded = _frames(spec, items) if spec.frames else _images(spec, items, pool)
         group: list[_Decoded] = []
         held = 0
         misfits: dict[tuple[int, ...], str | None] = {}  # by image shape: one when resized
-        for index, item in enumerate(items):
-            fetched = reads.popleft().result()  # an error reading storage fails the task
-            if index + CHUNK_IMAGES < len(items):
-                reads.append(pool.submit(_fetch, spec, items[index + CHUNK_IMAGES].key))
-            try:
-                image = _decode(spec, fetched)
-                decoded = _with_boxes(spec, item, fetched, image)
-            except (DecodeError, Refused, FileNotFoundError, AnnotationError) as e:
-                yield _failed(item, str(e))
+        for one in decoded:
+            if isinstance(one, Output):  # what could not be read or decoded
+                yield one
                 continue
-            if image.shape not in misfits:
-                misfits[image.shape] = spec.misfit(image.shape[:2])
-            if misfits[image.shape]:
-                yield _failed(item, misfits[image.shape])  # never silently padded
+            shape = one.image.shape
+            if shape not in misfits:
+                misfits[shape] = spec.misfit(shape[:2])
+            if misfits[shape]:
+                yield _failed(one.item, misfits[shape])  # never silently padded
                 continue
-            group.append(decoded)
-            held += spec.bytes_held(image.shape)
+            group.append(one)
+            held += spec.bytes_held(shape)
             if len(group) >= CHUNK_IMAGES or held >= spec.limits.task_bytes:
                 yield from _group_outputs(spec, group)
                 group, held = [], 0
         yield from _group_outputs(spec, group)
+
+
+def _images(spec: JobSpec, items: Sequence[Item], pool: Executor) -> Iterator[_Decoded | Output]:
+    """Each item decoded (with its boxes), or its failure, reads running CHUNK_IMAGES ahead."""
+    reads = deque(pool.submit(_fetch, spec, item.key) for item in items[:CHUNK_IMAGES])
+    for index, item in enumerate(items):
+        fetched = reads.popleft().result()  # an error reading storage fails the task
+        if index + CHUNK_IMAGES < len(items):
+            reads.append(pool.submit(_fetch, spec, items[index + CHUNK_IMAGES].key))
+        try:
+            image = _decode(spec, fetched)
+            yield _with_boxes(spec, item, fetched, image)
+        except (DecodeError, Refused, FileNotFoundError, AnnotationError) as e:
+            yield _failed(item, str(e))
+
+
+def _frames(spec: JobSpec, items: Sequence[Item]) -> Iterator[_Decoded | Output]:
+    """A video source's items (time ranges): their sampled frames, or failures."""
+    for item, image in video_frames.decoded(spec, items):
+        yield _failed(item, image) if isinstance(image, str) else _Decoded(item, image, None, None)
 
 
 def write_files(spec: JobSpec, items: Sequence[Item]) -> list[dict]:
@@ -152,6 +169,8 @@ def images_per_shard(spec: JobSpec, sample: Sequence[Item]) -> int:
     and listing give the same number on any cluster."""
     rows, data = shard(spec, "sample.tar", sample)
     decoded = len({row["source_path"] for row in rows if "error" not in row})
+    if spec.frames is not None:  # items are video ranges: shards hold so many ranges
+        decoded = len(sample) if decoded else 0
     if not decoded:
         return MAX_IMAGES_PER_SHARD
     return max(1, min(MAX_IMAGES_PER_SHARD, spec.shard_bytes * decoded // len(data)))
@@ -163,7 +182,15 @@ def _io_threads(spec: JobSpec) -> int:
 
 
 def in_manifest_order(rows: list[dict]) -> list[dict]:
-    return sorted(rows, key=lambda row: (row["source_path"], row.get("output_path") or ""))
+    """By source key; a video's frames by time (their keys' digits do not sort by time)."""
+    return sorted(
+        rows,
+        key=lambda row: (
+            row.get("video") or row["source_path"],
+            row.get("time_ms") or 0,
+            row.get("output_path") or "",
+        ),
+    )
 
 
 def _group_outputs(spec: JobSpec, group: list[_Decoded]) -> Iterator[Output]:
@@ -267,6 +294,8 @@ def _encoded(
     }
     if boxes is not None:
         row["boxes"], row["boxes_dropped"] = boxes
+    if spec.frames is not None:
+        row |= video_frames.lineage(item.key)  # the video and the frame's time, as columns
     return Output(row, data)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import IO, Protocol
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
@@ -33,6 +33,11 @@ class Storage(Protocol):
     def read(self, key: str, max_bytes: int | None = None) -> bytes:
         """The object's bytes; Refused if it is not one motoray reads, or is larger than
         `max_bytes` (checked before more than max_bytes + 1 bytes are read)."""
+        ...
+
+    def open(self, key: str) -> IO[bytes]:
+        """A seekable binary file object over the object, for files read in place rather
+        than whole (videos); refuses what `read` refuses. The caller closes it."""
         ...
 
     def size(self, key: str) -> int: ...

@@ -14,6 +14,7 @@ import stat
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from motoray.storage.base import IMAGE_EXTENSIONS, Refused
 from motoray.storage.keys import safe_key
@@ -54,6 +55,16 @@ class LocalStorage:
         return sorted(keys)
 
     def read(self, key: str, max_bytes: int | None = None) -> bytes:
+        with self.open(key) as f:
+            info = os.fstat(f.fileno())
+            if max_bytes is not None and info.st_size > max_bytes:
+                raise Refused(f"file too large: {info.st_size} bytes > limit {max_bytes}")
+            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+        if max_bytes is not None and len(data) > max_bytes:  # grew since fstat
+            raise Refused(f"file too large: more than {max_bytes} bytes")
+        return data
+
+    def open(self, key: str) -> BinaryIO:
         if not _canonical(key):
             raise Refused("refused: a name with a backslash (not portable to S3 keys)")
         path = self._path(key)
@@ -62,17 +73,13 @@ class LocalStorage:
             raise Refused("refused: a link to outside the source folder")
         # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
         fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as f:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
-                raise Refused(f"refused: {kind}, not a regular file")
-            if max_bytes is not None and info.st_size > max_bytes:
-                raise Refused(f"file too large: {info.st_size} bytes > limit {max_bytes}")
-            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
-        if max_bytes is not None and len(data) > max_bytes:  # grew since fstat
-            raise Refused(f"file too large: more than {max_bytes} bytes")
-        return data
+        f = os.fdopen(fd, "rb")
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            f.close()
+            kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+            raise Refused(f"refused: {kind}, not a regular file")
+        return f
 
     def size(self, key: str) -> int:
         return self._path(key).stat().st_size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 
 from motoray.storage.base import IMAGE_EXTENSIONS, Refused
@@ -39,6 +40,9 @@ class MemoryStorage:
         if max_bytes is not None and len(data) > max_bytes:
             raise Refused(f"file too large: {len(data)} bytes > limit {max_bytes}")
         return data
+
+    def open(self, key: str) -> io.BytesIO:
+        return io.BytesIO(self.read(key))
 
     def size(self, key: str) -> int:
         return len(self.read(key))

@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from motoray.config import S3Settings
 from motoray.storage.base import IMAGE_EXTENSIONS, Refused
 from motoray.storage.keys import safe_key
+from motoray.storage.ranged import RangedReader
 
 # Requests in flight per task: at ~30 ms a request (AWS), a CPU making ~150 images/s at
 # ~5 requests each needs ~25 in flight; 64 leaves room for slower answers.
@@ -150,6 +151,21 @@ class S3Storage:
                 response["Body"].close()
                 raise Refused(f"file too large: {total} bytes > limit {max_bytes}")
         return response["Body"].read()
+
+    def open(self, key: str) -> RangedReader:
+        """Ranged GETs of BLOCK_BYTES as the reader needs them, never the whole object."""
+        if not _canonical(key):
+            raise Refused("refused: a key with '..', '//', a leading '/' or a backslash")
+        where = f"{self.uri}/{key}"
+
+        def fetch(first: int, last: int) -> bytes:
+            with _os_errors(where):
+                response = self._client.get_object(
+                    Bucket=self.bucket, Key=self._key(key), Range=f"bytes={first}-{last}"
+                )
+            return response["Body"].read()
+
+        return RangedReader(fetch, self.size(key))
 
     def size(self, key: str) -> int:
         with _os_errors(f"{self.uri}/{key}"):

@@ -29,10 +29,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from motoray.sample_data import write_sample_frames
+from motoray.video.sample import write_sample_videos
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "node_loss_check.py"
 FRAMES = 200
+CLIP_SECONDS = 20
 TIMEOUT_S = 420
 FAST_HEALTH_CHECKS = {
     "RAY_health_check_period_ms": "1000",
@@ -51,14 +53,14 @@ def job_hashes(job_dir: Path) -> dict[str, str]:
     }
 
 
-def run_check(frames: Path, output: Path) -> dict:
+def run_check(frames: Path, output: Path, *extra: str) -> dict:
     # Short, private temp dir: Ray's unix socket paths must fit in 107 bytes.
     ray_tmp = tempfile.mkdtemp(prefix="motoray-nodeloss-", dir="/tmp")
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, **FAST_HEALTH_CHECKS}
     env.pop("RAY_ADDRESS", None)
     report = output.parent / "report.json"
     command = [sys.executable, str(SCRIPT), "--frames", str(frames), "--output", str(output)]
-    command += ["--report", str(report)]
+    command += ["--report", str(report), *extra]
     process = subprocess.Popen(
         command,
         env=env,
@@ -88,14 +90,31 @@ def test_worker_node_killed_mid_job_changes_no_output_byte(tmp_path: Path) -> No
     output = tmp_path / "outputs"
 
     report = run_check(frames, output)
-    print(json.dumps(report["kill"]), f"node-loss job: {report['node_loss_s']} s")
+    assert report["outputs_expected"] == FRAMES * 4  # seed request: a CROP, 3 RANDOM_CROPs
+    check_lossy_job_equals_clean(report, output)
 
+
+def test_worker_node_killed_mid_video_job_changes_no_output_byte(tmp_path: Path) -> None:
+    clips = tmp_path / "MotoGP"
+    write_sample_videos(clips, 4, (640, 360), seconds=CLIP_SECONDS)
+    output = tmp_path / "outputs"
+
+    # 4 clips x 20 s, every 0.2 s, 5 s per task: 16 range tasks, 400 frames.
+    report = run_check(clips, output, "--video", "--every-s", "0.2", "--range-s", "5")
+    assert report["clean"]["counts"]["images_done"] == 4 * CLIP_SECONDS * 5
+    assert report["outputs_expected"] == 4 * CLIP_SECONDS * 5 * 4
+    check_lossy_job_equals_clean(report, output)
+    manifest = pq.read_table(output / "MotoGP" / "node-loss" / "manifest.parquet")
+    assert set(manifest["video"].to_pylist()) == {f"clip00{n}.mp4" for n in range(4)}
+
+
+def check_lossy_job_equals_clean(report: dict, output: Path) -> None:
+    print(json.dumps(report["kill"]), f"node-loss job: {report['node_loss_s']} s")
     assert report["clean"]["state"] == "SUCCEEDED"
     assert report["node_loss"]["state"] == "SUCCEEDED"
     assert report["node_loss"]["counts"] == report["clean"]["counts"]
     assert report["clean"]["counts"]["images_failed"] == 0
     expected = report["outputs_expected"]
-    assert expected == FRAMES * 4  # seed request: one CROP and three RANDOM_CROPs per frame
 
     # The kill landed mid-job: some outputs written, not all, job not finished...
     kill = report["kill"]

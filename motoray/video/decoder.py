@@ -1,0 +1,304 @@
+"""PyAV (FFmpeg): open a video from storage, read its metadata, decode one time range.
+
+A task decoding the range [a, b) of a video seeks to the last keyframe before a and decodes
+forward: frames before the first keyframe are dropped (their pixels would depend on where
+decoding started), frames before a only tell the time of the frame before the range's first,
+which the sampling rule needs, and decoding stops at the first frame at or after b. Decoding
+is strict (FFmpeg's `err_detect=explode`): damaged data is recorded with its time, the frames
+up to the next keyframe are dropped (they may show the damage) and decoding goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import IO
+
+import av
+import numpy as np
+
+from motoray.storage import Storage
+from motoray.video.sampling import Sampler, Span, in_span, milliseconds
+
+# FFmpeg's frame and slice threads. A fixed count, not one per core: around damaged data,
+# which frame reports the error depends on it, and outputs must not depend on the node.
+DECODE_THREADS = 2
+# Seek this much further back (ms) each time a seek lands on a keyframe at or after the
+# range's start (containers index keyframes by decoding time, which can lead the
+# presentation time); then decode from the very start.
+SEEK_BACKOFF_MS = (0, 1000, 5000, 30_000, 120_000)
+# A video whose data ends this much before its declared end is reported as cut short.
+END_SLACK_S = Fraction(1, 2)
+MAX_DAMAGE_PER_RANGE = 20  # then the rest of the range is given up, and that is recorded
+
+
+class VideoError(ValueError):
+    """A listed file that is not a video motoray can decode; str(e) is the recorded reason."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video's container says about it, read without decoding."""
+
+    duration_ms: int  # 0 when the container does not say
+    rate: Fraction | None  # nominal frames per second
+    width: int
+    height: int
+    codec: str
+
+
+@dataclass(frozen=True)
+class Frame:
+    time: Fraction  # seconds from the video's start
+    image: np.ndarray  # HxWx3 uint8 RGB
+
+
+@dataclass(frozen=True)
+class Damage:
+    time: Fraction | None  # where decoding failed; None: the video could not be read at all
+    reason: str
+
+
+class Video:
+    """An open video stream: the container over a storage file object, and its clock."""
+
+    def __init__(self, file: IO[bytes], max_pixels: int) -> None:
+        self._file = file
+        self._max_pixels = max_pixels
+        self._open()
+
+    def _open(self) -> None:
+        self._file.seek(0)
+        try:
+            self.container = av.open(self._file, mode="r")
+        except av.error.FFmpegError as e:
+            raise VideoError(f"not a readable video ({_message(e)})") from None
+        streams = [s for s in self.container.streams.video if not _attached_picture(s)]
+        if not streams:
+            self.close_container()
+            raise VideoError("not a video: the file has no video stream")
+        stream = self.stream = streams[0]
+        context = stream.codec_context
+        if context is None or not context.codec.is_decoder:
+            self.close_container()
+            raise VideoError("unsupported codec: FFmpeg has no decoder for its video stream")
+        if context.width * context.height > self._max_pixels:
+            self.close_container()
+            raise VideoError(
+                f"frames too large: {context.width}x{context.height} pixels > limit "
+                f"{self._max_pixels} (limits.max_image_pixels)"
+            )
+        context.thread_type = "AUTO"
+        context.thread_count = DECODE_THREADS
+        context.options = {"err_detect": "explode"}
+        self.time_base = Fraction(stream.time_base or 1)
+        self.origin = stream.start_time if stream.start_time is not None else 0
+        rate = stream.average_rate or stream.guessed_rate
+        self.rate = Fraction(rate) if rate else None
+        self.declared_end = _declared_duration(self.container, stream, self.origin)
+        self.last_pts: int | None = None  # the latest presentation time demuxed
+
+    def reopen(self) -> None:
+        self.close_container()
+        self._open()
+
+    def info(self) -> VideoInfo:
+        context = self.stream.codec_context
+        duration = 0 if self.declared_end is None else milliseconds(self.declared_end)
+        return VideoInfo(duration, self.rate, context.width, context.height, context.codec.name)
+
+    def time(self, pts: int) -> Fraction:
+        return (pts - self.origin) * self.time_base
+
+    def pts(self, time_ms: int) -> int:
+        return self.origin + int(Fraction(time_ms, 1000) / self.time_base)
+
+    def close_container(self) -> None:
+        with contextlib.suppress(Exception):
+            self.container.close()
+
+
+@contextlib.contextmanager
+def open_video(storage: Storage, key: str, max_pixels: int) -> Iterator[Video]:
+    """The video at `key`; VideoError (with the reason) if it cannot be decoded, Refused and
+    FileNotFoundError as for images."""
+    with storage.open(key) as file:
+        video = Video(file, max_pixels)
+        try:
+            yield video
+        finally:
+            video.close_container()
+
+
+def probe(storage: Storage, key: str, max_pixels: int) -> VideoInfo:
+    """The container's metadata: duration, rate, size, codec. Reads headers, no frame."""
+    with open_video(storage, key, max_pixels) as video:
+        return video.info()
+
+
+def span_frames(
+    video: Video, sampler: Sampler, span: Span, size: tuple[int, int] | None
+) -> Iterator[Frame | Damage]:
+    """The sampled frames of the range `span`, in time order, and the damage found in it."""
+    start_ms = span[0]
+    backoffs = list(SEEK_BACKOFF_MS) if start_ms is not None else []
+    seeked = False
+    while True:
+        if backoffs:  # the last keyframe before the range: at least 1 tick before its start
+            seek: int | None = video.pts(start_ms - backoffs.pop(0)) - 1
+            if seek < video.origin:
+                seek, backoffs = None, []
+        else:
+            seek = None
+        if seek is None and seeked:
+            video.reopen()
+        scan = _Scan(video, sampler, span, size)
+        try:
+            yield from scan.run(seek)
+            return
+        except _SeekTooLate:
+            seeked = True
+            continue
+
+
+class _SeekTooLate(Exception):
+    """The seek landed after the range's start: seek further back."""
+
+
+class _Error:
+    def __init__(self, pts: int | None, reason: str, fatal: bool = False) -> None:
+        self.pts, self.reason, self.fatal = pts, reason, fatal
+
+
+class _Scan:
+    """One pass over a range after one seek."""
+
+    def __init__(self, video: Video, sampler: Sampler, span: Span, size) -> None:
+        self.video, self.sampler, self.span, self.size = video, sampler, span, size
+
+    def run(self, seek: int | None) -> Iterator[Frame | Damage]:
+        video, span = self.video, self.span
+        if self.sampler.period is None:
+            video.stream.codec_context.skip_frame = "NONKEY"  # keyframes only: skip the rest
+        start_ms, end_ms = span
+        previous: Fraction | None = None  # the time of the frame before, in presentation order
+        started = False  # a keyframe has been decoded since the seek
+        first_key: Fraction | None = None
+        damaged = False  # since the last damage, no keyframe yet: frames may show it
+        damages = 0
+        for item in _decoded(video, seek):
+            if isinstance(item, _Error):
+                time = video.time(item.pts) if item.pts is not None else previous
+                if seek is not None and (not started or (time is not None and time < first_key)):
+                    continue  # what references frames before the seek: not damage
+                if not damaged and (time is None or in_span(time, span)):
+                    damages += 1
+                    yield Damage(time, item.reason)
+                    if damages >= MAX_DAMAGE_PER_RANGE:
+                        yield Damage(time, "too much damage: the rest of the range is skipped")
+                        return
+                damaged = True
+                if item.fatal:
+                    return
+                continue
+            time = video.time(item.pts)
+            if previous is not None and time <= previous:
+                continue  # not after the frame before: out of order, skipped
+            if not started:
+                if not item.key_frame:
+                    continue
+                if start_ms is not None and seek is not None and time * 1000 >= start_ms:
+                    raise _SeekTooLate
+                started, first_key = True, time
+            if damaged and item.key_frame:
+                damaged = False
+            if end_ms is not None and time * 1000 >= end_ms:
+                return  # the next range's
+            if (
+                not damaged
+                and in_span(time, span)
+                and self.sampler.sampled(time, previous, item.key_frame)
+            ):
+                yield Frame(time, _pixels(item, self.size))
+            previous = time
+        if seek is not None and not started:
+            raise _SeekTooLate  # past the end of the data: look further back
+        # The data ended: before the end of this range, or well before the declared end.
+        last = None if video.last_pts is None else video.time(video.last_pts)
+        owned = in_span(last, span) if last is not None else start_ms is None
+        declared = video.declared_end
+        short = end_ms is not None or (
+            declared is not None and (last or 0) + END_SLACK_S < declared
+        )
+        if owned and short and not damaged:
+            if last is None:
+                yield Damage(None, "no frame could be read (truncated?)")
+            else:
+                gap = (
+                    f", {float(declared - last):.3f} s before its declared end" if declared else ""
+                )
+                yield Damage(last, f"the video data ends here{gap} (truncated?)")
+
+
+def _decoded(video: Video, seek: int | None) -> Iterator[av.VideoFrame | _Error]:
+    """Frames in presentation order after seeking to `seek` (None: from the start), with the
+    errors met on the way in their place."""
+    if seek is not None:
+        try:
+            video.container.seek(seek, stream=video.stream, backward=True)
+        except av.error.FFmpegError:
+            return  # treated as a seek past the end: the caller looks further back
+    packets = video.container.demux(video.stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as e:
+            yield _Error(None, f"damaged container data ({_message(e)})", fatal=True)
+            return
+        if packet.pts is not None and (video.last_pts is None or packet.pts > video.last_pts):
+            video.last_pts = packet.pts  # where the data ends, even when frames are skipped
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as e:
+            yield _Error(packet.pts, f"damaged video data ({_message(e)})")
+            continue
+        for frame in frames:
+            if frame.pts is None:
+                yield _Error(None, "a frame without a presentation time")
+            else:
+                yield frame
+
+
+def _pixels(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
+    """RGB, resized in the same swscale pass that converts from YUV (area averaging)."""
+    if size is None:
+        return frame.to_ndarray(format="rgb24")
+    width, height = size
+    return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
+
+
+def _declared_duration(container, stream, origin: int) -> Fraction | None:
+    """Seconds from the first frame to the end, as the container states it: the stream's own
+    duration (MP4, MOV), else the container's, which Matroska counts from time 0 rather than
+    from the first frame (MPEG-TS estimates it from the first and last timestamps)."""
+    if stream.duration:
+        return stream.duration * Fraction(stream.time_base)
+    if not container.duration:
+        return None
+    duration = Fraction(container.duration, av.time_base)
+    if "matroska" in container.format.name:
+        duration -= origin * Fraction(stream.time_base)
+    return max(duration, Fraction(0))
+
+
+def _attached_picture(stream) -> bool:
+    """Cover art in an audio file is a 'video stream' of one picture."""
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+
+def _message(error: av.error.FFmpegError) -> str:
+    return error.strerror or str(error)
