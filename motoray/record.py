@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from motoray.config import Config
 
@@ -53,13 +53,22 @@ class BoxCounts(BaseModel):
     outputs_skipped: int = 0
 
 
-class SplitCounts(BaseModel):
+class _Compact(BaseModel):
+    """Counts that apply to some jobs only (boxes, shards, videos) are left out where they
+    do not apply, in job.json and over HTTP alike."""
+
+    @model_serializer(mode="wrap")
+    def _without_none(self, handler) -> dict[str, Any]:
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+
+class SplitCounts(_Compact):
     images: int = 0
     outputs: int = 0
     boxes: BoxCounts | None = None  # a source with annotations
 
 
-class Counts(BaseModel):
+class Counts(_Compact):
     """Progress while a job runs; the final counts in job.json."""
 
     images_total: int = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import secrets
 import subprocess
 from pathlib import Path
@@ -14,7 +15,6 @@ import pytest
 
 from motoray.pipeline.layout import JOB_FILE
 from tests.api.conftest import motoray_bin, start_service, stop_service, wait_for, write_config
-from tests.conftest import EXAMPLES
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:
@@ -74,12 +74,19 @@ def tls_service(tmp_path):
         stop_service(process)
 
 
+LONG_JOB = {
+    "name": "MotoGP",
+    "augmentations": [{"RANDOM_CROP": {"crop_dimensions": [64, 64], "target_count": 1000}}],
+}
+
+
 @pytest.mark.slow
 def test_https_local_ray_and_clean_shutdown(tls_service):
     url, cert, token = tls_service["url"], tls_service["cert"], tls_service["token"]
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     with httpx.Client(base_url=url, headers=headers, verify=cert, timeout=60) as api:
-        response = api.post("/data_prep", content=(EXAMPLES / "seed_sample.json").read_bytes())
+        # Long enough to be still running when the service stops (the warm runner is quick).
+        response = api.post("/data_prep", content=json.dumps(LONG_JOB))
         assert response.status_code == 202, response.text
         [job] = response.json()["jobs"]
         assert job["status_url"].startswith("https://127.0.0.1:")
@@ -88,8 +95,10 @@ def test_https_local_ray_and_clean_shutdown(tls_service):
         httpx.get(url.replace("https://", "http://") + "/healthz", timeout=10)
 
     # Without --wait, submit returns once the job is accepted.
+    long_job = tls_service["log"].with_name("long.json")
+    long_job.write_text(json.dumps(LONG_JOB))
     submitted = subprocess.run(
-        [motoray_bin(), "submit", str(EXAMPLES / "augment_only.json"), "--url", url,
+        [motoray_bin(), "submit", str(long_job), "--url", url,
          "--token", token, "--cacert", cert],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
