@@ -286,13 +286,17 @@ class JobService:
         return self.status(job_id)
 
     def stop_all(self, wait_s: float = 15) -> list[str]:
-        """Stop every unfinished motoray job (used when the service takes its Ray down)."""
+        """Stop every unfinished motoray job (used when the service takes its Ray down).
+        A Ray Job whose run has already ended is only finishing its report: it is left to
+        end on its own, so Ray does not call a SUCCEEDED job STOPPED."""
         ids = [
             job.submission_id
             for job in self.ray_jobs.list()
             if (job.metadata or {}).get("motoray") and job.status.value in ACTIVE
         ]
-        for job_id in ids:
+        entries = ray.get([self.board.get.remote(i) for i in ids], timeout=10)
+        unfinished = [i for i, e in zip(ids, entries) if (e or {}).get("state") not in TERMINAL]
+        for job_id in unfinished:
             self.runner.stop.remote(job_id)
             self.ray_jobs.stop(job_id)
         with contextlib.suppress(TimeoutError):
@@ -301,7 +305,7 @@ class JobService:
                 wait_s,
                 what="jobs to end",
             )
-        return ids
+        return unfinished
 
     def _info(self, job_id: str):
         info = self.ray_jobs.info(job_id)
