@@ -34,7 +34,7 @@ from motoray.video.sample import write_sample_videos
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "node_loss_check.py"
 FRAMES = 200
-CLIP_SECONDS = 20
+CLIP_SECONDS = 10
 TIMEOUT_S = 420
 FAST_HEALTH_CHECKS = {
     "RAY_health_check_period_ms": "1000",
@@ -99,8 +99,8 @@ def test_worker_node_killed_mid_video_job_changes_no_output_byte(tmp_path: Path)
     write_sample_videos(clips, 4, (640, 360), seconds=CLIP_SECONDS)
     output = tmp_path / "outputs"
 
-    # 4 clips x 20 s, every 0.2 s, 5 s per task: 16 range tasks, 400 frames.
-    report = run_check(clips, output, "--video", "--every-s", "0.2", "--range-s", "5")
+    # 4 clips x 10 s, every 0.2 s, 2.5 s per task: 16 range tasks, 200 frames.
+    report = run_check(clips, output, "--video", "--every-s", "0.2", "--range-s", "2.5")
     assert report["clean"]["counts"]["images_done"] == 4 * CLIP_SECONDS * 5
     assert report["outputs_expected"] == 4 * CLIP_SECONDS * 5 * 4
     check_lossy_job_equals_clean(report, output)
