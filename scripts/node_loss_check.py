@@ -187,10 +187,11 @@ def wait_until_dead(node_id: str, timeout_s: float = 90) -> None:
         time.sleep(0.5)
 
 
-def task_attempts(address: str, node_id: str | None, timeout_s: float = 30) -> list[dict]:
+def task_attempts(address: str, node_id: str | None, timeout_s: float = 8) -> list[dict]:
     """The pipeline task attempts that died with node `node_id`, and the retries: the evidence
-    that the kill hit running work. Ray's task events arrive a second or more after the fact,
-    so this waits until both kinds show up (or `timeout_s`)."""
+    that the kill hit running work. Ray's task events arrive a second or two after the fact,
+    so this waits until both kinds show up, or `timeout_s` (the victim's task may have ended
+    just before the kill: then there is nothing to wait for)."""
     from ray.util.state import list_tasks
 
     deadline = time.monotonic() + timeout_s
