@@ -114,8 +114,9 @@ class LocalStorage:
         return True
 
     def sync(self) -> None:
-        """Flush this file system's written data to disk: once per task and before the
-        commit marker, not once per file (an fsync per output costs more than its encode)."""
+        """Flush this file system's written data to disk, once, before the commit marker (an
+        fsync per output costs more than its encode). On the node that commits the job: a
+        local output folder is that node's, or a shared file system (NFS flushes on close)."""
         if not self.root.is_dir():
             return  # nothing was written here
         fd = os.open(self.root, os.O_RDONLY)
