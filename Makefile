@@ -36,9 +36,11 @@ lint: setup
 	$(BIN)/ruff check motoray tests scripts bench
 	$(BIN)/ruff format --check motoray tests scripts bench
 
-# Everything, what CI runs (its wall time is printed at the end).
+# Everything, what CI runs (its wall time is printed at the end). Two pytest workers: most
+# of a run is waiting on clusters and services; tests/conftest.py groups what shares one.
 test: setup lint
-	@start=$$(date +%s); $(BIN)/pytest -q --durations=15; status=$$?; \
+	@start=$$(date +%s); $(BIN)/pytest -q -n 2 --dist loadgroup --no-loadscope-reorder \
+		--durations=15; status=$$?; \
 	echo "make test: $$(( $$(date +%s) - start )) s of pytest"; exit $$status
 
 # The inner loop (< 90 s): no cluster, service, benchmark, notebook or schemathesis.

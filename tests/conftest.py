@@ -20,13 +20,41 @@ from motoray.config import Config, OutputConfig, SourceConfig
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples" / "requests"
 CLUSTER_FIXTURES = {"ray_local", "api_ray"}  # the service and its clients depend on api_ray
+GROUP = pytest.StashKey[str]()
+LONGEST_FIRST = (  # seconds in one run (pytest --junitxml), summed per group
+    "api_ray",  # 173
+    "ray_local",  # 134
+    "tests/test_bench.py",  # 97
+    "tests/cluster/test_node_loss.py",  # 87
+    "tests/api/test_ray_job_submit.py",  # 46
+    "tests/cluster/test_autoscaling.py",  # 35
+    "tests/api/test_server.py",  # 31
+    "tests/test_cli.py",  # 24
+    "tests/cluster/test_spot_watcher.py",  # 16
+    "tests/test_job_limits.py",  # 14
+    "tests/storage/test_s3.py",  # 13
+)
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        clusters = CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if clusters:
             item.add_marker(pytest.mark.slow)
+        # `pytest -n 2 --dist loadgroup` (make test): a session cluster's tests on one
+        # worker, so no cluster starts twice; any other module's tests together, so its
+        # module fixtures are made once.
+        group = min(clusters) if clusters else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+        item.stash[GROUP] = group
+    # Longest groups first (`--no-loadscope-reorder` keeps this order): a long one left
+    # for last would run alone while the other worker idles.
+    items.sort(key=lambda item: _rank(item.stash[GROUP]))
+
+
+def _rank(group: str) -> int:
+    return LONGEST_FIRST.index(group) if group in LONGEST_FIRST else len(LONGEST_FIRST)
 
 
 @pytest.fixture(scope="session")

@@ -63,6 +63,7 @@ def test_bench_runs_every_part_and_reports_it(tmp_path):
     assert all(set(name.split(" / ")) <= VARIANTS for name in ratios), ratios
     assert result["memory_growth"]["images"] == [IMAGES, IMAGES]
     assert result["service_post_to_running"]["jobs"] == SERVICE_JOBS
+    assert set(result["ray_floors"]) == {"ray_init_and_shutdown_s", "ray_job_submit_true_s"}
     for layout in ("files", "webdataset"):
         s3 = result["s3_images_per_s_per_core"][layout]
         assert set(s3) == {"0ms", "30ms", "100ms", "30ms / 0ms"}, s3

@@ -36,6 +36,7 @@ import secrets
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -473,6 +474,33 @@ def cold_run_seconds(bench: Bench, paths: list[Path]) -> float:
     return time.perf_counter() - start
 
 
+def ray_floors(bench: Bench, repeats: int = 3) -> dict:
+    """What Ray itself costs, motoray or not: a local Ray started and stopped from a fresh
+    process (the floor of a cold `motoray run`), and `ray job submit -- true` on the warm
+    cluster (the floor of every `ray job submit`: the job's supervisor actor, its log tail).
+    Medians of `repeats`."""
+    python = str(Path(sys.executable))
+    start_stop = [python, "-c", "import ray; ray.init(include_dashboard=False); ray.shutdown()"]
+    submit_true = [*installed_command("ray"), "job", "submit", "--address",
+                   bench.cluster.dashboard_url, "--", "true"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return {
+        "ray_init_and_shutdown_s": _median_seconds(start_stop, env, repeats),
+        "ray_job_submit_true_s": _median_seconds(
+            submit_true, {**env, **bench.cluster.env}, repeats
+        ),
+    }
+
+
+def _median_seconds(command: list[str], env: dict[str, str], repeats: int) -> float:
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, env=env)
+        seconds.append(time.perf_counter() - start)
+    return round(statistics.median(seconds), 2)
+
+
 def post_to_running(bench: Bench, paths: list[Path], jobs: int) -> dict:
     """Seconds from POST /data_prep to the job RUNNING, one job at a time on the warm service."""
     bench._source_for(paths[:20])
@@ -615,6 +643,7 @@ def run(
             clips = _clips(frames.parent / "videos", videos, video_seconds, log)
             result["video"] = video_rounds(bench, clips, repeats, log)
         result["cold_run_s"] = round(cold_run_seconds(bench, paths), 2)
+        result["ray_floors"] = ray_floors(bench, min(repeats, 3))
     finally:
         bench.close()
     shutil.rmtree(work, ignore_errors=True)
@@ -658,4 +687,9 @@ def report(result: dict) -> str:
             f"{v['ratio_median']:.2f}   per round: {v['ratios_per_round']}"
         )
     lines.append(f"  cold `motoray run` (1 image, Ray start included): {result['cold_run_s']} s")
+    floors_ = result["ray_floors"]
+    lines.append(
+        f"  Ray alone: a local Ray started and stopped {floors_['ray_init_and_shutdown_s']} s; "
+        f"`ray job submit -- true` {floors_['ray_job_submit_true_s']} s"
+    )
     return "\n".join(lines)

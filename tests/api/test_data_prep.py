@@ -15,6 +15,7 @@ import pytest
 from motoray.config import load_config
 from motoray.pipeline.layout import JOB_FILE, MANIFEST_FILE
 from motoray.pipeline.manifest import MANIFEST_COLUMNS
+from motoray.sample_data import write_sample_frames
 from motoray.waiting import wait_until
 from tests.api.conftest import FRAMES, TERMINAL, post_json, wait_for
 from tests.conftest import EXAMPLES, outputs_in_memory
@@ -103,8 +104,11 @@ def test_a_list_body_is_one_job_per_element(api):
     assert finals[1]["progress"]["outputs"] == 5 * FRAMES  # RANDOM_CROP target_count 5
 
 
-def test_delete_stops_a_job_and_leaves_no_job_json(service, api):
-    response = post_json(api, json.loads(SEED_FILE.read_text()))
+def test_delete_stops_a_job_and_leaves_no_job_json(service, api, tmp_path):
+    # 300 frames: long enough to be caught running (the shared 6 take well under a second).
+    write_sample_frames(tmp_path / "long", 300, (1280, 720), unique=10)
+    with service.edited_config(lambda c: c["sources"]["MotoGP"].update(uri=str(tmp_path / "long"))):
+        response = post_json(api, json.loads(SEED_FILE.read_text()))
     [job] = response.json()["jobs"]
     wait_for(api, job["job_id"], states=("RUNNING",), poll_s=0.05)  # its driver started
     stopped = api.delete(f"/data_prep/{job['job_id']}")
