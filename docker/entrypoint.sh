@@ -24,7 +24,8 @@ trap 'stop; exit 0' TERM INT
 # `ondemand` and `spot` are the cluster's node-kind resources: code asking for them runs here.
 # Started without the API and Jupyter tokens: every Ray worker and job driver inherits this
 # environment.
-env -u MOTORAY_API_TOKEN -u JUPYTER_TOKEN \
+# Workers at niceness 0 (Ray's default: 15) so that the API outranks pipeline tasks.
+env -u MOTORAY_API_TOKEN -u JUPYTER_TOKEN RAY_worker_niceness=0 \
     ray start --head --disable-usage-stats --dashboard-host=127.0.0.1 \
     --resources='{"ondemand": 1, "spot": 1}'
 export RAY_ADDRESS=auto  # the API, its jobs and notebooks join this head

@@ -1,14 +1,42 @@
 """Batch work yields the CPU to the API: a node that runs both (a laptop, the head of a
-small cluster) must keep answering /healthz and status polls while jobs run."""
+small cluster) must keep answering /healthz and status polls while jobs run.
+
+Ray starts its worker processes at niceness 15 (`RAY_worker_niceness`), actors included,
+so the API's replica and proxy would share the CPU evenly with pipeline tasks and lose it
+to every job's supervisor and driver (Ray runs those at 0). motoray's Ray starts workers
+at 0, and everything else lowers itself: pipeline tasks most, job drivers less, and a job's
+waiting processes (its `run-job` follower and Ray's supervisor of it) as much as tasks.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
-BATCH_NICENESS = 10
+BATCH_NICENESS = 10  # pipeline tasks, and processes that only wait for a job
+DRIVER_NICENESS = 5  # job drivers: above their own tasks, below the API
+RAY_WORKER_NICENESS = "RAY_worker_niceness"  # read by the raylet when `ray start` runs
+
+
+def lower_priority(niceness: int, pid: int = 0) -> None:
+    """Lower a process's CPU priority to `niceness` (0: this one); never raise it (that
+    needs privileges), so calling it again, as a reused Ray worker does, changes nothing."""
+    if hasattr(os, "setpriority") and os.getpriority(os.PRIO_PROCESS, pid) < niceness:
+        os.setpriority(os.PRIO_PROCESS, pid, niceness)
 
 
 def as_batch_work() -> None:
-    """Lower this process's CPU priority (once: Ray reuses worker processes)."""
-    if hasattr(os, "nice") and os.nice(0) < BATCH_NICENESS:
-        os.nice(BATCH_NICENESS - os.nice(0))
+    lower_priority(BATCH_NICENESS)
+
+
+def as_job_follower() -> None:
+    """A Ray Job entrypoint that only follows a run: it, and the supervisor Ray started for
+    it (an ancestor process that relays its logs), wait at batch priority."""
+    import psutil
+
+    as_batch_work()
+    with contextlib.suppress(psutil.Error, PermissionError):
+        for parent in psutil.Process().parents():
+            if parent.cmdline()[:1] == ["ray::JobSupervisor"]:
+                lower_priority(BATCH_NICENESS, parent.pid)
+                return

@@ -79,6 +79,9 @@ class JobRunner:
         import logging
 
         import motoray.pipeline.job  # noqa: F401  (the imports, once, before any job)
+        from motoray.priority import DRIVER_NICENESS, lower_priority
+
+        lower_priority(DRIVER_NICENESS)
 
         # The job's own log lines and the board say what happens; not Ray Data's bars.
         ray.data.DataContext.get_current().enable_progress_bars = False
@@ -180,6 +183,9 @@ def follow(job_id: str, poll_s: float = 2.0) -> str | None:
     import signal
     import sys
 
+    from motoray.priority import as_job_follower
+
+    as_job_follower()  # one per job, waiting: it must not outrank the API
     runner, board = job_runner(), job_board()
 
     def stop(signum, frame):

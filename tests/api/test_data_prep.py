@@ -5,16 +5,19 @@ the catalog, the OpenAPI document) on the app in process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
 
+import psutil
 import pyarrow.parquet as pq
 import pytest
 
 from motoray.config import load_config
 from motoray.pipeline.layout import JOB_FILE, MANIFEST_FILE
 from motoray.pipeline.manifest import MANIFEST_COLUMNS
+from motoray.priority import BATCH_NICENESS, DRIVER_NICENESS
 from motoray.sample_data import write_sample_frames
 from motoray.waiting import wait_until
 from tests.api.conftest import FRAMES, TERMINAL, post_json, wait_for
@@ -104,10 +107,17 @@ def test_a_list_body_is_one_job_per_element(api):
     assert finals[1]["progress"]["outputs"] == 5 * FRAMES  # RANDOM_CROP target_count 5
 
 
-def test_delete_stops_a_job_and_leaves_no_job_json(service, api, tmp_path):
-    # 300 frames: long enough to be caught running (the shared 6 take well under a second).
-    write_sample_frames(tmp_path / "long", 300, (1280, 720), unique=10)
-    with service.edited_config(lambda c: c["sources"]["MotoGP"].update(uri=str(tmp_path / "long"))):
+@pytest.fixture(scope="module")
+def long_source(tmp_path_factory) -> str:
+    """A job long enough (seconds, on 2 cores) to be caught running; the shared 6 frames take
+    well under a second. Copies of 10 pictures: cheap to write."""
+    folder = tmp_path_factory.mktemp("long")
+    write_sample_frames(folder, 1200, (1280, 720), unique=10)
+    return str(folder)
+
+
+def test_delete_stops_a_job_and_leaves_no_job_json(service, api, long_source):
+    with service.edited_config(lambda c: c["sources"]["MotoGP"].update(uri=long_source)):
         response = post_json(api, json.loads(SEED_FILE.read_text()))
     [job] = response.json()["jobs"]
     wait_for(api, job["job_id"], states=("RUNNING",), poll_s=0.05)  # its driver started
@@ -124,6 +134,40 @@ def test_delete_stops_a_job_and_leaves_no_job_json(service, api, tmp_path):
     assert api.get(f"/data_prep/{job['job_id']}").json()["state"] == "STOPPED"
     again = api.delete(f"/data_prep/{job['job_id']}")  # idempotent
     assert (again.status_code, again.json()["state"]) == (200, "STOPPED")
+
+
+def test_the_api_outranks_the_pipeline_for_the_cpu(service, api, long_source):
+    """Ray would start every worker at niceness 15, the API's replica and proxy among them,
+    and job supervisors at 0. The service's Ray starts workers at 0: the API's processes
+    stay there, the job's driver (in the runner) runs below them, its tasks lower still,
+    with the job's follower and the supervisor Ray started for it (they only wait)."""
+    with service.edited_config(lambda c: c["sources"]["MotoGP"].update(uri=long_source)):
+        [job] = post_json(api, json.loads(SEED_FILE.read_text())).json()["jobs"]
+
+    def processes(text: str) -> dict[psutil.Process, int]:  # each with its niceness
+        found = {}
+        for pid in service.processes_with(text):
+            with contextlib.suppress(psutil.Error):  # ended since
+                process = psutil.Process(pid)
+                if process.name() != "sh":  # the shell Ray runs an entrypoint in
+                    found[process] = process.nice()
+        return found
+
+    def niceness(text: str) -> set[int]:
+        return set(processes(text).values())
+
+    # A task lowers itself as it starts: wait for that, not for its process title.
+    batch = {BATCH_NICENESS}
+    wait_until(lambda: niceness("_write_files") == batch, 60, what="a task at batch priority")
+    assert niceness("ServeReplica:motoray") == niceness("ProxyActor") == {0}
+    assert niceness("JobBoard") == {0}
+    assert niceness("JobRunner") == {DRIVER_NICENESS}
+    follower = f"run-job {job['job_id']}"
+    wait_until(lambda: niceness(follower) == batch, 60, what="the follower at batch priority")
+    [process] = processes(follower)
+    [supervisor] = [p for p in process.parents() if p.cmdline()[:1] == ["ray::JobSupervisor"]]
+    assert supervisor.nice() == BATCH_NICENESS
+    assert wait_for(api, job["job_id"])["state"] == "SUCCEEDED"
 
 
 def test_delete_of_a_finished_job_is_409(seed_job, api):

@@ -304,6 +304,7 @@ def test_every_ray_start_has_token_auth_and_no_api_token(
     assert ray_start["RAY_AUTH_TOKEN_PATH"] == token_path
     assert "MOTORAY_API_TOKEN" not in ray_start  # workers and job drivers inherit this
     assert "api-secret-9d2e" not in "\n".join(ray_start.values())
+    assert ray_start["RAY_worker_niceness"] == "0"  # the API outranks pipeline tasks
 
     params = ray_start_params(stubs)
     assert params["head"] is (kind == "head")

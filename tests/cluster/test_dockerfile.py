@@ -195,6 +195,7 @@ def test_api_token_reaches_the_api_but_never_ray(stub_env: dict[str, str]) -> No
     assert "MOTORAY_API_TOKEN" not in ray_start
     assert "JUPYTER_TOKEN" not in ray_start
     assert "api-secret-4f1c" not in "\n".join(ray_start.values())
+    assert ray_start["RAY_worker_niceness"] == "0"  # the API outranks pipeline tasks
     assert ray_start["PATH"] == env["PATH"]  # the rest of the environment is kept
 
     assert env_of(env, "motoray serve")["MOTORAY_API_TOKEN"] == "api-secret-4f1c"
