@@ -152,9 +152,12 @@ def test_node_types_and_custom_resources(cfg: dict[str, Any]) -> None:
     assert not any("ondemand" in types[n]["resources"] for n in market)
 
 
-def test_docker_image_matches_installed_ray(cfg: dict[str, Any]) -> None:
-    python = f"py{sys.version_info.major}{sys.version_info.minor}"
-    assert cfg["docker"]["image"] == f"rayproject/ray:{ray.__version__}-{python}-cpu"
+def test_docker_image_matches_installed_ray_and_the_container(cfg: dict[str, Any]) -> None:
+    """The cluster runs the Dockerfile's image: one pinned Python, whatever runs the tests."""
+    [base] = [ln.split()[1] for ln in (ROOT / "Dockerfile").read_text().splitlines()
+              if ln.startswith("FROM ")]  # fmt: skip
+    assert cfg["docker"]["image"] == base
+    assert base.startswith(f"rayproject/ray:{ray.__version__}-py3") and base.endswith("-cpu")
 
 
 def test_commands_install_motoray_and_start_its_services(cfg: dict[str, Any]) -> None:

@@ -291,6 +291,9 @@ def fake_raylet(tmp_path: Path, node_id: str, gcs: str) -> Iterator[subprocess.P
     decoy = f"--python_worker_command={sys.executable} w.py --node_id=decoy --gcs-address=decoy"
     argv = [str(exe), "-c", "import time; time.sleep(60)", f"--node_id={node_id}"]
     proc = subprocess.Popen([*argv, decoy, f"--gcs-address={gcs}"])
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    # Popen returns after the fork: until the exec, the child shows this process's command.
+    wait_until(lambda: f"--node_id={node_id}".encode() in cmdline.read_bytes(), 10, what="exec")
     try:
         yield proc
     finally:
