@@ -19,8 +19,10 @@ RAY_WORKER_NICENESS = "RAY_worker_niceness"  # read by the raylet when `ray star
 
 
 def lower_priority(niceness: int, pid: int = 0) -> None:
-    """Lower a process's CPU priority to `niceness` (0: this one); never raise it (that
-    needs privileges), so calling it again, as a reused Ray worker does, changes nothing."""
+    """Lower a process's CPU priority to `niceness` (pid 0: this one, which on Linux means
+    the calling thread and the threads it starts from then on: the thread doing the work).
+    Never raised (that needs privileges): calling it again, as a reused Ray worker does,
+    changes nothing."""
     if hasattr(os, "setpriority") and os.getpriority(os.PRIO_PROCESS, pid) < niceness:
         os.setpriority(os.PRIO_PROCESS, pid, niceness)
 

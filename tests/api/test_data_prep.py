@@ -167,7 +167,7 @@ def test_the_api_outranks_the_pipeline_for_the_cpu(service, api, long_source):
     [process] = processes(follower)
     [supervisor] = [p for p in process.parents() if p.cmdline()[:1] == ["ray::JobSupervisor"]]
     assert supervisor.nice() == BATCH_NICENESS
-    assert wait_for(api, job["job_id"])["state"] == "SUCCEEDED"
+    assert api.delete(f"/data_prep/{job['job_id']}").status_code == 200  # seen: no need to wait
 
 
 def test_delete_of_a_finished_job_is_409(seed_job, api):
