@@ -75,9 +75,7 @@ def start_local_ray(
     # starts them again with their imports. Keep twice as many.
     cpus = num_cpus or os.cpu_count() or 1
     env.setdefault("RAY_num_workers_soft_limit", str(2 * cpus))
-    # Ray starts every worker at niceness 15, the API's replica and proxy too, while job
-    # supervisors and drivers run at 0: under load the API lost the CPU to them (status
-    # polls p99 5 s). Workers at 0; pipeline tasks lower themselves (`as_batch_work`).
+    # Workers at 0, not Ray's 15, so that the API outranks the pipeline (motoray/priority.py).
     env.setdefault(RAY_WORKER_NICENESS, "0")
     ray_cli = installed_command("ray")
     if env["RAY_AUTH_MODE"] == "token" and not _has_ray_token(env):
