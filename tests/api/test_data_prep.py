@@ -167,7 +167,8 @@ def test_the_api_outranks_the_pipeline_for_the_cpu(service, api, long_source):
     [process] = processes(follower)
     [supervisor] = [p for p in process.parents() if p.cmdline()[:1] == ["ray::JobSupervisor"]]
     assert supervisor.nice() == BATCH_NICENESS
-    assert api.delete(f"/data_prep/{job['job_id']}").status_code == 200  # seen: no need to wait
+    # Seen: stop it if it still runs (a fast machine may have finished it: 409).
+    assert api.delete(f"/data_prep/{job['job_id']}").status_code in (200, 409)
 
 
 def test_delete_of_a_finished_job_is_409(seed_job, api):
