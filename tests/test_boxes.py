@@ -8,6 +8,7 @@ object the output dropped must show less than `min_visibility` of itself there.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import tarfile
@@ -69,17 +70,18 @@ def _config(folder: Path, output: Path, annotations: dict | None = None) -> Conf
 # --- the truth, from pixels ------------------------------------------------------------------
 
 
-def _objects(source_path: str) -> list[SampleObject]:
+@functools.cache  # a frame's scene is drawn to know its objects: once per frame
+def _objects(source_path: str, size: tuple[int, int] = SIZE) -> list[SampleObject]:
     clip, frame = (int(n) for n in re.search(r"clip(\d+)_frame(\d+)", source_path).groups())
-    return frame_objects(clip * 10 + frame, SIZE)
+    return frame_objects(clip * 10 + frame, size)
 
 
 def _grown(mask: np.ndarray, radius: int) -> np.ndarray:
-    out = mask.copy()
-    for dy in range(-radius, radius + 1):
-        for dx in range(-radius, radius + 1):
-            out |= np.roll(np.roll(mask, dy, 0), dx, 1)
-    return out
+    """`mask` dilated by a square of side 2 * radius + 1: along rows, then columns."""
+    for axis in (0, 1):
+        shifts = range(-radius, radius + 1)
+        mask = np.logical_or.reduce([np.roll(mask, d, axis) for d in shifts])
+    return mask
 
 
 def colour_region(image: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
@@ -115,11 +117,12 @@ def check_against_pixels(row: dict, image: np.ndarray) -> tuple[int, int]:
     """Every kept box is its object's colour region; every dropped object shows less than
     min_visibility of itself. Returns (kept, dropped)."""
     objects = _objects(row["source_path"])
+    regions = [colour_region(image, obj.colour) for obj in objects]
     boxes = json.loads(row["boxes"])
     matched = []
     for box in boxes:
         scores = {
-            n: region_iou(box["bbox"], colour_region(image, obj.colour))
+            n: region_iou(box["bbox"], regions[n])
             for n, obj in enumerate(objects)
             if obj.category == box["category"]
         }
@@ -127,11 +130,12 @@ def check_against_pixels(row: dict, image: np.ndarray) -> tuple[int, int]:
         assert scores[best] >= 0.9, (row["output_path"], box, scores)
         matched.append(best)
     assert len(set(matched)) == len(matched), row["output_path"]
-    dropped = [obj for n, obj in enumerate(objects) if n not in matched]
+    dropped = [n for n in range(len(objects)) if n not in matched]
     assert len(dropped) == row["boxes_dropped"], row["output_path"]
-    for obj in dropped:
+    for n in dropped:
+        obj = objects[n]
         whole = obj.box[2] * obj.box[3] * _area_scale(row)
-        shown = colour_region(image, obj.colour).sum() / whole
+        shown = regions[n].sum() / whole
         assert shown < MIN_VISIBILITY + PIXEL_SLACK, (row["output_path"], obj, shown)
     return len(boxes), len(dropped)
 
@@ -295,8 +299,7 @@ def test_a_yolo_source_writes_yolo_labels_by_default(tmp_path):
 
 def check_against_pixels_scaled(row: dict, image: np.ndarray, scale: float) -> None:
     """check_against_pixels for frames that are not resized (source size = output size)."""
-    clip, frame = (int(n) for n in re.search(r"clip(\d+)_frame(\d+)", row["source_path"]).groups())
-    objects = frame_objects(clip * 10 + frame, (640, 360))
+    objects = _objects(row["source_path"], (640, 360))
     for box in json.loads(row["boxes"]):
         best = max(
             region_iou(box["bbox"], colour_region(image, obj.colour))
