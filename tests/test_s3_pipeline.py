@@ -25,6 +25,7 @@ from tests.s3server import S3Endpoint, s3_endpoint, s3_https_endpoint  # noqa: F
 pytestmark = pytest.mark.usefixtures("ray_local")
 
 THREADS = 16  # the server shares our GIL; more threads only queue
+FRAMES = 120  # in the listed-whole test
 
 
 def _run(config: Config, body: dict, job_id: str) -> dict:
@@ -82,21 +83,22 @@ def _tiny_frame(i: int) -> bytes:
     return encode_jpeg(rng.integers(0, 256, (27, 48, 3), dtype=np.uint8), quality=80)
 
 
-def test_more_than_1000_source_objects_every_output_encrypted(
+def test_an_s3_source_is_listed_whole_and_every_output_encrypted(
     s3_endpoint: S3Endpoint,  # noqa: F811
     kms_key: str,
 ) -> None:
     s3 = s3_endpoint.client()
     source, out = s3_endpoint.new_bucket("motoray-src"), s3_endpoint.new_bucket("motoray-out")
-    frames = {f"raw/MotoGP/cam{i % 4}/frame{i:04d}.jpg": _tiny_frame(i) for i in range(1010)}
-    sidecars = {f"raw/MotoGP/cam{i % 4}/frame{i:04d}.json": b"{}" for i in range(0, 1010, 50)}
+    # Listing beyond 1000 keys (two ListObjectsV2 pages) is tests/storage/test_s3.py's.
+    frames = {f"raw/MotoGP/cam{i % 4}/frame{i:04d}.jpg": _tiny_frame(i) for i in range(FRAMES)}
+    sidecars = {f"raw/MotoGP/cam{i % 4}/frame{i:04d}.json": b"{}" for i in range(0, FRAMES, 10)}
     _upload(s3, source, frames | sidecars | {"raw/MotoGPX/not-this-source.jpg": _tiny_frame(0)})
     config = Config(
         sources={"MotoGP": SourceConfig(uri=f"s3://{source}/raw/MotoGP")},
         output=OutputConfig(uri=f"s3://{out}/datasets"),
         s3=s3_endpoint.settings(kms_key_id=kms_key),
     )
-    # The seed request scaled down tenfold, with one output per frame to keep 1010 frames quick.
+    # The seed request scaled down tenfold, with one output per frame.
     request = {
         "name": "MotoGP",
         "input_image_size": [48, 27],
@@ -110,13 +112,13 @@ def test_more_than_1000_source_objects_every_output_encrypted(
     assert record["state"] == "SUCCEEDED", record.get("error")
     assert record["output"] == f"s3://{out}/datasets/MotoGP/paged"
     assert record["counts"] == {
-        "images_total": 1010,  # both ListObjectsV2 pages, .json sidecars filtered out
-        "images_done": 1010,
+        "images_total": FRAMES,  # the .json sidecars filtered out
+        "images_done": FRAMES,
         "images_failed": 0,
-        "outputs": 1010,
+        "outputs": FRAMES,
         "splits": {
-            "test": {"images": 202, "outputs": 202},
-            "train": {"images": 808, "outputs": 808},
+            "test": {"images": FRAMES // 5, "outputs": FRAMES // 5},
+            "train": {"images": FRAMES * 4 // 5, "outputs": FRAMES * 4 // 5},
         },
     }
     keys = _job_objects(s3, out, "datasets/MotoGP/paged", record)
