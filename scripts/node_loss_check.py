@@ -1,29 +1,33 @@
 """Lose a worker node in the middle of a motoray job, on a local multi-node Ray cluster.
 
-One cluster (head with 0 CPUs, two 1-CPU worker nodes) runs the same request twice:
-job "clean", then job "node-loss", during which a worker node that is running a pipeline
-task is killed without grace (SIGKILL of its raylet and object store; its workers die with
-them) once some outputs exist but not all, and a replacement node joins. Writes a JSON
-report (--report, default stdout); the caller compares the two job folders.
+One cluster (head with 0 CPUs, two 1-CPU worker nodes) runs the same request twice per
+source: job "clean", then job "node-loss", during which a worker node that is running a
+pipeline task is killed without grace (SIGKILL of its raylet and object store; its workers
+die with them) once some outputs exist but not all, and a replacement node joins. Sources:
+a folder of frames, a folder of video clips, or both, one after the other on the same
+cluster (its start is most of the cost). Writes a JSON report per source (--report, default
+stdout); the caller compares the two job folders under <output>/<frames|video>.
 
 Run it in a process of its own (tests/cluster/test_node_loss.py does): it calls ray.init,
 which must not meet a test session's in-process Ray, and it should get a private RAY_TMPDIR
 so that `ray.init()` elsewhere on the machine does not find this cluster.
 
-    python scripts/node_loss_check.py --frames DIR --output DIR [--report FILE]
-    python scripts/node_loss_check.py --frames CLIPS --video --output DIR   # a video source
+    python scripts/node_loss_check.py --frames DIR [--clips DIR] --output DIR [--report FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import threading
 import time
 from pathlib import Path
 
+import psutil
 import ray
+from ray._private import ray_constants
 from ray.cluster_utils import Cluster
 
 from motoray.config import Config, OutputConfig, SourceConfig
@@ -61,13 +65,20 @@ class JobThread(threading.Thread):
             self.error = e
 
 
-def busy_workers(address: str, workers: list) -> list:
-    """The worker nodes running a pipeline task right now, per Ray's state API."""
-    from ray.util.state import list_tasks
-
-    tasks = list_tasks(address=address, limit=1000, raise_on_missing_output=False)
-    busy = {t.node_id for t in tasks if t.state == "RUNNING" and t.name == PIPELINE_TASK}
-    return [w for w in workers if w.node_id in busy]
+def busy_workers(workers: list) -> list:
+    """The worker nodes running a pipeline task right now: a worker process under the node's
+    raylet whose title names the task. (Ray's state API lags by a second or so: a short job
+    could be over before it shows a task running.)"""
+    busy = []
+    for node in workers:
+        [raylet] = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET]
+        with contextlib.suppress(psutil.Error):
+            for process in psutil.Process(raylet.process.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if PIPELINE_TASK in " ".join(process.cmdline()):
+                        busy.append(node)
+                        break
+    return busy
 
 
 def kill_mid_job(
@@ -80,7 +91,7 @@ def kill_mid_job(
         outputs = count_outputs(job_dir)
         if outputs >= high:
             break
-        victims = busy_workers(cluster.address, workers) if outputs >= low else []
+        victims = busy_workers(workers) if outputs >= low else []
         if victims:
             victim = victims[0]
             cluster.remove_node(victim, allow_graceful=False)
@@ -91,7 +102,9 @@ def kill_mid_job(
                 "job_json_at_kill": (job_dir / JOB_FILE).exists(),
                 "killed_after_s": round(time.monotonic() - started, 2),
             }
-            report["replacement_id"] = cluster.add_node(num_cpus=WORKER_CPUS).node_id
+            workers.remove(victim)
+            workers.append(cluster.add_node(num_cpus=WORKER_CPUS))
+            report["replacement_id"] = workers[-1].node_id
             return report
         time.sleep(POLL_S)
     return {"killed": False, "outputs_when_given_up": count_outputs(job_dir)}
@@ -99,30 +112,32 @@ def kill_mid_job(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--frames", required=True, help="folder of source frames")
-    parser.add_argument("--output", required=True, help="output root for both jobs")
+    parser.add_argument("--frames", help="folder of source frames")
+    parser.add_argument("--clips", help="folder of video clips")
+    parser.add_argument("--output", required=True, help="output root for all jobs")
     parser.add_argument("--report", type=Path, help="write the JSON report here, not to stdout")
     parser.add_argument("--request", default=str(SEED_REQUEST), help="default: the seed request")
     parser.add_argument(
         "--kill-at", type=float, default=0.1, help="kill once this share of outputs exists"
     )
-    parser.add_argument("--timeout", type=float, default=300, help="seconds, for the lossy job")
-    parser.add_argument("--video", action="store_true", help="--frames holds video clips")
-    parser.add_argument("--every-s", type=float, default=0.2, help="--video: sampling")
-    parser.add_argument("--range-s", type=float, default=5, help="--video: seconds per task")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds, for a lossy job")
+    parser.add_argument("--every-s", type=float, default=0.2, help="--clips: sampling")
+    parser.add_argument("--range-s", type=float, default=5, help="--clips: seconds per task")
     args = parser.parse_args(argv)
+    if not (args.frames or args.clips):
+        parser.error("give --frames, --clips or both")
 
     body = parse_json(Path(args.request).read_bytes())
     body = body[0] if isinstance(body, list) else body
     name = body["name"]
-    uri = str(Path(args.frames).resolve())
-    if args.video:  # the same request on the clips' sampled frames, many ranges per clip
+    sources = {}
+    if args.frames:
+        sources["frames"] = SourceConfig(uri=str(Path(args.frames).resolve()))
+    if args.clips:  # the same request on the clips' sampled frames, many ranges per clip
         frames = {"every_s": args.every_s, "range_s": args.range_s}
-        source = SourceConfig(uri=uri, kind="video", frames=frames)
-    else:
-        source = SourceConfig(uri=uri)
-    output = OutputConfig(uri=str(Path(args.output).resolve()))
-    config = Config(sources={name: source}, output=output)
+        sources["video"] = SourceConfig(
+            uri=str(Path(args.clips).resolve()), kind="video", frames=frames
+        )
     [request] = parse_requests(body, operators_for(), [name])
 
     # shutdown_at_exit: a reaper kills the nodes if this process dies before `finally`.
@@ -136,36 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
         ray.data.DataContext.get_current().enable_progress_bars = False
-
-        clean = json.loads(run_job(accept([request], config, "clean")[0]).to_json())
-        total = clean["counts"]["outputs"]
-
-        job_dir = Path(job_folder(config, name, "node-loss").uri)
-        job = JobThread(request, config, "node-loss")
-        started = time.monotonic()
-        job.start()
-        low, high = max(1, int(total * args.kill_at)), int(total * 0.75)
-        kill = kill_mid_job(cluster, workers, job, job_dir, low, high)
-        job.join(timeout=args.timeout)
-        if job.is_alive():
-            raise TimeoutError(f"job node-loss still running after {args.timeout} s")
-        if job.error is not None:
-            raise job.error
-        lossy = job.record
-        if kill["killed"]:
-            wait_until_dead(kill["node_id"])
-        report = {
-            "clean": {"state": clean["state"], "counts": clean["counts"]},
-            "node_loss": {"state": lossy["state"], "counts": lossy["counts"]},
-            "node_loss_s": round(time.monotonic() - started, 2),
-            "outputs_expected": total,
-            "kill": kill,
-            "task_attempts": task_attempts(cluster.address, kill.get("node_id")),
-            "nodes": [
-                {"node_id": n["NodeID"], "alive": n["Alive"], "cpus": n["Resources"].get("CPU", 0)}
-                for n in ray.nodes()
-            ],
-        }
+        for kind, source in sources.items():
+            output = OutputConfig(uri=str(Path(args.output, kind).resolve()))
+            config = Config(sources={name: source}, output=output)
+            report[kind] = lose_a_node(cluster, workers, request, config, args)
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -175,6 +164,40 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(text)
     return 0
+
+
+def lose_a_node(cluster: Cluster, workers: list, request, config: Config, args) -> dict:
+    """Job "clean", then job "node-loss" with a worker node killed mid-job: their report."""
+    earlier = {t.task_id for t in pipeline_tasks(cluster.address)}  # another source's jobs
+    clean = json.loads(run_job(accept([request], config, "clean")[0]).to_json())
+    total = clean["counts"]["outputs"]
+
+    job_dir = Path(job_folder(config, request.name, "node-loss").uri)
+    job = JobThread(request, config, "node-loss")
+    started = time.monotonic()
+    job.start()
+    low, high = max(1, int(total * args.kill_at)), int(total * 0.75)
+    kill = kill_mid_job(cluster, workers, job, job_dir, low, high)
+    job.join(timeout=args.timeout)
+    if job.is_alive():
+        raise TimeoutError(f"job node-loss still running after {args.timeout} s")
+    if job.error is not None:
+        raise job.error
+    lossy = job.record
+    if kill["killed"]:
+        wait_until_dead(kill["node_id"])
+    return {
+        "clean": {"state": clean["state"], "counts": clean["counts"]},
+        "node_loss": {"state": lossy["state"], "counts": lossy["counts"]},
+        "node_loss_s": round(time.monotonic() - started, 2),
+        "outputs_expected": total,
+        "kill": kill,
+        "task_attempts": task_attempts(cluster.address, kill.get("node_id"), earlier),
+        "nodes": [  # as this source's jobs left them
+            {"node_id": n["NodeID"], "alive": n["Alive"], "cpus": n["Resources"].get("CPU", 0)}
+            for n in ray.nodes()
+        ],
+    }
 
 
 def wait_until_dead(node_id: str, timeout_s: float = 90) -> None:
@@ -187,17 +210,24 @@ def wait_until_dead(node_id: str, timeout_s: float = 90) -> None:
         time.sleep(0.5)
 
 
-def task_attempts(address: str, node_id: str | None, timeout_s: float = 8) -> list[dict]:
-    """The pipeline task attempts that died with node `node_id`, and the retries: the evidence
-    that the kill hit running work. Ray's task events arrive a second or two after the fact,
-    so this waits until both kinds show up, or `timeout_s` (the victim's task may have ended
-    just before the kill: then there is nothing to wait for)."""
+def pipeline_tasks(address: str, detail: bool = False) -> list:
     from ray.util.state import list_tasks
 
+    # An explicit address: with none, the state API picks any Ray instance on the machine.
+    tasks = list_tasks(address=address, limit=10000, detail=detail, raise_on_missing_output=False)
+    return [t for t in tasks if t.name == PIPELINE_TASK]
+
+
+def task_attempts(
+    address: str, node_id: str | None, earlier: set[str], timeout_s: float = 8
+) -> list[dict]:
+    """The pipeline task attempts that died with node `node_id`, and the retries, leaving out
+    the `earlier` tasks: the evidence that the kill hit running work. Ray's task events arrive
+    a second or two after the fact, so this waits until both kinds show up, or `timeout_s`
+    (the victim's task may have ended just before the kill: then there is nothing to wait
+    for)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        # An explicit address: with none, the state API picks any Ray instance on the machine.
-        tasks = list_tasks(address=address, limit=1000, detail=True)
         attempts = [
             {
                 "attempt": t.attempt_number,
@@ -205,8 +235,8 @@ def task_attempts(address: str, node_id: str | None, timeout_s: float = 8) -> li
                 "error_type": t.error_type,
                 "on_killed_node": t.node_id == node_id,
             }
-            for t in tasks
-            if t.name == PIPELINE_TASK and (t.attempt_number > 0 or t.error_type)
+            for t in pipeline_tasks(address, detail=True)
+            if t.task_id not in earlier and (t.attempt_number > 0 or t.error_type)
         ]
         died = any(a["on_killed_node"] and a["error_type"] == "NODE_DIED" for a in attempts)
         retried = any(a["attempt"] > 0 and a["state"] == "FINISHED" for a in attempts)

@@ -1,5 +1,6 @@
 """A worker node dies in the middle of a job: the job succeeds, with exactly a clean run's files.
 
+One cluster for both sources, frames then video clips (its start is most of the cost).
 The cluster work runs in its own process (scripts/node_loss_check.py), not in pytest's: the
 session `ray_local` fixture may already have called ray.init here, and a second cluster's
 driver cannot share a process with it (ray.init(ignore_reinit_error=True) would silently
@@ -53,14 +54,26 @@ def job_hashes(job_dir: Path) -> dict[str, str]:
     }
 
 
-def run_check(frames: Path, output: Path, *extra: str) -> dict:
+@pytest.fixture(scope="module")
+def node_loss(tmp_path_factory) -> tuple[dict, Path]:
+    """The script's report on frames and on video clips, and the output root."""
+    folder = tmp_path_factory.mktemp("node-loss")
+    write_sample_frames(folder / "frames", FRAMES, (640, 360))
+    write_sample_videos(folder / "clips", 4, (640, 360), seconds=CLIP_SECONDS)
+    output = folder / "outputs"
+    # 4 clips x 10 s, every 0.2 s, 2.5 s per task: 16 range tasks, 200 frames.
+    video = ["--clips", str(folder / "clips"), "--every-s", "0.2", "--range-s", "2.5"]
+    return run_check(["--frames", str(folder / "frames"), *video], output), output
+
+
+def run_check(sources: list[str], output: Path) -> dict:
     # Short, private temp dir: Ray's unix socket paths must fit in 107 bytes.
     ray_tmp = tempfile.mkdtemp(prefix="motoray-nodeloss-", dir="/tmp")
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, **FAST_HEALTH_CHECKS}
     env.pop("RAY_ADDRESS", None)
     report = output.parent / "report.json"
-    command = [sys.executable, str(SCRIPT), "--frames", str(frames), "--output", str(output)]
-    command += ["--report", str(report), *extra]
+    command = [sys.executable, str(SCRIPT), *sources, "--output", str(output)]
+    command += ["--report", str(report)]
     process = subprocess.Popen(
         command,
         env=env,
@@ -84,27 +97,20 @@ def run_check(frames: Path, output: Path, *extra: str) -> dict:
     return json.loads(report.read_text())
 
 
-def test_worker_node_killed_mid_job_changes_no_output_byte(tmp_path: Path) -> None:
-    frames = tmp_path / "MotoGP"
-    write_sample_frames(frames, FRAMES, (640, 360))
-    output = tmp_path / "outputs"
-
-    report = run_check(frames, output)
-    assert report["outputs_expected"] == FRAMES * 4  # seed request: a CROP, 3 RANDOM_CROPs
-    check_lossy_job_equals_clean(report, output)
+def test_worker_node_killed_mid_job_changes_no_output_byte(node_loss) -> None:
+    report, output = node_loss
+    frames = report["frames"]
+    assert frames["outputs_expected"] == FRAMES * 4  # seed request: a CROP, 3 RANDOM_CROPs
+    check_lossy_job_equals_clean(frames, output / "frames")
 
 
-def test_worker_node_killed_mid_video_job_changes_no_output_byte(tmp_path: Path) -> None:
-    clips = tmp_path / "MotoGP"
-    write_sample_videos(clips, 4, (640, 360), seconds=CLIP_SECONDS)
-    output = tmp_path / "outputs"
-
-    # 4 clips x 10 s, every 0.2 s, 2.5 s per task: 16 range tasks, 200 frames.
-    report = run_check(clips, output, "--video", "--every-s", "0.2", "--range-s", "2.5")
-    assert report["clean"]["counts"]["images_done"] == 4 * CLIP_SECONDS * 5
-    assert report["outputs_expected"] == 4 * CLIP_SECONDS * 5 * 4
-    check_lossy_job_equals_clean(report, output)
-    manifest = pq.read_table(output / "MotoGP" / "node-loss" / "manifest.parquet")
+def test_worker_node_killed_mid_video_job_changes_no_output_byte(node_loss) -> None:
+    report, output = node_loss
+    video = report["video"]
+    assert video["clean"]["counts"]["images_done"] == 4 * CLIP_SECONDS * 5
+    assert video["outputs_expected"] == 4 * CLIP_SECONDS * 5 * 4
+    check_lossy_job_equals_clean(video, output / "video")
+    manifest = pq.read_table(output / "video" / "MotoGP" / "node-loss" / "manifest.parquet")
     assert set(manifest["video"].to_pylist()) == {f"clip00{n}.mp4" for n in range(4)}
 
 
