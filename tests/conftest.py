@@ -22,17 +22,17 @@ EXAMPLES = REPO / "examples" / "requests"
 CLUSTER_FIXTURES = {"ray_local", "api_ray"}  # the service and its clients depend on api_ray
 GROUP = pytest.StashKey[str]()
 LONGEST_FIRST = (  # seconds in one run (pytest --junitxml), summed per group
-    "ray_local",  # 138
-    "api_ray",  # 127
-    "tests/test_bench.py",  # 102
-    "tests/cluster/test_node_loss.py",  # 86
-    "tests/api/test_ray_job_submit.py",  # 52
-    "tests/cluster/test_autoscaling.py",  # 35
-    "tests/api/test_server.py",  # 29
+    "api_ray",  # 130
+    "ray_local",  # 121
+    "tests/test_bench.py",  # 111
+    "tests/cluster/test_node_loss.py",  # 67
+    "tests/api/test_ray_job_submit.py",  # 50
+    "tests/cluster/test_autoscaling.py",  # 39
+    "tests/api/test_server.py",  # 33
     "tests/test_cli.py",  # 21
+    "tests/cluster/test_spot_watcher.py",  # 15
     "tests/test_job_limits.py",  # 15
-    "tests/cluster/test_spot_watcher.py",  # 14
-    "tests/storage/test_s3.py",  # 11
+    "tests/storage/test_s3.py",  # 12
     "tests/api/test_schemathesis.py",  # 10
 )
 
