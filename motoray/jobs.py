@@ -286,7 +286,8 @@ class JobService:
         return self.status(job_id)
 
     def stop_all(self, wait_s: float = 15) -> list[str]:
-        """Stop every unfinished motoray job (used when the service takes its Ray down).
+        """Stop every unfinished motoray job (used when the service takes its Ray down);
+        returns those it stopped.
         A Ray Job whose run has already ended is only finishing its report: it is left to
         end on its own, so Ray does not call a SUCCEEDED job STOPPED."""
         ids = [
@@ -305,7 +306,10 @@ class JobService:
                 wait_s,
                 what="jobs to end",
             )
-        return unfinished
+        # One may have finished its run between the look and the stop: not stopped, then.
+        entries = ray.get([self.board.get.remote(i) for i in unfinished], timeout=10)
+        done = ("SUCCEEDED", "FAILED")
+        return [i for i, e in zip(unfinished, entries) if (e or {}).get("state") not in done]
 
     def _info(self, job_id: str):
         info = self.ray_jobs.info(job_id)

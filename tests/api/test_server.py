@@ -57,7 +57,9 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
 def tls_service(tmp_path):
     from motoray.sample_data import write_sample_frames
 
-    write_sample_frames(tmp_path / "MotoGP", 6, (320, 180))
+    # 60 x 1000 outputs (LONG_JOB): still running when the service stops, however busy
+    # the machine; copies of 6 pictures, cheap to write.
+    write_sample_frames(tmp_path / "MotoGP", 60, (320, 180), unique=6)
     cert, key = _self_signed(tmp_path)
     # relative TLS paths: resolved against the config file, like every path in it
     config = write_config(
