@@ -353,18 +353,23 @@ def _process(
 
 
 def _count_boxes(per_split: dict[str, SplitCounts], made: pa.Table, skipped: pa.Table) -> None:
-    """Boxes kept and dropped by the outputs of one block, and outputs skipped, per split."""
+    """Boxes kept and dropped by the outputs of one block, and outputs skipped, per split
+    (Arrow sums per split: a block has thousands of outputs)."""
     kept = pc.count_substring(made["boxes"], '{"bbox": ')
-    for split, n, dropped in zip(
-        made["split"].to_pylist(), kept.to_pylist(), made["boxes_dropped"].to_pylist()
-    ):
+    sums = (
+        pa.table({"split": made["split"], "kept": kept, "dropped": made["boxes_dropped"]})
+        .group_by("split")
+        .aggregate([("kept", "sum"), ("dropped", "sum")])
+    )
+    columns = (sums[name].to_pylist() for name in ("split", "kept_sum", "dropped_sum"))
+    for split, n, dropped in zip(*columns):
         counted = per_split[split].boxes = per_split[split].boxes or BoxCounts()
         counted.kept += n
         counted.dropped += dropped
         counted.in_ += n + dropped
-    for split in skipped["split"].to_pylist():
+    for split, n in Counter(skipped["split"].to_pylist()).items():
         counted = per_split[split].boxes = per_split[split].boxes or BoxCounts()
-        counted.outputs_skipped += 1
+        counted.outputs_skipped += n
 
 
 def _write_box_files(

@@ -49,9 +49,13 @@ class LocalStorage:
         # under the root, are listed where they really are).
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            for name in filenames:
-                if name.lower().endswith(wanted) and not name.startswith("."):
-                    keys.append(Path(dirpath, name).relative_to(self.root).as_posix())
+            folder = os.path.relpath(dirpath, self.root)  # string work: a job lists twice
+            prefix = "" if folder == "." else folder.replace(os.sep, "/") + "/"
+            keys += [
+                prefix + name
+                for name in filenames
+                if name.lower().endswith(wanted) and not name.startswith(".")
+            ]
         return sorted(keys)
 
     def read(self, key: str, max_bytes: int | None = None) -> bytes:
