@@ -54,6 +54,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: _rank(item.stash[GROUP]))
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest -p no:xdist still runs
 def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:
     """Under `--dist loadgroup` each test id a worker reports ends in its group. pytest 9.2
     made xdist 3.8 drop it without a word (pytest-xdist#1386): every test was scheduled
