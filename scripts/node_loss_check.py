@@ -69,16 +69,19 @@ def busy_workers(workers: list) -> list:
     """The worker nodes running a pipeline task right now: a worker process under the node's
     raylet whose title names the task. (Ray's state API lags by a second or so: a short job
     could be over before it shows a task running.)"""
-    busy = []
-    for node in workers:
-        [raylet] = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET]
-        with contextlib.suppress(psutil.Error):
-            for process in psutil.Process(raylet.process.pid).children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    if PIPELINE_TASK in " ".join(process.cmdline()):
-                        busy.append(node)
-                        break
-    return busy
+    return [node for node in workers if any(PIPELINE_TASK in t for t in _titles(node))]
+
+
+def _titles(node) -> list[str]:
+    """The command lines of the processes under a node's raylet (those that end meanwhile
+    are left out)."""
+    [raylet] = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET]
+    titles = []
+    with contextlib.suppress(psutil.Error):
+        for process in psutil.Process(raylet.process.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                titles.append(" ".join(process.cmdline()))
+    return titles
 
 
 def kill_mid_job(
