@@ -104,11 +104,15 @@ def _follow(http: httpx.Client, job_id: str, poll_s: float) -> str:
     bar = tqdm(desc=job_id, unit="img", file=sys.stderr, total=None)
     last_ok = time.monotonic()
     status: dict = {}
+    next_at = 0.0
     try:
         while status.get("state") not in TERMINAL:
-            time.sleep(poll_s)
+            time.sleep(max(0.0, next_at - time.monotonic()))  # a busy service answers at once
+            next_at = time.monotonic() + poll_s
             try:
-                response = http.get(f"/data_prep/{job_id}")
+                # Answered when the job ends or after poll_s: the bar moves every poll_s,
+                # and the end shows at once.
+                response = http.get(f"/data_prep/{job_id}", params={"wait_s": poll_s})
             except httpx.TransportError:
                 response = None
             if response is None or response.status_code >= 500:

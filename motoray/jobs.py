@@ -11,6 +11,7 @@ ends, `job.json` in the job folder holds the record.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -31,6 +32,9 @@ from motoray.waiting import wait_until
 MAX_INPUTS_BYTES = 256 * 1024  # a job's inputs travel in its Ray Job metadata
 RESERVATION_TIMEOUT_S = 120  # a reserved id Ray still does not know after this never started
 RECHECK_S = 1.0
+# Requests of one API replica that may wait for a job's end at once (GET ?wait_s=): the
+# replica takes 32 at once (api/deployment.py); the others stay free for everything else.
+MAX_WAITING = 16
 
 
 def new_job_id() -> str:
@@ -148,6 +152,7 @@ class JobService:
         self._runner = None
         self._checked_at = -RECHECK_S  # when the board's active jobs were last checked
         self._records: OrderedDict[str, JobRecord] = OrderedDict()  # of finished jobs
+        self._waiting = asyncio.Semaphore(MAX_WAITING)
 
     @property
     def board(self):
@@ -245,6 +250,16 @@ class JobService:
             outcome=Outcome.model_validate_json(outcome) if outcome else None,
             error=entry.get("error") if state == "FAILED" else None,
         )
+
+    async def until_ended(self, job_id: str, wait_s: float) -> None:
+        """Returns once the job has ended, or after `wait_s`; at once when MAX_WAITING
+        requests already wait (the caller reads the status next, and may ask again)."""
+        if self._waiting.locked():
+            return
+        async with self._waiting:
+            # A restarted board has forgotten the job: the status read next tells the rest.
+            with contextlib.suppress(ray.exceptions.RayError):
+                await self.board.ended.remote(job_id, wait_s)
 
     def _status_from_ray(self, job_id: str) -> JobState | None:
         info = self._info(job_id)

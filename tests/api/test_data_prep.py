@@ -85,6 +85,30 @@ def test_the_job_is_seen_running_then_done(service, api, long_source):
     assert final["finished_at"] > final["submitted_at"]
 
 
+def test_a_get_with_wait_s_answers_when_the_job_ends(service, api, long_source):
+    """One request instead of polling: GET ?wait_s= answers once the job has ended (not
+    `wait_s` later), or after `wait_s` with the job still running, never earlier."""
+    wait_s = 60
+    with service.edited_config(lambda c: c["sources"]["MotoGP"].update(uri=long_source)):
+        [job] = post_json(api, SEED_FILE.read_bytes()).json()["jobs"]
+    answers: list[tuple[str, float]] = []
+    while not answers or answers[-1][0] not in TERMINAL:
+        start = time.monotonic()
+        response = api.get(f"/data_prep/{job['job_id']}", params={"wait_s": wait_s}, timeout=90)
+        assert response.status_code == 200, response.text
+        answers.append((response.json()["state"], time.monotonic() - start))
+    assert answers[-1][0] == "SUCCEEDED", answers
+    assert answers[-1][1] < wait_s, answers  # the end, not the time limit, answered it
+    assert all(took >= wait_s for _, took in answers[:-1]), answers
+
+
+def test_wait_s_is_bounded(app_api):
+    for wait_s in (-1, 61, "forever"):
+        response = app_api.get("/data_prep/some-job", params={"wait_s": wait_s})
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["loc"] == ["query", "wait_s"]
+
+
 def test_seed_text_verbatim_is_400_saying_where(app_api):
     body = (EXAMPLES / "seed_sample_verbatim.txt").read_bytes()
     response = post_json(app_api, body)
@@ -184,6 +208,9 @@ def test_unknown_job_is_404(api, job_id):
         response = api.request(method, f"/data_prep/{job_id}")
         assert response.status_code == 404, (method, job_id, response.text)
         assert response.json()["error"].startswith("unknown job")
+    start = time.monotonic()
+    response = api.get(f"/data_prep/{job_id}", params={"wait_s": 30}, timeout=60)
+    assert response.status_code == 404 and time.monotonic() - start < 30  # no job to wait for
 
 
 @pytest.mark.parametrize("job_id", ["a" * 300, "%00", "-leading-dash", "a b"])

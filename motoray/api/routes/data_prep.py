@@ -22,6 +22,7 @@ from motoray.spec import RequestBase, RequestError, outputs_per_image, parse_jso
 MAX_BODY_BYTES = 1024 * 1024
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 FAILURES_SHOWN = 20
+MAX_WAIT_S = 60  # GET ?wait_s=: well inside the clients' and proxies' usual read timeouts
 
 _errors = {"model": ErrorResponse}
 _retry_after = {"Retry-After": {"description": "seconds", "schema": {"type": "integer"}}}
@@ -168,8 +169,20 @@ def _one_request(body: Any, operators, config) -> RequestBase:
     summary="A job's state, progress and summary",
     responses={404: {**_errors, "description": "unknown job"}},
 )
-def get_job(job_id: str, jobs: JobsDep) -> JobStatus:
-    return _status(_known(job_id, jobs.status))
+async def get_job(
+    job_id: str,
+    jobs: JobsDep,
+    wait_s: float = Query(
+        0,
+        ge=0,
+        le=MAX_WAIT_S,
+        description="answer once the job has ended, or after this many seconds: one request "
+        "instead of polling",
+    ),
+) -> JobStatus:
+    if wait_s and JOB_ID.match(job_id):
+        await jobs.until_ended(job_id, wait_s)
+    return await run_in_threadpool(lambda: _status(_known(job_id, jobs.status)))
 
 
 @router.delete(
