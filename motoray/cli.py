@@ -366,6 +366,12 @@ def sources(config_path) -> int:
 @click.option("--workers", type=int, help="default: the CPUs here")
 @click.option("--memory-check/--no-memory-check", default=True, show_default=True)
 @click.option(
+    "--warm-up/--no-warm-up",
+    default=True,
+    show_default=True,
+    help="run every variant once, untimed, first (only timings need it)",
+)
+@click.option(
     "--service-jobs",
     type=int,
     default=5,
@@ -389,6 +395,7 @@ def bench(
     repeats,
     workers,
     memory_check,
+    warm_up,
     service_jobs,
     s3_images,
     output,
@@ -413,6 +420,7 @@ def bench(
         s3_images,
         videos=videos,
         video_seconds=video_seconds,
+        warm_up=warm_up,
     )
     return 0
 

@@ -286,10 +286,10 @@ def _clips(folder: Path, count: int, seconds: float, log: Callable[[str], None])
     return sorted(folder.glob("clip*.mp4"))
 
 
-def video_rounds(bench: Bench, clips: list[Path], repeats: int, log) -> dict:
+def video_rounds(bench: Bench, clips: list[Path], repeats: int, log, warm_up: bool) -> dict:
     """The video floor and a motoray video job, interleaved, after a warm-up of each."""
     variants = {"floor": bench.video_floor, "motoray": bench.video_motoray}
-    for run in variants.values():
+    for run in variants.values() if warm_up else ():
         bench.clear()
         run(clips[:1])
     decoded = sum(round(_duration(clip) * 25) for clip in clips)
@@ -574,6 +574,7 @@ def run(
     s3_images: int = 300,
     videos: int = 12,
     video_seconds: float = 60,
+    warm_up: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:
     """The whole benchmark; returns (and writes) the result."""
@@ -598,10 +599,11 @@ def run(
         "ray_data": bench.ray_data,
     }
     try:
-        log("warming up (workers, imports, page cache; one service job) ...")
-        for fn in variants.values():
-            bench.clear()
-            fn(paths[:100])
+        if warm_up:
+            log("warming up (workers, imports, page cache; one service job) ...")
+            for fn in variants.values():
+                bench.clear()
+                fn(paths[:100])
         rates: dict[str, list[float]] = {name: [] for name in variants}
         peaks: dict[str, list[int]] = {name: [] for name in variants}
         ratios: dict[str, list[float]] = {name: [] for name in RATIOS}
@@ -648,7 +650,7 @@ def run(
             result["s3_images_per_s_per_core"] = s3_latency(bench, paths[:s3_images])
         if videos:
             clips = _clips(frames.parent / "videos", videos, video_seconds, log)
-            result["video"] = video_rounds(bench, clips, repeats, log)
+            result["video"] = video_rounds(bench, clips, repeats, log, warm_up)
         result["cold_run_s"] = round(cold_run_seconds(bench, paths), 2)
         result["ray_floors"] = ray_floors(bench, min(repeats, 3))
     finally:
