@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections import OrderedDict
 
@@ -31,7 +29,6 @@ class JobBoard:
         self._capacity = capacity
         # id -> when reserved; may hold ended jobs until someone checks and releases them
         self._active: dict[str, float] = {}
-        self._ended: dict[str, asyncio.Event] = {}  # set when the job ends (see `ended`)
 
     def accepted(self, job_id: str, source: str, output: str) -> None:
         self._put(job_id, {"state": "PENDING", "source": source, "output": output,
@@ -52,29 +49,14 @@ class JobBoard:
         self._put(job_id, {**entry, "state": state, "finished_at": time.time(),
                            "outcome": outcome, "error": error, "counts": counts})  # fmt: skip
         self._active.pop(job_id, None)  # its slot is free at once
-        if event := self._ended.pop(job_id, None):
-            event.set()
 
     def _put(self, job_id: str, entry: dict) -> None:
         self._jobs[job_id] = entry
         self._jobs.move_to_end(job_id)
         while len(self._jobs) > self._capacity:
-            forgotten, _ = self._jobs.popitem(last=False)
-            if event := self._ended.pop(forgotten, None):
-                event.set()  # its waiters answer with what job.json says
+            self._jobs.popitem(last=False)
 
     def get(self, job_id: str) -> dict | None:
-        return self._jobs.get(job_id)
-
-    async def ended(self, job_id: str, timeout_s: float) -> dict | None:
-        """The job's entry once it has ended, or after `timeout_s`, whichever comes first:
-        a client waits for the end with one request instead of polling (an async method
-        makes this an async actor: the other methods still run one at a time, on its loop)."""
-        entry = self._jobs.get(job_id)
-        if entry is not None and entry["state"] not in TERMINAL:
-            event = self._ended.setdefault(job_id, asyncio.Event())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout_s)
         return self._jobs.get(job_id)
 
     def reserve(self, job_ids: list[str], limit: int) -> list[tuple[str, float]] | None:

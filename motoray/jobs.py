@@ -35,6 +35,7 @@ RECHECK_S = 1.0
 # Requests of one API replica that may wait for a job's end at once (GET ?wait_s=): the
 # replica takes 32 at once (api/deployment.py); the others stay free for everything else.
 MAX_WAITING = 16
+WAIT_POLL_S = 0.25
 
 
 def new_job_id() -> str:
@@ -252,14 +253,22 @@ class JobService:
         )
 
     async def until_ended(self, job_id: str, wait_s: float) -> None:
-        """Returns once the job has ended, or after `wait_s`; at once when MAX_WAITING
-        requests already wait (the caller reads the status next, and may ask again)."""
+        """Returns once the job has ended (or the board does not know it), or after
+        `wait_s`; at once when MAX_WAITING requests already wait. It asks the job board
+        every WAIT_POLL_S: an actor call costs a fraction of an HTTP request through Serve."""
         if self._waiting.locked():
             return
+        deadline = time.monotonic() + wait_s
         async with self._waiting:
-            # A restarted board has forgotten the job: the status read next tells the rest.
-            with contextlib.suppress(ray.exceptions.RayError):
-                await self.board.ended.remote(job_id, wait_s)
+            while True:
+                try:
+                    entry = await self.board.get.remote(job_id)
+                except ray.exceptions.RayError:
+                    return  # a restarting board: the status read next tells what is known
+                left = deadline - time.monotonic()
+                if entry is None or entry["state"] in TERMINAL or left <= 0:
+                    return
+                await asyncio.sleep(min(WAIT_POLL_S, left))
 
     def _status_from_ray(self, job_id: str) -> JobState | None:
         info = self._info(job_id)

@@ -110,6 +110,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:  # before the fixtures are 
         _start_ray_local()
 
 
+@pytest.hookimpl(trylast=True)  # after the test's own fixtures are torn down (they may use Ray)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     if "ray_local" in item.fixturenames and (
         nextitem is None or "ray_local" not in nextitem.fixturenames
