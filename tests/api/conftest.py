@@ -213,6 +213,20 @@ def _stopped_cleanly(process: subprocess.Popen, log_path: Path) -> None:
     assert stop_service(process) == 0, log_path.read_text()
 
 
+LONG_FRAMES = 1200
+
+
+@pytest.fixture(scope="package")
+def long_source(tmp_path_factory) -> str:
+    """A job long enough (seconds, on 2 cores) to be caught running; the shared 6 frames take
+    well under a second. Copies of 10 pictures: cheap to write."""
+    from motoray.sample_data import write_sample_frames
+
+    folder = tmp_path_factory.mktemp("long")
+    write_sample_frames(folder, LONG_FRAMES, (1280, 720), unique=10)
+    return str(folder)
+
+
 @pytest.fixture
 def api(service) -> Iterator[httpx.Client]:
     with service.client() as client:

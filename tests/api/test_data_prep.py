@@ -18,7 +18,6 @@ from motoray.config import load_config
 from motoray.pipeline.layout import JOB_FILE, MANIFEST_FILE
 from motoray.pipeline.manifest import MANIFEST_COLUMNS
 from motoray.priority import BATCH_NICENESS, DRIVER_NICENESS
-from motoray.sample_data import write_sample_frames
 from motoray.waiting import wait_until
 from tests.api.conftest import FRAMES, TERMINAL, post_json, wait_for
 from tests.conftest import EXAMPLES, outputs_in_memory
@@ -129,15 +128,6 @@ def test_a_list_body_is_one_job_per_element(api):
     finals = [wait_for(api, job["job_id"]) for job in jobs]
     assert [f["state"] for f in finals] == ["SUCCEEDED", "SUCCEEDED"]
     assert finals[1]["progress"]["outputs"] == 5 * FRAMES  # RANDOM_CROP target_count 5
-
-
-@pytest.fixture(scope="module")
-def long_source(tmp_path_factory) -> str:
-    """A job long enough (seconds, on 2 cores) to be caught running; the shared 6 frames take
-    well under a second. Copies of 10 pictures: cheap to write."""
-    folder = tmp_path_factory.mktemp("long")
-    write_sample_frames(folder, 1200, (1280, 720), unique=10)
-    return str(folder)
 
 
 def test_delete_stops_a_job_and_leaves_no_job_json(service, api, long_source):
