@@ -104,6 +104,14 @@ def _start_ray_local() -> None:
 RAY_LOCAL_STOPPED = pytest.StashKey[bool]()
 
 
+def last_test_using(fixture: str, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
+    """Whether `item` is the last test in a row that uses `fixture` (the sort above puts
+    a session cluster's tests in one row)."""
+    return fixture in item.fixturenames and (
+        nextitem is None or fixture not in nextitem.fixturenames
+    )
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:  # before the fixtures are set up
     if "ray_local" in item.fixturenames and item.session.stash.get(RAY_LOCAL_STOPPED, False):
         item.session.stash[RAY_LOCAL_STOPPED] = False
@@ -112,9 +120,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:  # before the fixtures are 
 
 @pytest.hookimpl(trylast=True)  # after the test's own fixtures are torn down (they may use Ray)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    if "ray_local" in item.fixturenames and (
-        nextitem is None or "ray_local" not in nextitem.fixturenames
-    ):
+    if last_test_using("ray_local", item, nextitem):
         import ray
 
         ray.shutdown()

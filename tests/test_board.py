@@ -5,6 +5,7 @@ for a job the board does not know; and a replica's waiters are bounded."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import pytest
@@ -37,7 +38,9 @@ def test_a_waiter_returns_when_the_job_ends(jobs):
 
 
 def test_a_waiter_returns_at_its_time_limit(jobs, ray_local):
+    start = time.monotonic()
     asyncio.run(asyncio.wait_for(jobs.until_ended("job", 0.5), 60))
+    assert time.monotonic() - start >= 0.5  # it waited, and not for the end
     assert ray_local.get(jobs.board.get.remote("job"))["state"] == "RUNNING"
 
 

@@ -177,7 +177,7 @@ class Bench:
         response.raise_for_status()
         [job_id] = [job["job_id"] for job in response.json()["jobs"]]
         # One request that answers when the job ends, not a poll every fraction of a second:
-        # each request through Serve costs ~30 ms of CPU (proxy and replica) here.
+        # each request through Serve costs CPU (proxy and replica): up to ~30 ms here.
         status = self._status(job_id, wait_s=30)
         while status["state"] not in TERMINAL:
             status = self._status(job_id, wait_s=30)

@@ -37,6 +37,7 @@ import yaml
 from motoray.bench.service import spawn_service
 from motoray.server import LocalRay, start_local_ray
 from motoray.waiting import wait_until
+from tests.conftest import last_test_using
 
 FRAMES = 6
 FRAME_SIZE = (320, 180)  # small: API tests are about the service, not pixels
@@ -57,6 +58,10 @@ class _EditableConfig:
             yield
         finally:
             self.config_path.write_text(original)
+
+    def motogp_from(self, folder: str):
+        """The MotoGP source read from `folder` (e.g. the long source) for the duration."""
+        return self.edited_config(lambda config: config["sources"]["MotoGP"].update(uri=folder))
 
 
 @dataclass
@@ -181,9 +186,7 @@ _cluster_and_service = contextlib.ExitStack()
 
 @pytest.hookimpl(trylast=True)  # after the tests' own fixtures are torn down
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    if "api_ray" in item.fixturenames and (
-        nextitem is None or "api_ray" not in nextitem.fixturenames
-    ):
+    if last_test_using("api_ray", item, nextitem):
         _cluster_and_service.close()
 
 

@@ -71,7 +71,7 @@ def test_the_job_is_seen_running_then_done(service, api, long_source):
     running: the seed sample's 6 frames may take less than one poll on a busy machine."""
     seen: list[str] = []
     started = time.monotonic()
-    with service.edited_config(lambda c: c["sources"]["MotoGP"].update(uri=long_source)):
+    with service.motogp_from(long_source):
         [job] = post_json(api, SEED_FILE.read_bytes()).json()["jobs"]
     running = wait_for(api, job["job_id"], ("RUNNING", *TERMINAL), poll_s=0.05, seen=seen)
     print(f"\nPOST -> {running['state']}: {time.monotonic() - started:.2f} s")  # in the log
@@ -88,7 +88,7 @@ def test_a_get_with_wait_s_answers_when_the_job_ends(service, api, long_source):
     """One request instead of polling: GET ?wait_s= answers once the job has ended (not
     `wait_s` later), or after `wait_s` with the job still running, never earlier."""
     wait_s = 60
-    with service.edited_config(lambda c: c["sources"]["MotoGP"].update(uri=long_source)):
+    with service.motogp_from(long_source):
         [job] = post_json(api, SEED_FILE.read_bytes()).json()["jobs"]
     answers: list[tuple[str, float]] = []
     while not answers or answers[-1][0] not in TERMINAL:
@@ -102,7 +102,7 @@ def test_a_get_with_wait_s_answers_when_the_job_ends(service, api, long_source):
 
 
 def test_wait_s_is_bounded(app_api):
-    for wait_s in (-1, 61, "forever"):
+    for wait_s in (-1, 61, "forever", "nan", "inf", "1e309"):
         response = app_api.get("/data_prep/some-job", params={"wait_s": wait_s})
         assert response.status_code == 422, response.text
         assert response.json()["errors"][0]["loc"] == ["query", "wait_s"]
@@ -131,7 +131,7 @@ def test_a_list_body_is_one_job_per_element(api):
 
 
 def test_delete_stops_a_job_and_leaves_no_job_json(service, api, long_source):
-    with service.edited_config(lambda c: c["sources"]["MotoGP"].update(uri=long_source)):
+    with service.motogp_from(long_source):
         response = post_json(api, json.loads(SEED_FILE.read_text()))
     [job] = response.json()["jobs"]
     wait_for(api, job["job_id"], states=("RUNNING",), poll_s=0.05)  # its driver started
@@ -155,7 +155,7 @@ def test_the_api_outranks_the_pipeline_for_the_cpu(service, api, long_source):
     and job supervisors at 0. The service's Ray starts workers at 0: the API's processes
     stay there, the job's driver (in the runner) runs below them, its tasks lower still,
     with the job's follower and the supervisor Ray started for it (they only wait)."""
-    with service.edited_config(lambda c: c["sources"]["MotoGP"].update(uri=long_source)):
+    with service.motogp_from(long_source):
         [job] = post_json(api, json.loads(SEED_FILE.read_text())).json()["jobs"]
 
     def processes(text: str) -> dict[psutil.Process, int]:  # each with its niceness

@@ -192,9 +192,10 @@ class HealthWatch:
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_hostile_request(case: Case, hostile_service):
-    limits = hostile_service.edited_config(lambda config: config["limits"].update(case.limits))
     with (
-        limits if case.limits else contextlib.nullcontext(),
+        hostile_service.edited_config(lambda config: config["limits"].update(case.limits))
+        if case.limits
+        else contextlib.nullcontext(),
         hostile_service.client() as api,
         HealthWatch(hostile_service.url) as health,
     ):

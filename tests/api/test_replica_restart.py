@@ -17,7 +17,7 @@ REQUEST = {
 def test_job_survives_its_api_replica(service, api, long_source):
     # A source long enough for the job to be running when the replica dies (the shared 6
     # frames can finish between two polls).
-    with service.edited_config(lambda c: c["sources"]["MotoGP"].update(uri=long_source)):
+    with service.motogp_from(long_source):
         response = post_json(api, REQUEST)
     assert response.status_code == 202, response.text
     [job] = response.json()["jobs"]
