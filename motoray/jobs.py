@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import time
 import uuid
 from collections import OrderedDict
@@ -24,6 +25,7 @@ from motoray.board import ACTIVE, TERMINAL, job_board
 from motoray.commands import installed_command
 from motoray.config import Config
 from motoray.pipeline.layout import JOB_FILE, job_folder
+from motoray.priority import BATCH_NICENESS
 from motoray.record import Counts, JobInputs, JobRecord, Outcome
 from motoray.spec import RequestBase
 from motoray.storage import open_storage
@@ -117,7 +119,10 @@ class RayJobs:
 def entrypoint(job_id: str, address: str) -> str:
     """`motoray run-job`: the driver reads its inputs from the job's metadata. The id is a
     plain name (checked where it is made), the only argument that varies per job."""
-    return " ".join([*installed_command("motoray"), "run-job", job_id, "--address", address])
+    command = [*installed_command("motoray"), "run-job", job_id, "--address", address]
+    if shutil.which("nice"):  # it only waits: from its first instruction, below the API
+        command = ["nice", "-n", str(BATCH_NICENESS), *command]
+    return " ".join(command)
 
 
 def load_inputs(job_id: str, address: str) -> JobInputs:

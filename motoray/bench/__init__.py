@@ -487,8 +487,9 @@ def ray_floors(bench: Bench, repeats: int = 3) -> dict:
     cluster (the floor of every `ray job submit`: the job's supervisor actor, its log tail).
     Medians of `repeats`."""
     python = str(Path(sys.executable))
-    # Started as `motoray run --address local` starts it (dashboard included).
-    start_stop = [python, "-c", "import ray; ray.init(address='local'); ray.shutdown()"]
+    # Started as `motoray run --address local` starts it (no dashboard).
+    init = "ray.init(address='local', include_dashboard=False)"
+    start_stop = [python, "-c", f"import ray; {init}; ray.shutdown()"]
     submit_true = [*installed_command("ray"), "job", "submit", "--address",
                    bench.cluster.dashboard_url, "--", "true"]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}

@@ -11,6 +11,7 @@ from motoray import jobs
 from motoray.config import Config, ServerConfig, SourceConfig
 from motoray.jobs import RequestTooLarge, accept, entrypoint, job_ids
 from motoray.pipeline.job import parse_request
+from motoray.priority import BATCH_NICENESS
 from motoray.record import JobInputs
 from tests.conftest import EXAMPLES, parse_one
 
@@ -37,6 +38,8 @@ def test_the_config_snapshot_holds_no_token():
 
 def test_the_entrypoint_is_a_job_id_not_a_request():
     command = shlex.split(entrypoint("20261129-000000-abcdef", "10.0.0.1:6379"))
+    assert command[:3] == ["nice", "-n", str(BATCH_NICENESS)]  # it only waits
+    command = command[3:]
     assert command[0].endswith("motoray")
     assert command[1:] == ["run-job", "20261129-000000-abcdef", "--address", "10.0.0.1:6379"]
 
