@@ -470,44 +470,47 @@ def _epoch(iso: str) -> float:
     return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
 
 
-def cold_run_seconds(bench: Bench, paths: list[Path]) -> float:
-    """Wall time of a whole `motoray run` process on one image, its own Ray start included."""
-    bench._source_for(paths[:1])
-    command = [*installed_command("motoray"), "run", str(bench._request_file()), "--config",
-               str(bench.config), "--address", "local", "--quiet"]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, env=env)
-    return time.perf_counter() - start
-
-
-def ray_floors(bench: Bench, repeats: int = 3) -> dict:
-    """What Ray itself costs, motoray or not: a local Ray started and stopped from a fresh
-    process (the floor of a cold `motoray run`), and `ray job submit -- true` on the warm
-    cluster (the floor of every `ray job submit`: the job's supervisor actor, its log tail).
-    Medians of `repeats`."""
-    python = str(Path(sys.executable))
-    # Started as `motoray run --address local` starts it (no dashboard).
+def cold_paths(frame: Path, work: Path, repeats: int = 3) -> dict:
+    """What a user's first command costs on a machine with no Ray running (measured before
+    the bench starts its cluster): a whole `motoray run` process on one image, its own Ray
+    start included, and a bare local Ray started and stopped as that command starts it (no
+    dashboard), its floor. Alternated, `repeats` of each; medians."""
+    folder = work / "cold"
+    (folder / "source").mkdir(parents=True)
+    shutil.copyfile(frame, folder / "source" / frame.name)
+    config, request = folder / "motoray.yaml", folder / "request.json"
+    config.write_text(yaml.safe_dump({"sources": {"bench": {"uri": str(folder / "source")}},
+                                      "output": {"uri": str(folder / "outputs")}}))  # fmt: skip
+    request.write_text(json.dumps(REQUEST))
+    run = [*installed_command("motoray"), "run", str(request), "--config", str(config),
+           "--address", "local", "--quiet"]  # fmt: skip
     init = "ray.init(address='local', include_dashboard=False)"
-    start_stop = [python, "-c", f"import ray; {init}; ray.shutdown()"]
-    submit_true = [*installed_command("ray"), "job", "submit", "--address",
-                   bench.cluster.dashboard_url, "--", "true"]  # fmt: skip
+    start_stop = [sys.executable, "-c", f"import ray; {init}; ray.shutdown()"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    runs: dict[str, list[float]] = {"motoray_run_s": [], "ray_start_stop_s": []}
+    for _ in range(repeats):
+        runs["motoray_run_s"].append(_seconds(run, env))
+        runs["ray_start_stop_s"].append(_seconds(start_stop, env))
     return {
-        "ray_init_and_shutdown_s": _median_seconds(start_stop, env, repeats),
-        "ray_job_submit_true_s": _median_seconds(
-            submit_true, {**env, **bench.cluster.env}, repeats
-        ),
+        **{name: round(statistics.median(seconds), 2) for name, seconds in runs.items()},
+        "per_run": {name: [round(s, 2) for s in seconds] for name, seconds in runs.items()},
     }
 
 
-def _median_seconds(command: list[str], env: dict[str, str], repeats: int) -> float:
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True, env=env)
-        seconds.append(time.perf_counter() - start)
-    return round(statistics.median(seconds), 2)
+def ray_job_submit_floor(bench: Bench, repeats: int = 3) -> float:
+    """`ray job submit -- true` on the warm cluster: the floor of every `ray job submit` (the
+    job's supervisor actor, its log tail). Median of `repeats`."""
+    submit_true = [*installed_command("ray"), "job", "submit", "--address",
+                   bench.cluster.dashboard_url, "--", "true"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(bench.cluster.env)
+    return round(statistics.median(_seconds(submit_true, env) for _ in range(repeats)), 2)
+
+
+def _seconds(command: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, env=env)
+    return time.perf_counter() - start
 
 
 def post_to_running(bench: Bench, paths: list[Path], jobs: int) -> dict:
@@ -587,6 +590,8 @@ def run(
         write_sample_frames(frames, images, (1920, 1080), unique=300)
     paths = sorted(frames.glob("*.jpg"))[:images]
     work = Path(tempfile.mkdtemp(prefix="motoray-bench-"))
+    log("cold paths, before any Ray runs ...")
+    cold = cold_paths(paths[0], work, min(repeats, 3))
     log("starting a Ray cluster and a motoray service ...")
     bench = Bench(frames, work, workers, log)
     variants = {
@@ -652,8 +657,8 @@ def run(
         if videos:
             clips = _clips(frames.parent / "videos", videos, video_seconds, log)
             result["video"] = video_rounds(bench, clips, repeats, log, warm_up)
-        result["cold_run_s"] = round(cold_run_seconds(bench, paths), 2)
-        result["ray_floors"] = ray_floors(bench, min(repeats, 3))
+        result["cold"] = cold
+        result["ray_job_submit_true_s"] = ray_job_submit_floor(bench, min(repeats, 3))
     finally:
         bench.close()
     shutil.rmtree(work, ignore_errors=True)
@@ -696,10 +701,12 @@ def report(result: dict) -> str:
             f"{rates_['floor']} fps, motoray {rates_['motoray']} fps, motoray / floor = "
             f"{v['ratio_median']:.2f}   per round: {v['ratios_per_round']}"
         )
-    lines.append(f"  cold `motoray run` (1 image, Ray start included): {result['cold_run_s']} s")
-    floors_ = result["ray_floors"]
+    cold = result["cold"]
     lines.append(
-        f"  Ray alone: a local Ray started and stopped {floors_['ray_init_and_shutdown_s']} s; "
-        f"`ray job submit -- true` {floors_['ray_job_submit_true_s']} s"
+        f"  cold `motoray run` (1 image, no Ray running before): median {cold['motoray_run_s']} s "
+        f"{cold['per_run']['motoray_run_s']}; of which Ray alone, started and stopped: "
+        f"{cold['ray_start_stop_s']} s {cold['per_run']['ray_start_stop_s']}"
     )
+    submit = result["ray_job_submit_true_s"]
+    lines.append(f"  `ray job submit -- true` on the warm cluster: {submit} s")
     return "\n".join(lines)
