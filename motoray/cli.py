@@ -4,11 +4,9 @@ sources. Exit status: 0 done, 1 a job failed, 2 bad input (request, config, flag
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 import logging
 import sys
-import threading
 from pathlib import Path
 
 import click
@@ -98,10 +96,7 @@ def run(request, config_path, seed, job_id, address, quiet) -> int:
         requests = [r.model_copy(update={"seed": seed}) for r in requests]
     accepted = jobs.accept(requests, config, job_id or jobs.new_job_id())
     # The pipeline's imports (~1 s) overlap a cold Ray's start, which mostly waits.
-    importing = threading.Thread(target=importlib.import_module, args=("motoray.pipeline.job",))
-    importing.start()
     _init_ray(address)
-    importing.join()
     _refuse_output_in_upload(config)
     return _run_jobs(accepted, address, quiet)
 
