@@ -21,6 +21,7 @@ from motoray.storage.ranged import RangedReader
 # Requests in flight per task: at ~30 ms a request (AWS), a CPU making ~150 images/s at
 # ~5 requests each needs ~25 in flight; 64 leaves room for slower answers.
 CONCURRENCY = 64
+LIST_PAGE_KEYS = 1000  # the most S3 returns in one ListObjectsV2 page
 _CLIENT_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 5},
     max_pool_connections=CONCURRENCY,  # one connection per request in flight (default: 10)
@@ -115,7 +116,7 @@ class S3Storage:
         wanted = tuple(e.lower() for e in extensions)
         root = f"{self.prefix}/" if self.prefix else ""
         pages = self._client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=root
+            Bucket=self.bucket, Prefix=root, PaginationConfig={"PageSize": LIST_PAGE_KEYS}
         )
         keys = []
         try:

@@ -13,6 +13,7 @@ from botocore.exceptions import SSLError
 
 from motoray.config import S3Settings
 from motoray.storage import LocalStorage, Refused, Storage, open_storage
+from motoray.storage import s3 as s3_storage
 from motoray.storage.s3 import S3Storage
 from tests.s3server import S3Endpoint
 
@@ -65,9 +66,10 @@ def test_missing_keys_and_bucket(s3_endpoint: S3Endpoint) -> None:
     assert not gone.exists("a.jpg")
 
 
-def test_list_paginates_filters_and_sorts(s3_endpoint: S3Endpoint) -> None:
+def test_list_paginates_filters_and_sorts(s3_endpoint: S3Endpoint, monkeypatch) -> None:
+    monkeypatch.setattr(s3_storage, "LIST_PAGE_KEYS", 100)  # S3's 1000 would take 1100 PUTs
     storage = s3_endpoint.storage("frames")
-    images = [f"cam{i % 3}/{i:04d}.jpg" for i in range(1040)] + [
+    images = [f"cam{i % 3}/{i:04d}.jpg" for i in range(104)] + [
         f"cam9/{i:03d}.PNG" for i in range(40)
     ]
     texts = [f"notes/{i}.txt" for i in range(20)]
@@ -83,7 +85,9 @@ def test_list_paginates_filters_and_sorts(s3_endpoint: S3Endpoint) -> None:
     with ThreadPoolExecutor(8) as pool:  # the server shares our GIL
         list(pool.map(lambda k: s3.put_object(Bucket=storage.bucket, Key=k, Body=b"x"), keys))
 
-    listed = storage.list()  # > 1000 keys: two ListObjectsV2 pages
+    first_page = s3.list_objects_v2(Bucket=storage.bucket, Prefix="frames/", MaxKeys=100)
+    assert first_page["IsTruncated"]  # so listing them all takes a second page
+    listed = storage.list()
     assert listed == sorted([*images, "odd//double-slash.jpg"])
     with pytest.raises(Refused):
         storage.read("odd//double-slash.jpg")
