@@ -137,7 +137,10 @@ def test_delete_stops_a_job_and_leaves_no_job_json(service, api, long_source):
     wait_for(api, job["job_id"], states=("RUNNING",), poll_s=0.05)  # its driver started
     stopped = api.delete(f"/data_prep/{job['job_id']}")
     assert stopped.status_code == 200, stopped.text
-    assert stopped.json()["state"] == "STOPPED"
+    # It answers once the job has stopped, or after 15 s with the state it is in: the run
+    # stops at its next result block, which a busy machine can take longer to make.
+    assert stopped.json()["state"] in ("STOPPED", "RUNNING")
+    assert wait_for(api, job["job_id"], states=TERMINAL)["state"] == "STOPPED"
     # Once the driver's process is gone it can write nothing more: then no job.json.
     wait_until(
         lambda: not service.processes_with(f"run-job {job['job_id']}"),
