@@ -161,6 +161,14 @@ def stop_service(process: subprocess.Popen, timeout: float = 120) -> int:
     try:
         return process.wait(timeout)
     except subprocess.TimeoutExpired:
+        # Its whole tree: a `motoray serve` killed alone leaves the Ray it started running
+        # (seen: an orphaned cluster idling through the rest of the session and after).
+        tree = []
+        with contextlib.suppress(psutil.Error):
+            tree = psutil.Process(process.pid).children(recursive=True)
+        for child in tree:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
         process.kill()
         raise
 
