@@ -44,7 +44,7 @@ test: setup lint
 	echo "make test: $$(( $$(date +%s) - start )) s of pytest"; exit $$status
 
 # The inner loop (< 90 s): no cluster, service, benchmark, notebook or schemathesis. Two
-# workers: these tests are CPU-bound (58 s instead of 89 s here).
+# workers: these tests are CPU-bound (59 s instead of 89 s here).
 test-fast: setup
 	@start=$$(date +%s); $(BIN)/pytest -q -m "not slow" -x -n 2 --durations=5; status=$$?; \
 	echo "make test-fast: $$(( $$(date +%s) - start )) s of pytest"; exit $$status

@@ -486,7 +486,7 @@ def cold_paths(frame: Path, work: Path, repeats: int = 3) -> dict:
            "--address", "local", "--quiet"]  # fmt: skip
     init = "ray.init(address='local', include_dashboard=False)"
     start_stop = [sys.executable, "-c", f"import ray; {init}; ray.shutdown()"]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = _without_ray_address()
     runs: dict[str, list[float]] = {"motoray_run_s": [], "ray_start_stop_s": []}
     for _ in range(repeats):
         runs["motoray_run_s"].append(_seconds(run, env))
@@ -502,9 +502,13 @@ def ray_job_submit_floor(bench: Bench, repeats: int = 3) -> float:
     job's supervisor actor, its log tail). Median of `repeats`."""
     submit_true = [*installed_command("ray"), "job", "submit", "--address",
                    bench.cluster.dashboard_url, "--", "true"]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(bench.cluster.env)
+    env = {**_without_ray_address(), **bench.cluster.env}
     return round(statistics.median(_seconds(submit_true, env) for _ in range(repeats)), 2)
+
+
+def _without_ray_address() -> dict[str, str]:
+    """This environment for a command that must start or name its own Ray."""
+    return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
 
 
 def _seconds(command: list[str], env: dict[str, str]) -> float:
