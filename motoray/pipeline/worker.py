@@ -17,7 +17,7 @@ import json
 from collections import defaultdict, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import NamedTuple
 
 import numpy as np
@@ -56,13 +56,14 @@ class _Decoded(NamedTuple):
 def outputs(spec: JobSpec, items: Sequence[Item], io: Executor | None = None) -> Iterator[Output]:
     """Every output of `items`, as it is encoded.
 
-    Reads run ahead on `io` (or a pool of our own), so storage latency overlaps decoding.
+    Reads run ahead on `io` (or I/O threads of our own where the storage wants requests in
+    flight), so storage latency overlaps decoding; local files are read on this thread.
     Decoded images are processed together, same-shaped ones through each kernel at once, in
     groups of at most CHUNK_IMAGES images and `limits.task_bytes` of pixels (inputs and
     outputs): memory stays bounded whatever the images and the request. Where groups are
     cut changes no byte: seeds and names come from keys alone.
     """
-    with nullcontext(io) if io else ThreadPoolExecutor(_io_threads(spec)) as pool:
+    with nullcontext(io) if io else _io_threads(spec) as pool:
         # A video source's items are time ranges: they yield their sampled frames.
         decoded = _frames(spec, items) if spec.frames else _images(spec, items, pool)
         group: list[_Decoded] = []
@@ -86,18 +87,31 @@ def outputs(spec: JobSpec, items: Sequence[Item], io: Executor | None = None) ->
         yield from _group_outputs(spec, group)
 
 
-def _images(spec: JobSpec, items: Sequence[Item], pool: Executor) -> Iterator[_Decoded | Output]:
-    """Each item decoded (with its boxes), or its failure, reads running CHUNK_IMAGES ahead."""
-    reads = deque(pool.submit(_fetch, spec, item.key) for item in items[:CHUNK_IMAGES])
-    for index, item in enumerate(items):
-        fetched = reads.popleft().result()  # an error reading storage fails the task
-        if index + CHUNK_IMAGES < len(items):
-            reads.append(pool.submit(_fetch, spec, items[index + CHUNK_IMAGES].key))
+def _images(
+    spec: JobSpec, items: Sequence[Item], pool: Executor | None
+) -> Iterator[_Decoded | Output]:
+    """Each item decoded (with its boxes), or its failure."""
+    for item, fetched in zip(items, _fetched(spec, items, pool)):
         try:
             image = _decode(spec, fetched)
             yield _with_boxes(spec, item, fetched, image)
         except (DecodeError, Refused, FileNotFoundError, AnnotationError) as e:
             yield _failed(item, str(e))
+
+
+def _fetched(
+    spec: JobSpec, items: Sequence[Item], pool: Executor | None
+) -> Iterator[bytes | Exception]:
+    """Each item's bytes in order: on `pool`, running CHUNK_IMAGES ahead; without one, read
+    here when needed. An error reading storage fails the task."""
+    if pool is None:
+        yield from (_fetch(spec, item.key) for item in items)
+        return
+    reads = deque(pool.submit(_fetch, spec, item.key) for item in items[:CHUNK_IMAGES])
+    for index in range(len(items)):
+        yield reads.popleft().result()
+        if index + CHUNK_IMAGES < len(items):
+            reads.append(pool.submit(_fetch, spec, items[index + CHUNK_IMAGES].key))
 
 
 def _frames(spec: JobSpec, items: Sequence[Item]) -> Iterator[_Decoded | Output]:
@@ -111,16 +125,22 @@ def write_files(spec: JobSpec, items: Sequence[Item]) -> list[dict]:
     (Not synced here: the job syncs once before its commit marker. A sync per task left a CPU
     idle while the disk caught up.)"""
     rows = []
-    with ThreadPoolExecutor(_io_threads(spec)) as io:
+    with _io_threads(spec) as io:
         writes: deque[Future] = deque()
+
+        def write(key: str, data: bytes) -> None:
+            if io is None:
+                spec.job_dir.write(key, data)
+                return
+            writes.append(io.submit(spec.job_dir.write, key, data))
+            while len(writes) > MAX_PENDING_WRITES:  # slow storage: bytes must not pile up
+                writes.popleft().result()
+
         for row, data in outputs(spec, items, io):
             if data is not None:
-                writes.append(io.submit(spec.job_dir.write, row["output_path"], data))
+                write(row["output_path"], data)
                 if spec.boxes is not None and spec.boxes.yolo:
-                    name, label = _yolo_label(spec, row)
-                    writes.append(io.submit(spec.job_dir.write, name, label))
-                while len(writes) > MAX_PENDING_WRITES:  # slow storage: bytes must not pile up
-                    writes.popleft().result()
+                    write(*_yolo_label(spec, row))
             rows.append(row)
         for done in writes:
             done.result()  # a failed write fails the job: Ray Data retries lost tasks, not errors
@@ -175,9 +195,17 @@ def images_per_shard(spec: JobSpec, sample: Sequence[Item]) -> int:
     return max(1, min(MAX_IMAGES_PER_SHARD, spec.shard_bytes * decoded // len(data)))
 
 
-def _io_threads(spec: JobSpec) -> int:
-    """Reads and writes in flight: storage latency overlaps with decoding and encoding."""
-    return max(spec.source.concurrency, spec.job_dir.concurrency)
+@contextmanager
+def _io_threads(spec: JobSpec) -> Iterator[Executor | None]:
+    """Threads for reads and writes in flight, so that storage latency overlaps decoding and
+    encoding; None where neither storage wants any (local files: the I/O runs on the task's
+    own thread, as Ray gives a task one CPU)."""
+    threads = max(spec.source.concurrency, spec.job_dir.concurrency)
+    if not threads:
+        yield None
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        yield pool
 
 
 def in_manifest_order(rows: list[dict]) -> list[dict]:

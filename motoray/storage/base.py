@@ -21,8 +21,9 @@ class Storage(Protocol):
     """
 
     uri: str
-    # Requests worth keeping in flight per task: a disk needs few; an object store at tens
-    # of milliseconds a request needs many to keep a CPU busy.
+    # Requests worth keeping in flight per task, on I/O threads: an object store at tens of
+    # milliseconds a request needs many to keep a CPU busy; 0 (local files): none, the task
+    # does its I/O itself.
     concurrency: int
 
     def list(self, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[str]:

@@ -31,7 +31,10 @@ _KINDS = {
 @dataclass(frozen=True)
 class LocalStorage:
     root: Path
-    concurrency = 8
+    # 0: a task reads and writes on its own thread. Measured on 6000 frames, 2 workers on
+    # 2 CPUs: ~9% less CPU per image than 8 I/O threads (a page-cache copy is CPU work, not
+    # waiting, so threads only compete with the task for its CPU).
+    concurrency = 0
 
     @property
     def uri(self) -> str:

@@ -15,7 +15,7 @@ class MemoryStorage:
 
     files: dict[str, bytes] = field(default_factory=dict)
     prefix: str = ""
-    concurrency = 1
+    concurrency = 0
 
     @property
     def uri(self) -> str:
