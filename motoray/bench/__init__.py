@@ -81,38 +81,42 @@ class Bench:
 
         self.work, self.workers, self.log = work, workers, log
         self.paths = sorted(frames.glob("*.jpg"))
-        self.pool = multiprocessing.get_context("spawn").Pool(workers)  # never fork Ray
-        self.cluster = start_local_ray(num_cpus=workers, env=FAKE_AWS)
-        os.environ.update(self.cluster.env)  # RAY_AUTH_MODE, before this process imports ray
-        self.config = work / "bench.yaml"
-        self._write_config(self._linked(self.paths, "all"))
-        self.token = secrets.token_urlsafe(16)
-        self.service_process, self.url = spawn_service(
-            self.config, self.token, work / "serve.log", "--address", self.cluster.address
-        )
-        self.http = httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=120
-        )
-        import ray
+        # Whatever was started is stopped again, also when a later step of starting fails
+        # (a Ray left running would slow every later measurement on this machine).
+        with contextlib.ExitStack() as started:
+            self.pool = multiprocessing.get_context("spawn").Pool(workers)  # never fork Ray
+            started.callback(self.pool.terminate)
+            self.cluster = start_local_ray(num_cpus=workers, env=FAKE_AWS)
+            started.callback(self.cluster.stop)
+            os.environ.update(self.cluster.env)  # RAY_AUTH_MODE, before this process imports ray
+            self.config = work / "bench.yaml"
+            self._write_config(self._linked(self.paths, "all"))
+            self.token = secrets.token_urlsafe(16)
+            self.service_process, self.url = spawn_service(
+                self.config, self.token, work / "serve.log", "--address", self.cluster.address
+            )
+            started.callback(self._stop_service)
+            self.http = httpx.Client(
+                base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=120
+            )
+            started.callback(self.http.close)
+            import ray
 
-        ray.init(address=self.cluster.address, logging_level="WARNING", log_to_driver=False)
-        ray.data.DataContext.get_current().enable_progress_bars = False
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
+            ray.init(address=self.cluster.address, logging_level="WARNING", log_to_driver=False)
+            started.callback(ray.shutdown)
+            ray.data.DataContext.get_current().enable_progress_bars = False
+            logging.getLogger("ray.data").setLevel(logging.ERROR)
+            self._started = started.pop_all()
         self.runs = 0
         self.last_service_job: dict = {}
         self.video_pool = None  # made on first use
 
     def close(self) -> None:
-        import ray
+        self._started.close()
 
-        self.pool.terminate()
-        if self.video_pool is not None:
-            self.video_pool.terminate()
-        self.http.close()
-        ray.shutdown()
+    def _stop_service(self) -> None:
         self.service_process.terminate()
         self.service_process.wait(120)
-        self.cluster.stop()
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -250,6 +254,7 @@ class Bench:
         if self.video_pool is None:
             context = multiprocessing.get_context("spawn")
             self.video_pool = context.Pool(self.workers, initializer=as_batch_work)
+            self._started.callback(self.video_pool.terminate)
         out = self._out("video-floor")
         self.video_pool.map(floors.video_floor_one, [(str(c), str(out)) for c in clips], 1)
 
