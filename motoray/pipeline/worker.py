@@ -35,7 +35,7 @@ from motoray.pipeline.source import Item
 from motoray.storage import Refused
 from motoray.video import frames as video_frames
 
-CHUNK_IMAGES = 64  # decoded together at most (feeds kernels stacks); also the read-ahead
+CHUNK_IMAGES = 64  # decoded together at most (feeds kernel stacks); the I/O threads' read-ahead
 MAX_PENDING_WRITES = 256  # encoded outputs waiting for storage, per task
 MAX_IMAGES_PER_SHARD = 10_000  # a shard is one task's work: this bounds a task's duration
 SHARD_SAMPLE_IMAGES = 8  # processed to size shards
