@@ -173,10 +173,13 @@ def _run_jobs(accepted: list, address: str | None, quiet: bool) -> int:
     """Each job in this driver; or, on a cluster where a motoray service keeps a warm
     runner, in the runner (the same bytes, without starting workers and imports again)."""
     from motoray.pipeline.job import hard_deadline, run_job
+    from motoray.pipeline.ray_data import warm_workers
     from motoray.runner import existing_runner, run_in
 
     _init_ray(address)
     runner = existing_runner()
+    if runner is None:
+        warm_workers()
     exit_code = 0
     for inputs in accepted:
         try:
