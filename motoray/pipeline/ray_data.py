@@ -44,8 +44,9 @@ def ship_plugins(config: OperatorsConfig) -> None:
 def warm_workers() -> None:
     """Have worker processes import what tasks need while the driver lists and splits: on
     a fresh local Ray the first task otherwise paid for those imports (~0.6 s: ray.data,
-    pyarrow, simplejpeg, the worker) after the driver had done its part. Not awaited."""
-    cpus = int(ray.cluster_resources().get("CPU", 1))
+    pyarrow, simplejpeg, the worker) after the driver had done its part. Not awaited; none
+    on a cluster with no CPU yet (they would make an autoscaler add a node for nothing)."""
+    cpus = int(ray.cluster_resources().get("CPU", 0))
     for _ in range(min(cpus, WARMED_WORKERS)):
         _import_worker.remote()
 
