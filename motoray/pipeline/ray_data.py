@@ -7,8 +7,9 @@ Ray's batches, how plugin code reaches the workers. The worker itself never sees
 from __future__ import annotations
 
 import json
+import threading
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -25,7 +26,7 @@ from motoray.pipeline.manifest import rows_table
 from motoray.pipeline.source import Item
 from motoray.priority import as_batch_work
 
-# Per task: ~1 s of work on one CPU. A CPU idles ~5 ms between two tasks (see _configure),
+# Per task: ~1 s of work on one CPU. A CPU idles ~5 ms between two tasks (see _mapped),
 # and smaller tasks leave less of one idle at the end, while the last tasks finish.
 IMAGES_PER_BLOCK = 100
 RANGES_PER_BLOCK = 1  # a video range is seconds of decoding already
@@ -62,15 +63,10 @@ def process_files(spec: JobSpec, items: list[Item]) -> Iterator[pa.Table]:
         return
     # Enough blocks to keep every CPU busy, each big enough to amortise task overhead.
     # Block boundaries change no output byte: seeds and names come from keys alone.
-    _configure()
     cpus = int(ray.cluster_resources().get("CPU", 1))
     per_block = RANGES_PER_BLOCK if spec.frames else IMAGES_PER_BLOCK
     blocks = max(-(-len(items) // per_block), min(len(items), 2 * cpus))
-    rows = [_columns(item) for item in items]
-    dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
-        _write_files, fn_kwargs={"spec": spec}, batch_size=None, batch_format="numpy"
-    )
-    yield from _results(dataset)
+    yield from _mapped(_write_files, spec, [_columns(item) for item in items], blocks, None)
 
 
 def process_shards(spec: JobSpec, tasks: list[dict[str, str]]) -> Iterator[pa.Table]:
@@ -78,28 +74,43 @@ def process_shards(spec: JobSpec, tasks: list[dict[str, str]]) -> Iterator[pa.Ta
     (batch_size=1), so what a shard holds never depends on blocks."""
     if not tasks:
         return
-    _configure()
-    dataset = ray.data.from_items(tasks, override_num_blocks=len(tasks)).map_batches(
-        _write_shard, fn_kwargs={"spec": spec}, batch_size=1, batch_format="numpy"
+    yield from _mapped(_write_shard, spec, tasks, len(tasks), 1)
+
+
+_SETTING = threading.Lock()  # the runner's jobs make their datasets in threads of one process
+
+
+def _mapped(
+    task: Callable[..., pa.Table],
+    spec: JobSpec,
+    rows: list[dict],
+    blocks: int,
+    batch_size: int | None,
+) -> Iterator[pa.Table]:
+    """`task(batch, spec)` over `rows` cut in `blocks`: its result tables in row order.
+
+    Two settings differ from Ray Data's defaults, for this dataset only (it keeps a copy of
+    the context it was made from; the process's own is put back, so that other Ray Data
+    pipelines in the process, a notebook's or the bench's baseline, keep the defaults):
+    - results in row order, whatever order tasks finish in: the manifest's bytes depend on it;
+    - no resources reserved per operator: with one map there is nothing to share them with,
+      and the reservation held back every task but the first until one had finished, then
+      left a CPU idle ~0.2 s between tasks (10 one-second tasks on 2 CPUs: 7.6 s with it,
+      5.5 s without)."""
+    with _SETTING:
+        context = ray.data.DataContext.get_current()
+        defaults = context.execution_options.preserve_order, context.op_resource_reservation_enabled
+        context.execution_options.preserve_order = True
+        context.op_resource_reservation_enabled = False
+        try:
+            dataset = ray.data.from_items(rows, override_num_blocks=blocks)
+        finally:
+            context.execution_options.preserve_order = defaults[0]
+            context.op_resource_reservation_enabled = defaults[1]
+    dataset = dataset.map_batches(
+        task, fn_kwargs={"spec": spec}, batch_size=batch_size, batch_format="numpy"
     )
-    yield from _results(dataset)
-
-
-def _results(dataset: ray.data.Dataset) -> Iterator[pa.Table]:
     yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")
-
-
-def _configure() -> None:
-    """Set before a dataset is made (a dataset keeps the context it was made in).
-
-    Results in item order, whatever order tasks finish in: the manifest's bytes depend on it.
-    No resources reserved per operator: with one map there is nothing to share them with,
-    and the reservation held back every task but the first until one had finished, then
-    left a CPU idle ~0.2 s between tasks (10 one-second tasks on 2 CPUs: 7.6 s with it,
-    5.5 s without)."""
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True
-    context.op_resource_reservation_enabled = False
 
 
 def shards(spec: JobSpec, items: list[Item]) -> list[dict[str, str]]:
