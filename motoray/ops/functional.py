@@ -151,8 +151,10 @@ def grayscale(images: np.ndarray, params: list[dict] | None = None) -> np.ndarra
 
 
 def _luma(x: np.ndarray) -> np.ndarray:
-    """Float luma of float RGB images N x H x W x 3 -> N x H x W x 1."""
-    return (x @ _LUMA_FLOAT)[..., None]
+    """Float luma of float RGB images N x H x W x 3 -> N x H x W x 1, in a fixed order of
+    float32 operations (see _resample_rows: no BLAS)."""
+    r, g, b = _LUMA_FLOAT
+    return (x[..., 0] * r + x[..., 1] * g + x[..., 2] * b)[..., None]
 
 
 def color_jitter(images: np.ndarray, params: list[dict]) -> np.ndarray:
@@ -211,16 +213,19 @@ def _taps(length: int, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _resample_rows(a: np.ndarray, size: int) -> np.ndarray:
-    """Resample axis 0 of a 2-D array (uint8 or float32) to `size` rows of float32."""
+    """Resample axis 0 of a 2-D array (uint8 or float32) to `size` rows of float32.
+
+    Tap by tap, one float32 multiply and one add each, always in the same order. Not a
+    matmul: BLAS sums a dot product in the order its CPU-specific kernel picks, and a
+    request then made other bytes on another CPU (seen: two RANDOM_RESIZED_CROP outputs
+    of the golden request moved by one level between machines).
+    """
     if a.shape[0] == size:
         return a.astype(np.float32, copy=False)  # the weights would be the identity
     index, weights = _taps(a.shape[0], size)
-    out = np.empty((size, a.shape[1]), np.float32)
-    # One K-tap dot per output row, over the gathered rows; in steps, as a[index] holds
-    # K copies of every row (K grows with the shrink factor).
-    step = max(1, 3 * CHUNK_PIXELS // (index.shape[1] * a.shape[1]))
-    for i in range(0, size, step):
-        out[i : i + step] = np.matmul(weights[i : i + step, None, :], a[index[i : i + step]])[:, 0]
+    out = weights[:, :1] * a[index[:, 0]]
+    for k in range(1, index.shape[1]):
+        out += weights[:, k : k + 1] * a[index[:, k]]
     return out
 
 

@@ -353,6 +353,37 @@ def test_resize_matches_pillow_bilinear(in_hw, out_hw):
         np.testing.assert_array_equal(ours, image)
 
 
+def _fixed_order_rows(a: np.ndarray, size: int) -> np.ndarray:
+    """The resize's promise, one float32 scalar at a time: each output is
+    w0 * a0 + w1 * a1 + ..., rounded after every multiply and every add, in tap order."""
+    index, weights = functional._taps(a.shape[0], size)
+    out = np.zeros((size, a.shape[1]), np.float32)
+    for i, j in np.ndindex(out.shape):
+        total = weights[i, 0] * np.float32(a[index[i, 0], j])
+        for k in range(1, index.shape[1]):
+            total = np.float32(total + weights[i, k] * np.float32(a[index[i, k], j]))
+        out[i, j] = total
+    return out
+
+
+@pytest.mark.parametrize(("in_hw", "out_hw"), [((9, 7), (4, 5)), ((3, 4), (7, 2))])
+def test_float_kernels_round_in_a_fixed_order_not_blas(in_hw, out_hw):
+    """Same request, same bytes on every CPU: a matmul sums in the order its BLAS kernel picks
+    (the golden request's bytes moved between two machines), a fixed order does not."""
+    image = _images(1, in_hw)[0]
+    rows = _fixed_order_rows(image.reshape(in_hw[0], -1), out_hw[0]).reshape(out_hw[0], -1, 3)
+    columns = rows.transpose(1, 0, 2).reshape(in_hw[1], -1)
+    expected = _fixed_order_rows(columns, out_hw[1]).reshape(out_hw[1], out_hw[0], 3)
+    assert resize(image, out_hw).tobytes() == expected.transpose(1, 0, 2).tobytes()
+
+    x = image.astype(np.float32)
+    r, g, b = functional._LUMA_FLOAT
+    luma = [
+        np.float32(np.float32(p[0] * r) + p[1] * g) + np.float32(p[2] * b) for p in x.reshape(-1, 3)
+    ]
+    assert functional._luma(x[None]).tobytes() == np.array(luma, np.float32).tobytes()
+
+
 def test_resized_crop_is_pillow_crop_then_resize():
     images = _images(3, (60, 80))
     boxes = [
