@@ -52,26 +52,16 @@ def address_option(command):
 
 def read_requests(path: str, config: Config) -> list:
     """The requests in a JSON file (an object or a list), validated against the config."""
-    from motoray.ops import operators_for
-    from motoray.spec import parse_json, parse_requests
+    from motoray.spec import parse_for, parse_json
 
-    body = parse_json(Path(path).read_bytes())
-    operators = operators_for(config.operators)
-    return parse_requests(
-        body,
-        operators,
-        list(config.sources),
-        config.limits,
-        annotated=config.annotated_sources(),
-    )
+    return parse_for(config, parse_json(Path(path).read_bytes()))
 
 
 def read_one_request(path: str, config: Config):
     """Preview and plan take one request, over HTTP and here alike: a list of one is fine."""
-    requests = read_requests(path, config)
-    if len(requests) != 1:
-        raise ValueError(f"takes one request; {path} holds {len(requests)}")
-    return requests[0]
+    from motoray.spec import parse_json, parse_one_for
+
+    return parse_one_for(config, parse_json(Path(path).read_bytes()))
 
 
 @click.group(help=__doc__)

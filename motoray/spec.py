@@ -29,7 +29,8 @@ from pydantic import (
     model_validator,
 )
 
-from motoray.config import LimitsConfig
+from motoray.config import Config, LimitsConfig
+from motoray.ops import operators_for
 from motoray.ops.registry import Operator, Shape, Side
 from motoray.ops.steps import CHAIN, first_misfit, stages_of
 from motoray.regex import compile_user_regex
@@ -400,6 +401,30 @@ def parse_requests(
     if errors:
         raise RequestError(errors)
     return requests
+
+
+def parse_for(
+    config: Config, body: Any, max_requests: int = MAX_REQUESTS_PER_BODY
+) -> list[RequestBase]:
+    """`parse_requests` against what `config` offers: its sources, its operators (plugins
+    included, disabled ones left out), its limits and its annotated sources."""
+    return parse_requests(
+        body,
+        operators_for(config.operators),
+        list(config.sources),
+        config.limits,
+        max_requests,
+        annotated=config.annotated_sources(),
+    )
+
+
+def parse_one_for(config: Config, body: Any) -> RequestBase:
+    """One request (preview, plan, a job's driver): a list of one is fine, as the original
+    clients send it; a longer one is refused rather than cut, over HTTP and the CLI alike."""
+    requests = parse_for(config, body)
+    if len(requests) != 1:
+        raise RequestError([{"loc": [], "msg": f"takes one request, got {len(requests)}"}])
+    return requests[0]
 
 
 def semantic_errors(

@@ -56,15 +56,12 @@ def warm_up() -> None:
 
 
 def _parsed(request: dict, config: Config):
-    from motoray.ops import operators_for
     from motoray.priority import as_batch_work
 
     as_batch_work()
-    from motoray.spec import parse_requests
+    from motoray.spec import parse_one_for
 
-    operators = operators_for(config.operators)
-    sources, annotated = list(config.sources), config.annotated_sources()
-    return parse_requests(request, operators, sources, config.limits, annotated=annotated)[0]
+    return parse_one_for(config, request)
 
 
 async def contact_sheet(request: Request, body: dict, config: Config, count: int) -> bytes:

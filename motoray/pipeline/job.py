@@ -42,7 +42,7 @@ from motoray.record import (
     SplitCounts,
     Timings,
 )
-from motoray.spec import RequestBase, outputs_per_image, parse_requests
+from motoray.spec import RequestBase, outputs_per_image, parse_one_for
 from motoray.storage import open_storage
 from motoray.video.sampling import video_of
 
@@ -186,16 +186,7 @@ def give_up(inputs: JobInputs) -> str:
 
 def parse_request(inputs: JobInputs) -> RequestBase:
     """The accepted request, validated again against the config it was accepted with."""
-    operators = operators_for(inputs.config.operators)
-    config = inputs.config
-    [request] = parse_requests(
-        inputs.request,
-        operators,
-        list(config.sources),
-        config.limits,
-        annotated=config.annotated_sources(),
-    )
-    return request
+    return parse_one_for(inputs.config, inputs.request)
 
 
 class JobFailed(RuntimeError):

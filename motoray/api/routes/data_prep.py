@@ -17,7 +17,7 @@ from motoray.api.errors import ApiError, clip
 from motoray.api.models import ErrorResponse, JobLink, JobsAccepted, JobStatus, Progress
 from motoray.jobs import JobState, accept, new_job_id
 from motoray.record import Outcome
-from motoray.spec import RequestBase, RequestError, outputs_per_image, parse_json, parse_requests
+from motoray.spec import RequestError, outputs_per_image, parse_for, parse_json, parse_one_for
 
 MAX_BODY_BYTES = 1024 * 1024
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -63,20 +63,11 @@ router = APIRouter(
     # The body schema depends on the enabled operators: filled in by app.openapi().
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {}}}},
 )
-async def submit_jobs(
-    request: Request, config: ConfigDep, operators: OperatorsDep, jobs: JobsDep
-) -> JobsAccepted:
+async def submit_jobs(request: Request, config: ConfigDep, jobs: JobsDep) -> JobsAccepted:
     """A request object, or a list of them (the original clients send a list)."""
     body = await _read_json(request)
     # A body of more requests than may ever be pending would get 429 forever: 422 instead.
-    requests = parse_requests(
-        body,
-        operators,
-        list(config.sources),
-        config.limits,
-        config.server.max_pending_jobs,
-        annotated=config.annotated_sources(),
-    )
+    requests = parse_for(config, body, config.server.max_pending_jobs)
     accepted = accept(requests, config, new_job_id())
     ids = await run_in_threadpool(jobs.submit, accepted, config.server.max_pending_jobs)
     return JobsAccepted(
@@ -105,7 +96,7 @@ async def preview(
     operators: OperatorsDep,
     count: int = Query(4, ge=1, description="source images shown, up to limits.preview_max_images"),
 ) -> Response:
-    one = _one_request(await _read_json(request), operators, config)
+    one = parse_one_for(config, await _read_json(request))
     limits = config.limits
     outputs = count * (outputs_per_image(one, operators) + 1)  # the sheet shows the original
     if count > limits.preview_max_images or outputs > limits.preview_max_outputs:
@@ -130,9 +121,9 @@ async def preview(
     responses=_BAD_BODY,
     openapi_extra=_BODY,
 )
-async def plan(request: Request, config: ConfigDep, operators: OperatorsDep) -> Any:
+async def plan(request: Request, config: ConfigDep) -> Any:
     body = await _read_json(request)
-    one = _one_request(body, operators, config)
+    one = parse_one_for(config, body)
     planned = await _offloaded(
         offload.dry_run(request, one.model_dump(mode="json", exclude_unset=True), config)
     )
@@ -150,17 +141,6 @@ async def _offloaded(work) -> Any:
         raise ApiError(499, "client closed the request") from None
     except (ValueError, OSError) as e:  # a Ray task's error is also an instance of its cause
         raise ApiError(422, clip(str(getattr(e, "cause", None) or e))) from None
-
-
-def _one_request(body: Any, operators, config) -> RequestBase:
-    """Preview and plan take one request, here and on the command line: a list of one is
-    fine (as the original clients send it), a longer one is refused rather than cut."""
-    requests = parse_requests(
-        body, operators, list(config.sources), config.limits, annotated=config.annotated_sources()
-    )
-    if len(requests) != 1:
-        raise RequestError([{"loc": [], "msg": f"takes one request, got {len(requests)}"}])
-    return requests[0]
 
 
 @router.get(
