@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from motoray.waiting import wait_until
+
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 BUSY_RETRY_S = 300  # keep retrying a busy (429) service this long
 TRANSIENT_S = 120  # tolerate an unreachable or restarting service this long while following
@@ -52,16 +54,17 @@ def submit(
 
 def _wait_ready(http: httpx.Client, timeout: float) -> None:
     """Right after `motoray serve` starts, the port opens before the app is deployed."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def healthy() -> bool:
         try:
-            if http.get("/healthz").status_code == 200:
-                return
+            return http.get("/healthz").status_code == 200
         except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise ClientError(f"no healthy service at {http.base_url} after {timeout:g} s")
-        time.sleep(0.5)
+            return False
+
+    try:
+        wait_until(healthy, timeout, interval=0.5, what=f"a healthy service at {http.base_url}")
+    except TimeoutError as e:
+        raise ClientError(str(e)) from None
 
 
 def _post(http: httpx.Client, body: bytes) -> list[dict]:

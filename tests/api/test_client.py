@@ -45,3 +45,18 @@ def test_submit_exit_status_on_a_refused_request(service):
     assert "HTTP 400" in result.stderr and "line 1 column" in result.stderr
     wrong = _submit(service, EXAMPLES / "seed_sample.json", "--token", "wrong")
     assert wrong.returncode == 2 and "HTTP 401" in wrong.stderr
+
+
+def test_submit_gives_up_on_a_service_that_never_gets_healthy(capsys):
+    """--ready-timeout: a port where nothing answers is retried until the limit, then exit 2."""
+    import socket
+
+    from motoray.client import submit
+
+    with socket.socket() as unused:  # bound, never listening: every connection is refused
+        unused.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}"
+        status = submit(str(EXAMPLES / "seed_sample.json"), url, ready_timeout=1.2)
+    assert status == 2
+    error = capsys.readouterr().err
+    assert f"gave up waiting for a healthy service at {url}" in error, error
