@@ -90,3 +90,12 @@ def test_the_api_replica_does_not_load_the_pipeline():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_seed_request_is_kept_once_in_substance():
+    """The package cannot read examples/ (it is not installed with it), so /docs and the
+    bench hold the seed request as data: it must stay the example file's request."""
+    from motoray.spec import SEED_REQUEST
+    from tests.conftest import EXAMPLES
+
+    assert [SEED_REQUEST] == json.loads((EXAMPLES / "seed_sample.json").read_text())
