@@ -139,6 +139,10 @@ class LimitsConfig(_Strict):
     preview_max_images: PositiveInt = 32  # images per contact sheet: a preview, not a job
     preview_max_outputs: PositiveInt = 2000  # images x outputs per image, per contact sheet
     preview_timeout_s: float = Field(8, gt=0, le=600)  # /preview and /plan: then a 422
+    # /preview and /plan: memory one may add to its Ray worker (reserved and enforced), then
+    # a 422; and how many run at once per API replica, then a 429.
+    preview_memory_bytes: PositiveInt = 1024**3
+    preview_max_running: PositiveInt = 4
     job_timeout_s: float = Field(24 * 3600, gt=0)  # a job running longer ends FAILED
     max_failed_fraction: float = Field(0.5, ge=0, le=1)  # more images failed: the job FAILED
     max_annotation_bytes: PositiveInt = 1024**3  # a source's COCO file: read whole by the driver

@@ -84,6 +84,16 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, e: Exception):
+        if _out_of_memory(e):
+            # Ray's memory monitor stopped this request's work: the node was short of
+            # memory, not broken, and Ray is reachable (the RayError below would say 503).
+            log.warning("out of memory on %s %s: %s", request.method, request.url.path, e)
+            return error_response(
+                429,
+                "the cluster was short of memory and Ray stopped this request's work; "
+                "retry later, or ask for less",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
         if _ray_unreachable(e):
             log.warning("Ray unreachable on %s %s: %s", request.method, request.url.path, e)
             return error_response(
@@ -103,6 +113,12 @@ def _allowed_methods(request: Request) -> list[str]:
         for method in route.methods or ()
     }
     return sorted(methods)
+
+
+def _out_of_memory(e: Exception) -> bool:
+    from ray.exceptions import OutOfMemoryError
+
+    return isinstance(e, OutOfMemoryError)
 
 
 def _ray_unreachable(e: Exception) -> bool:
