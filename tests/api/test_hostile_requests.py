@@ -92,7 +92,7 @@ CASES = [
         ["query", "count"],
     ),
     Case(
-        "heavy preview inside the count budget: cut at its time limit",
+        "heavy preview inside the count budget: cut at its memory or time limit",
         "/data_prep/preview?count=32",
         {
             **SEED,
@@ -164,30 +164,45 @@ def hostile_service(service, tmp_path_factory):
 
 
 class HealthWatch:
-    """Polls /healthz on its own connection while a hostile request is in flight."""
+    """Polls /healthz on its own connection while a hostile request is in flight. Its
+    thread only records; what went wrong there (an answer other than 200, no answer) is
+    raised in the test's thread when the watch ends, so that it fails the test."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, path: str = "/healthz") -> None:
         self.latencies: list[float] = []
+        self.error: BaseException | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(url,), daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(url, path), daemon=True)
 
-    def _run(self, url: str) -> None:
-        with httpx.Client(base_url=url, timeout=10) as client:
-            while not self._stop.is_set():
-                start = time.perf_counter()
-                assert client.get("/healthz").status_code == 200
-                self.latencies.append(time.perf_counter() - start)
-                self._stop.wait(0.1)
+    def _run(self, url: str, path: str) -> None:
+        try:
+            with httpx.Client(base_url=url, timeout=10) as client:
+                while not self._stop.is_set():
+                    start = time.perf_counter()
+                    response = client.get(path)
+                    if response.status_code != 200:
+                        raise AssertionError(f"{path}: {response.status_code} {response.text}")
+                    self.latencies.append(time.perf_counter() - start)
+                    self._stop.wait(0.1)
+        except BaseException as e:  # re-raised in the test's thread
+            self.error = e
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise AssertionError(f"the /healthz watcher failed: {self.error!r}") from self.error
 
     def __enter__(self) -> HealthWatch:
         self._thread.start()
         # One answer before the hostile request goes out.
-        wait_until(lambda: self.latencies, 30, interval=0.01, what="/healthz to answer")
+        wait_until(
+            lambda: self._raise() or self.latencies, 30, interval=0.01, what="/healthz to answer"
+        )
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        self._raise()
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
