@@ -546,9 +546,8 @@ def s3_latency(bench: Bench, paths: list[Path], latencies=(0.0, 0.03, 0.1)) -> d
     from motoray.bench.s3_standin import S3StandIn
     from motoray.config import Config, OutputConfig, S3Settings, SourceConfig
     from motoray.jobs import accept
-    from motoray.ops import operators_for
     from motoray.pipeline.job import run_job
-    from motoray.spec import parse_requests
+    from motoray.spec import parse_for
 
     for name, value in FAKE_AWS.items():  # the stand-in checks no signature
         os.environ.setdefault(name, value)
@@ -563,7 +562,7 @@ def s3_latency(bench: Bench, paths: list[Path], latencies=(0.0, 0.03, 0.1)) -> d
             )
             for layout in ("files", "webdataset"):
                 body = {**REQUEST, "output": {"format": layout}}
-                requests = parse_requests(body, operators_for(), list(config.sources))
+                requests = parse_for(config, body)
                 [inputs] = accept(requests, config, bench._job_id(f"s3-{layout}"))
                 start = time.perf_counter()
                 run_job(inputs)
