@@ -6,11 +6,16 @@ decoding started), frames before a only tell the time of the frame before the ra
 which the sampling rule needs, and decoding stops at the first frame at or after b. Decoding
 is strict (FFmpeg's `err_detect=explode`): damaged data is recorded with its time, the frames
 up to the next keyframe are dropped (they may show the damage) and decoding goes on.
+
+So a range costs its own frames and at most one GOP before them, wherever it lies in the
+video. `Video.stats` counts what was decoded; a range that no seek could reach is decoded
+from the video's start (same frames, growing cost) and logged as a warning.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -22,13 +27,19 @@ import numpy as np
 from motoray.storage import Storage
 from motoray.video.sampling import Sampler, Span, in_span, milliseconds
 
+log = logging.getLogger("motoray.video")
+
 # FFmpeg's frame and slice threads. A fixed count, not one per core: around damaged data,
 # which frame reports the error depends on it, and outputs must not depend on the node.
 DECODE_THREADS = 2
-# Seek this much further back (ms) each time a seek lands on a keyframe at or after the
-# range's start (containers index keyframes by decoding time, which can lead the
-# presentation time); then decode from the very start.
-SEEK_BACKOFF_MS = (0, 1000, 5000, 30_000, 120_000)
+# Seek this much further back (ms) each time no keyframe before the range's start is found
+# after a seek (containers index keyframes by decoding time, which can lead the presentation
+# time; an MPEG-TS seek lands on any frame, often just after the keyframe); then decode from
+# the very start. Doubling: a seek too far back costs reading, not decoding (see _decoded).
+SEEK_BACKOFF_MS = (0, 1000, 2000, 4000, 8000, 16_000, 32_000, 64_000, 128_000)
+# Packets read after a seek, before the range, are held (not decoded) from the last keyframe
+# on; a GOP longer than this (a stream with one keyframe) is decoded as it comes instead.
+MAX_HELD_BYTES = 64 * 1024 * 1024
 # A video whose data ends this much before its declared end is reported as cut short.
 END_SLACK_S = Fraction(1, 2)
 MAX_DAMAGE_PER_RANGE = 20  # then the rest of the range is given up, and that is recorded
@@ -61,12 +72,25 @@ class Damage:
     reason: str
 
 
+@dataclass
+class DecodeStats:
+    """What an open video has cost so far. A range decoded from the video's start gives the
+    same frames as one decoded from its keyframe, only slower: these numbers tell them apart."""
+
+    packets: int = 0  # demuxed
+    frames: int = 0  # out of the decoder
+    seek_failures: int = 0  # ranges decoded from the video's start: no seek worked
+
+
 class Video:
     """An open video stream: the container over a storage file object, and its clock."""
 
-    def __init__(self, file: IO[bytes], max_pixels: int) -> None:
+    def __init__(self, file: IO[bytes], max_pixels: int, name: str = "") -> None:
         self._file = file
         self._max_pixels = max_pixels
+        self.name = name  # for log lines
+        self.stats = DecodeStats()
+        self.seek_error: str | None = None  # FFmpeg's reason, when a seek failed outright
         self._open()
 
     def _open(self) -> None:
@@ -125,7 +149,7 @@ def open_video(storage: Storage, key: str, max_pixels: int) -> Iterator[Video]:
     """The video at `key`; VideoError (with the reason) if it cannot be decoded, Refused and
     FileNotFoundError as for images."""
     with storage.open(key) as file:
-        video = Video(file, max_pixels)
+        video = Video(file, max_pixels, key)
         try:
             yield video
         finally:
@@ -145,13 +169,16 @@ def span_frames(
     start_ms = span[0]
     backoffs = list(SEEK_BACKOFF_MS) if start_ms is not None else []
     seeked = False
+    video.seek_error = None
     while True:
         if backoffs:  # the last keyframe before the range: at least 1 tick before its start
             seek: int | None = video.pts(start_ms - backoffs.pop(0)) - 1
             if seek < video.origin:
-                seek, backoffs = None, []
+                seek, backoffs = None, []  # the range starts that close to the video's start
         else:
             seek = None
+            if seeked:
+                _seek_failed(video, start_ms)
         if seek is None and seeked:
             video.reopen()
         scan = _Scan(video, sampler, span, size)
@@ -161,6 +188,22 @@ def span_frames(
         except _SeekTooLate:
             seeked = True
             continue
+
+
+def _seek_failed(video: Video, start_ms: int) -> None:
+    """No seek reached a keyframe before the range's start, so the range is decoded from the
+    video's start. Its frames are the same either way, so the range is not given up, but its
+    cost grows with its position (a whole video's ranges: quadratic): counted and logged."""
+    video.stats.seek_failures += 1
+    reason = f" (FFmpeg: {video.seek_error})" if video.seek_error else ""
+    log.warning(
+        "%s: no seek up to %d s back reached a keyframe before t=%.3f s%s; decoding the range "
+        "from the video's start",
+        video.name or "a video",
+        SEEK_BACKOFF_MS[-1] // 1000,
+        start_ms / 1000,
+        reason,
+    )
 
 
 class _SeekTooLate(Exception):
@@ -188,7 +231,7 @@ class _Scan:
         first_key: Fraction | None = None
         damaged = False  # since the last damage, no keyframe yet: frames may show it
         damages = 0
-        for item in _decoded(video, seek):
+        for item in _decoded(video, seek, start_ms):
             if isinstance(item, _Error):
                 time = video.time(item.pts) if item.pts is not None else previous
                 if seek is not None and (not started or (time is not None and time < first_key)):
@@ -242,14 +285,25 @@ class _Scan:
                 yield Damage(last, f"the video data ends here{gap} (truncated?)")
 
 
-def _decoded(video: Video, seek: int | None) -> Iterator[av.VideoFrame | _Error]:
+def _decoded(
+    video: Video, seek: int | None, start_ms: int | None
+) -> Iterator[av.VideoFrame | _Error]:
     """Frames in presentation order after seeking to `seek` (None: from the start), with the
-    errors met on the way in their place."""
+    errors met on the way in their place.
+
+    After a seek, packets before the range's start are demuxed but not decoded: decoding
+    begins at the last keyframe before the range. An MP4 or MKV seek lands on a keyframe,
+    but an MPEG-TS one lands on any frame near the target, and a seek backed off lands
+    seconds early: decoding from there would cost frames the range never uses."""
     if seek is not None:
         try:
             video.container.seek(seek, stream=video.stream, backward=True)
-        except av.error.FFmpegError:
+        except av.error.FFmpegError as e:
+            video.seek_error = _message(e)
             return  # treated as a seek past the end: the caller looks further back
+    # Packets since the last keyframe before the range; None once decoding has begun.
+    gop: list[av.Packet] | None = [] if seek is not None and start_ms is not None else None
+    held = 0  # their bytes
     packets = video.container.demux(video.stream)
     while True:
         try:
@@ -259,18 +313,39 @@ def _decoded(video: Video, seek: int | None) -> Iterator[av.VideoFrame | _Error]
         except av.error.FFmpegError as e:
             yield _Error(None, f"damaged container data ({_message(e)})", fatal=True)
             return
+        video.stats.packets += 1
         if packet.pts is not None and (video.last_pts is None or packet.pts > video.last_pts):
             video.last_pts = packet.pts  # where the data ends, even when frames are skipped
-        try:
-            frames = packet.decode()
-        except av.error.FFmpegError as e:
-            yield _Error(packet.pts, f"damaged video data ({_message(e)})")
-            continue
-        for frame in frames:
-            if frame.pts is None:
-                yield _Error(None, "a frame without a presentation time")
-            else:
-                yield frame
+        if gop is None:
+            backlog = [packet]
+        else:
+            before = packet.pts is not None and video.time(packet.pts) * 1000 < start_ms
+            if before and packet.is_keyframe:
+                gop, held = [], 0
+            elif not gop:
+                if before:
+                    continue  # before any keyframe: not decodable, and not this seek's to decode
+                if packet.pts is not None:
+                    raise _SeekTooLate  # in the range, no keyframe before it: seek further back
+            gop.append(packet)
+            held += packet.size
+            if before and held <= MAX_HELD_BYTES:
+                continue
+            # In the range, or the data's end: decode from the keyframe before it. (Or a GOP
+            # too long to hold, as from a stream with one keyframe: decode it as it comes.)
+            backlog, gop = gop, None
+        for item in backlog:
+            try:
+                frames = item.decode()
+            except av.error.FFmpegError as e:
+                yield _Error(item.pts, f"damaged video data ({_message(e)})")
+                continue
+            video.stats.frames += len(frames)
+            for frame in frames:
+                if frame.pts is None:
+                    yield _Error(None, "a frame without a presentation time")
+                else:
+                    yield frame
 
 
 def _pixels(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:

@@ -67,10 +67,12 @@ def write_clip(
     start: Fraction = Fraction(0),
     codec: str = "libx264",
     crf: int = 23,
+    gop: int | None = None,
 ) -> None:
     """Encode `images` shown at `times` (seconds, plus `start`): H.264 (x264, one thread, so
-    the bytes are the same everywhere), a keyframe every GOP_SECONDS, B-frames; an MP4 keeps
-    its index at the front, so a cut-off file still has its first frames."""
+    the bytes are the same everywhere), a keyframe every `gop` frames (default GOP_SECONDS),
+    B-frames; an MP4 keeps its index at the front, so a cut-off file still has its first
+    frames."""
     import av
 
     variable = any(t != Fraction(i, fps) for i, t in enumerate(times))
@@ -85,7 +87,7 @@ def write_clip(
                 stream.pix_fmt = "yuv420p"
                 stream.time_base = time_base
                 stream.codec_context.time_base = time_base
-                stream.codec_context.gop_size = GOP_SECONDS * fps
+                stream.codec_context.gop_size = gop or GOP_SECONDS * fps
                 if codec == "libx264":
                     x264 = {"preset": "veryfast", "threads": "1", "crf": str(crf)}
                     stream.codec_context.options = x264

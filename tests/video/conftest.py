@@ -1,15 +1,20 @@
-"""Video fixtures: real clips encoded by PyAV (x264) with a frame counter in their pixels."""
+"""Video fixtures: real clips encoded by PyAV (x264) with a frame counter in their pixels;
+moto S3 behind a recorder of every GET."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
 
 from motoray.config import Config, OutputConfig, SourceConfig
 from motoray.imageio import load_image
 from motoray.video.sample import frame_counter, write_sample_videos
-from tests.s3server import s3_endpoint  # noqa: F401  (fixture)
+from tests.s3server import S3Endpoint, s3_endpoint  # noqa: F401  (fixture)
 
 FPS = 25
 SECONDS = 10
@@ -38,3 +43,36 @@ def request(name: str = "broadcast", **fields) -> dict:
 def shown_ms(jpeg: bytes, fps: int = FPS) -> int:
     """The time of the frame an output shows, read back from its pixels (constant rate)."""
     return frame_counter(load_image(jpeg)) * 1000 // fps
+
+
+class RecordedGets:
+    """WSGI middleware: (path, Range header, bytes sent) of every GET."""
+
+    def __init__(self, app) -> None:
+        self.app, self.gets, self.lock = app, [], threading.Lock()
+
+    def __call__(self, environ, start_response):
+        body = list(self.app(environ, start_response))
+        if environ["REQUEST_METHOD"] == "GET":
+            with self.lock:
+                self.gets.append(
+                    (environ["PATH_INFO"], environ.get("HTTP_RANGE"), sum(map(len, body)))
+                )
+        return body
+
+
+@pytest.fixture
+def recording_s3(s3_endpoint) -> Iterator[tuple[S3Endpoint, RecordedGets]]:  # noqa: F811
+    """moto (sharing the session server's backend and credentials) behind the recorder."""
+    recorder = RecordedGets(DomainDispatcherApplication(create_backend_app))
+    server = make_server(
+        "127.0.0.1", 0, recorder, threaded=True, request_handler=MotoRequestHandler
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield S3Endpoint(f"http://127.0.0.1:{server.server_port}", s3_endpoint.env), recorder
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()

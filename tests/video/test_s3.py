@@ -1,58 +1,20 @@
 """A video source on S3 (moto's real server on 127.0.0.1): the same dataset as from a local
-folder, read with ranged GETs. A WSGI layer in front of moto records every request."""
+folder, read with ranged GETs (`recording_s3`, tests/video/conftest.py, records them)."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import make_server
 
 from motoray.config import Config, OutputConfig, S3Settings, SourceConfig
 from motoray.storage.ranged import BLOCK_BYTES
 from motoray.video.sample import write_sample_videos
 from tests.conftest import run_job
-from tests.s3server import S3Endpoint
 from tests.video.conftest import request
 
 pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.slow]
-
-
-class RecordedGets:
-    """WSGI middleware: (path, Range header, bytes sent) of every GET."""
-
-    def __init__(self, app) -> None:
-        self.app, self.gets, self.lock = app, [], threading.Lock()
-
-    def __call__(self, environ, start_response):
-        body = list(self.app(environ, start_response))
-        if environ["REQUEST_METHOD"] == "GET":
-            with self.lock:
-                self.gets.append(
-                    (environ["PATH_INFO"], environ.get("HTTP_RANGE"), sum(map(len, body)))
-                )
-        return body
-
-
-@pytest.fixture
-def recording_s3(s3_endpoint) -> Iterator[tuple[S3Endpoint, RecordedGets]]:
-    """moto (sharing the session server's backend and credentials) behind the recorder."""
-    recorder = RecordedGets(DomainDispatcherApplication(create_backend_app))
-    server = make_server(
-        "127.0.0.1", 0, recorder, threaded=True, request_handler=MotoRequestHandler
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield S3Endpoint(f"http://127.0.0.1:{server.server_port}", s3_endpoint.env), recorder
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
 
 
 def test_an_s3_video_source_gives_the_local_dataset_with_ranged_reads(recording_s3, tmp_path):
