@@ -11,7 +11,7 @@ import pytest
 
 from motoray.config import FrameSampling
 from motoray.imageio import load_image
-from motoray.video.sample import frame_counter, render_clip, write_clip
+from motoray.video.sample import frame_counter, render_clip, write_clip, write_sample_videos
 from motoray.video.sampling import Sampler, milliseconds, spans
 from tests.conftest import outputs_in_memory
 from tests.video.conftest import FPS, SIZE, request, shown_ms, video_config
@@ -34,6 +34,23 @@ def test_every_output_shows_the_frame_its_key_names(clips, tmp_path):
         assert f"_{row['time_ms']}ms." in row["output_path"]  # the name carries it too
         assert shown_ms(files[row["output_path"]]) == row["time_ms"]
         assert (row["width"], row["height"]) == (160, 90)
+
+
+@pytest.fixture(scope="module")
+def clip_30fps(tmp_path_factory) -> Path:
+    """5 s at 30 fps: every_n must go by the stream's rate, not the 25 fps of the others."""
+    folder = tmp_path_factory.mktemp("at30")
+    write_sample_videos(folder, 1, SIZE, seconds=5, fps=30)
+    return folder
+
+
+@pytest.mark.parametrize("range_s", [60, 1.3])
+def test_every_n_takes_every_nth_frame_read_back_from_the_pixels(clip_30fps, tmp_path, range_s):
+    config = video_config(clip_30fps, tmp_path, every_n=7, range_s=range_s)
+    rows, files = outputs_in_memory(config, request())
+    counters = [frame_counter(load_image(files[row["output_path"]])) for row in rows]
+    assert counters == list(range(0, 150, 7))  # frames 0, 7, ... 147 of 150
+    assert [row["time_ms"] for row in rows] == [milliseconds(Fraction(n, 30)) for n in counters]
 
 
 @pytest.mark.parametrize(
