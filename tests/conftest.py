@@ -26,9 +26,9 @@ LONGEST_FIRST = (  # seconds in one run (pytest --junitxml), summed per group
     "ray_local",  # 121
     "tests/test_bench.py",  # 111
     "tests/cluster/test_node_loss.py",  # 67
-    "tests/api/test_ray_job_submit.py",  # 50
+    "tests/api/test_serve_alone.py",  # 60 (was two services: 50 + 33)
     "tests/cluster/test_autoscaling.py",  # 39
-    "tests/api/test_server.py",  # 33
+    "tests/api/test_server.py",  # 5
     "tests/test_cli.py",  # 21
     "tests/cluster/test_spot_watcher.py",  # 15
     "tests/test_job_limits.py",  # 15

@@ -98,4 +98,4 @@ def test_the_seed_request_is_kept_once_in_substance():
     from motoray.spec import SEED_REQUEST
     from tests.conftest import EXAMPLES
 
-    assert [SEED_REQUEST] == json.loads((EXAMPLES / "seed_sample.json").read_text())
+    assert json.loads((EXAMPLES / "seed_sample.json").read_text()) == [SEED_REQUEST]
