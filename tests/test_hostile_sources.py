@@ -18,6 +18,7 @@ from motoray.config import LimitsConfig
 from motoray.imageio import encode_jpeg, load_image
 from motoray.sample_data import render_frame
 from motoray.seeding import stable_hash
+from tests.capabilities import can_drop, without_file_permission_override
 from tests.conftest import run_job
 
 pytestmark = pytest.mark.usefixtures("ray_local")
@@ -149,3 +150,26 @@ def test_more_failures_than_allowed_end_failed(tmp_path, make_config):
     config.limits = LimitsConfig(max_failed_fraction=0.9)
     record = run_job({"name": "hostile", "input_image_size": list(SIZE)}, config, "tolerated")
     assert record["state"] == "SUCCEEDED" and record["counts"]["images_failed"] == len(bad)
+
+
+@pytest.mark.skipif(not can_drop(), reason="per-thread capabilities: Linux")
+def test_a_folder_that_cannot_be_listed_fails_the_job(tmp_path, make_config):
+    """Access errors are the storage's: the job ends FAILED naming the folder, it does not
+    quietly make a dataset of the folders it could read. The driver runs on a thread that
+    file permissions bind (tests run as root), as a service user's would."""
+    root = tmp_path / "source"
+    _good_entries(root, 6)  # video061899/, video187650/ and clip/
+    (root / "clip").chmod(0)
+    config = make_config(hostile=root)
+    body = {"name": "hostile", "input_image_size": list(SIZE)}
+    try:
+        with pytest.raises(PermissionError, match="cannot list source folder"):
+            without_file_permission_override(lambda: run_job(body, config, "unlistable"))
+    finally:
+        (root / "clip").chmod(0o755)
+
+    job_dir = Path(config.output.uri) / "hostile" / "unlistable"
+    record = json.loads((job_dir / "job.json").read_text())
+    assert record["state"] == "FAILED", record
+    assert "cannot list source folder" in record["error"] and str(root / "clip") in record["error"]
+    assert sorted(p.name for p in job_dir.iterdir()) == ["job.json"]  # nothing was made

@@ -1,6 +1,6 @@
 """A job's end state tells the truth: a stuck job ends FAILED at its time limit (and its
 process ends, freeing its slot); a commit marker whose PUT was retried after it landed
-still means SUCCEEDED."""
+still means SUCCEEDED; a read the storage refuses fails the job, it is no image's failure."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
+from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
 
 from motoray.storage.s3 import s3_client
 from tests.conftest import EXAMPLES, run_job
@@ -102,3 +106,63 @@ def test_a_commit_marker_put_retried_after_it_landed(
     assert record["state"] == "SUCCEEDED"
     stored = client.get_object(Bucket=bucket, Key="out/MotoGP/retried/job.json")["Body"].read()
     assert json.loads(stored) == record
+
+
+ACCESS_DENIED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+    b"<Message>Access Denied</Message></Error>"
+)
+
+
+@contextmanager
+def s3_refusing(paths: set[str]) -> Iterator[str]:
+    """moto on 127.0.0.1 (the same in-process backend as `s3_endpoint`) behind a front that
+    answers a GET of any of `paths` ("/bucket/key") 403 AccessDenied, as S3 does for a key a
+    bucket policy or its KMS key refuses; yields the endpoint URL."""
+    moto = DomainDispatcherApplication(create_backend_app)
+
+    def app(environ, start_response):
+        if environ["REQUEST_METHOD"] == "GET" and environ["PATH_INFO"] in paths:
+            start_response("403 Forbidden", [("Content-Type", "application/xml")])
+            return [ACCESS_DENIED]
+        return moto(environ, start_response)
+
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_an_s3_read_refused_fails_the_job(
+    s3_endpoint: S3Endpoint,  # noqa: F811
+    frames,
+    make_config,
+):
+    """One GET answered 403 in the middle of a job: the job ends FAILED saying so, not
+    SUCCEEDED with one failed image."""
+    bucket = s3_endpoint.new_bucket()
+    client = s3_endpoint.client()
+    paths = sorted(frames.glob("*.jpg"))[:6]
+    for path in paths:
+        client.put_object(Bucket=bucket, Key=f"in/{path.name}", Body=path.read_bytes())
+    refused = f"in/{paths[3].name}"
+    config = make_config(MotoGP=f"s3://{bucket}/in")
+    body = {"name": "MotoGP", "input_image_size": [64, 36]}
+
+    with s3_refusing({f"/{bucket}/{refused}"}) as url:
+        config.s3 = s3_endpoint.settings(endpoint_url=url)
+        with pytest.raises(Exception, match="access denied on S3"):
+            run_job(body, config, "refused")
+
+    record = json.loads((Path(config.output.uri) / "MotoGP" / "refused" / "job.json").read_text())
+    assert record["state"] == "FAILED", record
+    # The reason itself, not Ray's wrapping of the task that met it.
+    where = f"s3://{bucket}/{refused}"
+    assert record["error"] == f"PermissionError: access denied on S3: {where} (in a pipeline task)"
+    assert not record.get("failures")  # the storage's error, not an image's

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import sys
 import threading
 import time
@@ -136,7 +137,7 @@ def run_job(
             telemetry.log("stopped", f"job {inputs.job_id} stopped")
         raise
     except Exception as e:
-        record.state, record.error = "FAILED", f"{type(e).__name__}: {e}"
+        record.state, record.error = "FAILED", reason(e)
         record.timings = _timings(started, listed, marks)
         _commit(job_dir, record)
         if telemetry is not None:
@@ -182,6 +183,27 @@ def give_up(inputs: JobInputs) -> str:
     with contextlib.suppress(Exception):  # nothing may keep this from returning now
         _commit(open_storage(inputs.output, inputs.config.output_s3()), record)
     return record.error
+
+
+# An exception's own line in a formatted traceback: "module.Type: message", unindented.
+_RAISED = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Refused|Failed)): (.+)$", re.MULTILINE)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def reason(e: BaseException) -> str:
+    """What ended a job, in a line its user can act on. A pipeline task's error arrives as
+    Ray's (RayTaskError(UserCodeException), its cause's cause lost on the way): its
+    traceback text still names the error our code raised, e.g. "PermissionError: access
+    denied on S3: s3://bucket/key", which is the reason; Ray's wrapping is not."""
+    from ray.exceptions import RayTaskError
+
+    text = _ANSI.sub("", f"{type(e).__name__}: {e}")
+    if isinstance(e, RayTaskError):  # its text is the task's traceback
+        raised = [(k, m) for k, m in _RAISED.findall(text) if not k.startswith("ray.")]
+        if raised:
+            kind, message = raised[-1]
+            return f"{kind.rpartition('.')[2]}: {message} (in a pipeline task)"
+    return text
 
 
 def parse_request(inputs: JobInputs) -> RequestBase:

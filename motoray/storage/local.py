@@ -2,7 +2,8 @@
 
 As a source it is confined: it reads only regular files whose real path is under the root.
 A link out of the root, a FIFO or a device is listed (so that it is recorded) and refused
-when read; links to folders are not followed.
+when read; links to folders are not followed. A folder it cannot list, or a file it may
+not read, raises an OSError: the storage's error, which fails a job.
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ class LocalStorage:
         wanted = tuple(e.lower() for e in extensions)
         keys = []
         # followlinks=False: a link to a folder is never walked into (its files, if they are
-        # under the root, are listed where they really are).
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        # under the root, are listed where they really are). A folder that cannot be listed
+        # fails the listing: skipped, it would silently shrink the dataset.
+        for dirpath, dirnames, filenames in os.walk(self.root, onerror=_unlistable):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             folder = os.path.relpath(dirpath, self.root)  # string work: a job lists twice
             prefix = "" if folder == "." else folder.replace(os.sep, "/") + "/"
@@ -135,6 +137,14 @@ class LocalStorage:
 
     def child(self, prefix: str) -> LocalStorage:
         return LocalStorage(self._path(prefix))
+
+
+def _unlistable(error: OSError) -> None:
+    """os.walk's onerror: a folder it cannot list (EACCES, EIO, ...) is the storage's error,
+    not something to skip. OSError(errno, ...) keeps its kind (PermissionError, ...)."""
+    raise OSError(
+        error.errno, f"cannot list source folder {error.filename}: {error.strerror}"
+    ) from error
 
 
 def _load_syncfs():
