@@ -1,6 +1,8 @@
-"""A job's end state tells the truth: a stuck job ends FAILED at its time limit (and its
-process ends, freeing its slot); a commit marker whose PUT was retried after it landed
-still means SUCCEEDED; a read the storage refuses fails the job, it is no image's failure."""
+"""A job's end state tells the truth, and its budgets hold: a stuck job ends FAILED at its
+time limit (and its process ends, freeing its slot); a commit marker whose PUT was retried
+after it landed still means SUCCEEDED; a read the storage refuses fails the job, it is no
+image's failure; a job folder that does not hold exactly what the manifest lists fails the
+job before job.json says SUCCEEDED; limits.max_outputs_per_job and limits.task_bytes."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,8 +23,13 @@ import yaml
 from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
+from motoray.config import LimitsConfig
+from motoray.pipeline.job import JobFailed, _check_files
+from motoray.pipeline.jobspec import job_spec
+from motoray.record import Counts
+from motoray.storage import LocalStorage
 from motoray.storage.s3 import s3_client
-from tests.conftest import EXAMPLES, run_job
+from tests.conftest import EXAMPLES, copy_frames, outputs_in_memory, parse_one, run_job
 from tests.s3server import FAKE_AWS_ENV, S3Endpoint, s3_endpoint  # noqa: F401  (fixture)
 
 
@@ -166,3 +174,116 @@ def test_an_s3_read_refused_fails_the_job(
     where = f"s3://{bucket}/{refused}"
     assert record["error"] == f"PermissionError: access denied on S3: {where} (in a pipeline task)"
     assert not record.get("failures")  # the storage's error, not an image's
+
+
+SMALL = {"name": "MotoGP", "input_image_size": [64, 36], "augmentations": [{"FLIP": {}}]}
+
+
+def _record(config, job_id: str) -> dict:
+    return json.loads((Path(config.output.uri) / "MotoGP" / job_id / "job.json").read_text())
+
+
+def _job_files(config, job_id: str) -> list[str]:
+    job_dir = Path(config.output.uri) / "MotoGP" / job_id
+    return sorted(p.relative_to(job_dir).as_posix() for p in job_dir.rglob("*") if p.is_file())
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_outputs_per_job_are_checked_before_any_pixel(frames, make_config, tmp_path):
+    """6 images x 4 outputs (a FLIP, three RANDOM_CROPs) = 24: a limit of 23 fails the job
+    having made nothing; 24 is allowed."""
+    copy_frames(frames, tmp_path / "six", 6)
+    config = make_config(MotoGP=tmp_path / "six")
+    body = {
+        "name": "MotoGP",
+        "input_image_size": [64, 36],
+        "augmentations": [
+            {"FLIP": {}},
+            {"RANDOM_CROP": {"crop_dimensions": [16, 16], "target_count": 3}},
+        ],
+    }
+    config.limits = LimitsConfig(max_outputs_per_job=23)
+    with pytest.raises(JobFailed, match=r"limits\.max_outputs_per_job"):
+        run_job(body, config, "over")
+    record = _record(config, "over")
+    assert record["state"] == "FAILED"
+    assert "6 images x 4 outputs = 24 outputs; at most 23" in record["error"], record["error"]
+    assert _job_files(config, "over") == ["job.json"]  # no pixel read, nothing written
+    assert "first_result" not in record["timings"]["marks_s"]
+
+    config.limits = LimitsConfig(max_outputs_per_job=24)
+    record = run_job(body, config, "at-the-limit")
+    assert record["state"] == "SUCCEEDED" and record["counts"]["outputs"] == 24
+
+
+def _meddling(job_dir: Path, meddle) -> Callable[[Counts], None]:
+    """An on_progress that, once the first results are on disk, does `meddle(job_dir)`:
+    what another process writing into (or deleting from) the job folder does mid-job."""
+    done = []
+
+    def on_progress(counts: Counts) -> None:
+        if counts.images_done and not done:
+            done.append(meddle(job_dir))
+
+    return on_progress
+
+
+@pytest.mark.usefixtures("ray_local")
+@pytest.mark.parametrize(
+    ("meddle", "says"),
+    [
+        (lambda job_dir: (job_dir / "all" / "stray.jpg").write_bytes(b"x"), "1 unexpected"),
+        (lambda job_dir: next(job_dir.glob("all/*.jpg")).unlink(), "1 missing"),
+    ],
+    ids=["a stray file", "an output deleted"],
+)
+def test_a_job_folder_not_as_the_manifest_says_fails_the_job(
+    meddle, says, frames, make_config, tmp_path
+):
+    """The end-of-job check (`_check_files`) run by a real job: job.json says FAILED, never
+    SUCCEEDED, when the folder does not hold exactly the outputs the manifest lists."""
+    copy_frames(frames, tmp_path / "twelve", 12)  # several blocks: the meddling is mid-job
+    config = make_config(MotoGP=tmp_path / "twelve")
+    job_dir = Path(config.output.uri) / "MotoGP" / "meddled"
+    with pytest.raises(JobFailed, match="the job folder does not hold what the manifest lists"):
+        run_job(parse_one(SMALL, config), config, "meddled", _meddling(job_dir, meddle))
+    record = _record(config, "meddled")
+    assert record["state"] == "FAILED" and says in record["error"], record["error"]
+    assert record["counts"]["outputs"] == 12  # the job made them all: the folder is wrong
+
+
+def test_output_names_used_twice_fail_the_check(frames, make_config, tmp_path):
+    """64-bit key hashes leave no two keys of a real job one name to share, so the check's
+    first branch is given one: two manifest rows naming the same written file."""
+    config = make_config(MotoGP=frames)
+    request = parse_one(SMALL, config)
+    job_dir = LocalStorage(tmp_path / "job")
+    spec = job_spec(request, config, LocalStorage(frames), job_dir)
+    job_dir.write("all/a.jpg", b"x")
+    _check_files(spec, ["all/a.jpg"], [])  # as written: fine
+    with pytest.raises(JobFailed, match=r"1 outputs share a name, e\.g\. all/a\.jpg"):
+        _check_files(spec, ["all/a.jpg", "all/a.jpg"], [])
+
+
+def test_task_bytes_bounds_the_pixels_a_task_holds(frames, make_config):
+    """32 frames of 1280x720 and their FLIPs, in this process by the job's own worker. With
+    `task_bytes` at one image and its output, images go through one at a time: the peak of
+    what Python and NumPy allocate stays a fraction of the default's, where all 32 are
+    stacked at once; and the bytes made are the same."""
+    config = make_config(MotoGP=frames)
+    body = {"name": "MotoGP", "input_image_size": [1280, 720], "augmentations": [{"FLIP": {}}]}
+    keys = sorted(path.name for path in frames.glob("*.jpg"))[:32]
+
+    def made_and_peak(task_bytes: int) -> tuple[dict, int]:
+        config.limits = LimitsConfig(task_bytes=task_bytes)
+        tracemalloc.start()
+        try:
+            _, files = outputs_in_memory(config, body, keys)
+            return files, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    loose_files, loose = made_and_peak(LimitsConfig().task_bytes)
+    tight_files, tight = made_and_peak(1280 * 720 * 3 * 2)
+    assert tight_files == loose_files and len(tight_files) == 32
+    assert tight < loose / 2, f"peak {tight / 2**20:.0f} MiB vs {loose / 2**20:.0f} MiB"

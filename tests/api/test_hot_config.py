@@ -1,11 +1,17 @@
-"""A config edit reaches the running service: new sources and operators, no redeploy."""
+"""A config edit reaches the running service: new sources and operators, no redeploy; and
+never a job it has accepted."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from tests.api.conftest import post_json, wait_for
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from tests.api.conftest import FRAMES, post_json, wait_for
 
 
 def test_a_new_source_is_served_without_redeploy(service, api, tmp_path):
@@ -62,23 +68,56 @@ def test_a_broken_config_keeps_the_last_good_one(app, app_api):
         app.config_path.write_text(original)
 
 
-def test_a_job_runs_with_the_config_it_was_accepted_with(service, api, tmp_path):
-    """The config changes between POST and the job's driver starting: a source moved and
-    a new output root. The job still reads and writes where it was accepted to, and its
-    status is found there."""
-    response = post_json(api, {"name": "MotoGP", "input_image_size": [160, 90]})
-    assert response.status_code == 202, response.text
-    [job] = response.json()["jobs"]
-    accepted = api.get(f"/data_prep/{job['job_id']}").json()["output"]
+def _unseen(path: Path, text: str) -> None:
+    """Replace the config file by `text`, keeping the file's size and modification time:
+    the API's ConfigFile, which reloads when either changes, keeps the config it has, while
+    the file says what a driver re-reading it would find. That is an edit landing between
+    a POST's validation and its driver's start, made certain instead of raced for (the warm
+    runner starts a job before the 202, so an edit after the 202 proves nothing)."""
+    before = path.stat()
+    data = text.encode()
+    assert len(data) < before.st_size, "no room: pad the file first"
+    data += b"#" * (before.st_size - len(data) - 1) + b"\n"  # a YAML comment
+    new = path.with_name(".unseen-" + path.name)
+    new.write_bytes(data)
+    os.utime(new, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(new, path)  # at once: no reader sees a mix
 
-    def move_everything(config: dict) -> None:
+
+@pytest.mark.parametrize("edit", ["half-written", "moved and FLIP disabled"])
+def test_a_job_runs_with_the_config_it_was_accepted_with(service, api, tmp_path, edit):
+    """The file changes after the API validated a request against it: half written (it does
+    not load), or valid but with the source moved, a new output root and the requested
+    operator disabled. The job runs with the config it was accepted with: it reads the
+    source, makes its FLIPs and writes them where its status says, under the old root."""
+    original = service.config_path.read_text()
+    config = yaml.safe_load(original)
+    outputs = Path(config["output"]["uri"])
+    if edit == "half-written":
+        text = "sources: {MotoGP: {uri: "
+    else:
         config["sources"]["MotoGP"]["uri"] = str(tmp_path / "moved-away")
+        config["sources"]["elsewhere"] = {"uri": str(tmp_path)}
         config["output"]["uri"] = str(tmp_path / "new-outputs")
-
-    with service.edited_config(move_everything):
+        config["operators"] = {"disabled": ["FLIP"]}
+        text = yaml.safe_dump(config)
+    body = {"name": "MotoGP", "input_image_size": [160, 90], "augmentations": [{"FLIP": {}}]}
+    try:
+        service.config_path.write_text(original + "#" + " " * 2000 + "\n")  # room for it
+        assert api.get("/data_sources").status_code == 200  # the API has this one now
+        _unseen(service.config_path, text)
+        names = [s["name"] for s in api.get("/data_sources").json()["sources"]]
+        assert names == ["MotoGP"], "the API saw the edit: the test proves nothing"
+        response = post_json(api, body)
+        assert response.status_code == 202, response.text
+        [job] = response.json()["jobs"]
         final = wait_for(api, job["job_id"])
+    finally:
+        service.config_path.write_text(original)
     assert final["state"] == "SUCCEEDED", final["error"]
-    assert final["output"] == accepted
-    assert final["progress"]["images_done"] == final["progress"]["images_total"] > 0
-    assert json.loads((Path(accepted) / "job.json").read_text())["state"] == "SUCCEEDED"
+    job_dir = Path(final["output"])
+    assert job_dir.is_relative_to(outputs)
+    assert json.loads((job_dir / "job.json").read_text())["state"] == "SUCCEEDED"
+    rows = pq.read_table(job_dir / "manifest.parquet").to_pylist()
+    assert {row["operator"] for row in rows} == {"FLIP"} and len(rows) == FRAMES
     assert not (tmp_path / "new-outputs").exists()
