@@ -122,11 +122,6 @@ async def dry_run(request: Request, body: dict, config: Config) -> dict:
     return await _run(request, _dry_run, (body, config), config, "plan")
 
 
-def running() -> int:
-    """This replica's offloaded tasks that have not ended yet."""
-    return _running
-
-
 async def _run(request: Request, remote, args: tuple, config: Config, what: str) -> Any:
     limits = config.limits
     global _running
