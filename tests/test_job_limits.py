@@ -28,7 +28,7 @@ from motoray.pipeline.job import JobFailed, _check_files
 from motoray.pipeline.jobspec import job_spec
 from motoray.record import Counts
 from motoray.storage import LocalStorage
-from motoray.storage.s3 import s3_client
+from motoray.storage.s3 import S3Storage, s3_client
 from tests.conftest import EXAMPLES, copy_frames, outputs_in_memory, parse_one, run_job
 from tests.s3server import FAKE_AWS_ENV, S3Endpoint, s3_endpoint  # noqa: F401  (fixture)
 
@@ -174,6 +174,17 @@ def test_an_s3_read_refused_fails_the_job(
     where = f"s3://{bucket}/{refused}"
     assert record["error"] == f"PermissionError: access denied on S3: {where} (in a pipeline task)"
     assert not record.get("failures")  # the storage's error, not an image's
+
+
+def test_an_s3_listing_refused_is_an_error_not_an_empty_source(s3_endpoint: S3Endpoint):  # noqa: F811
+    """A LIST answered 403 (a bucket policy without s3:ListBucket): PermissionError naming
+    the source, as a local folder that cannot be listed; never an empty or smaller listing."""
+    bucket = s3_endpoint.new_bucket()
+    s3_endpoint.client().put_object(Bucket=bucket, Key="in/a.jpg", Body=b"x")
+    with s3_refusing({f"/{bucket}", f"/{bucket}/"}) as url:
+        storage = S3Storage.from_uri(f"s3://{bucket}/in", s3_endpoint.settings(endpoint_url=url))
+        with pytest.raises(PermissionError, match=f"cannot list s3://{bucket}/in"):
+            storage.list()
 
 
 SMALL = {"name": "MotoGP", "input_image_size": [64, 36], "augmentations": [{"FLIP": {}}]}

@@ -131,6 +131,8 @@ class S3Storage:
                     f"S3 bucket does not exist: {self.bucket} "
                     f"(endpoint {self.settings.endpoint_url or 'AWS'})"
                 ) from e
+            if _code(e) in _DENIED:  # a source that cannot be listed is no smaller source
+                raise PermissionError(f"access denied on S3: cannot list {self.uri}") from e
             raise
         return sorted(keys)
 
