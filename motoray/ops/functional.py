@@ -154,7 +154,12 @@ def _luma(x: np.ndarray) -> np.ndarray:
     """Float luma of float RGB images N x H x W x 3 -> N x H x W x 1, in a fixed order of
     float32 operations (see _resample_rows: no BLAS)."""
     r, g, b = _LUMA_FLOAT
-    return (x[..., 0] * r + x[..., 1] * g + x[..., 2] * b)[..., None]
+    luma = x[..., 0] * r
+    term = x[..., 1] * g
+    luma += term
+    np.multiply(x[..., 2], b, out=term)
+    luma += term
+    return luma[..., None]
 
 
 def color_jitter(images: np.ndarray, params: list[dict]) -> np.ndarray:
