@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import re
 import sys
 import threading
 import time
@@ -185,25 +184,18 @@ def give_up(inputs: JobInputs) -> str:
     return record.error
 
 
-# An exception's own line in a formatted traceback: "module.Type: message", unindented.
-_RAISED = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Refused|Failed)): (.+)$", re.MULTILINE)
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
 def reason(e: BaseException) -> str:
     """What ended a job, in a line its user can act on. A pipeline task's error arrives as
-    Ray's (RayTaskError(UserCodeException), its cause's cause lost on the way): its
-    traceback text still names the error our code raised, e.g. "PermissionError: access
-    denied on S3: s3://bucket/key", which is the reason; Ray's wrapping is not."""
+    Ray's RayTaskError whose cause is the error our code raised (ray_data asks Ray Data for
+    the original), e.g. "PermissionError: access denied on S3: s3://bucket/key": that is the
+    reason, on its first line (Ray Data appends a note on retries); Ray's wrapping is not."""
     from ray.exceptions import RayTaskError
 
-    text = _ANSI.sub("", f"{type(e).__name__}: {e}")
-    if isinstance(e, RayTaskError):  # its text is the task's traceback
-        raised = [(k, m) for k, m in _RAISED.findall(text) if not k.startswith("ray.")]
-        if raised:
-            kind, message = raised[-1]
-            return f"{kind.rpartition('.')[2]}: {message} (in a pipeline task)"
-    return text
+    cause = e.cause if isinstance(e, RayTaskError) else None
+    if isinstance(cause, Exception):
+        first_line = next(iter(str(cause).splitlines()), "")
+        return f"{type(cause).__name__}: {first_line} (in a pipeline task)"
+    return f"{type(e).__name__}: {e}"
 
 
 def parse_request(inputs: JobInputs) -> RequestBase:

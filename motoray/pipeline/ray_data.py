@@ -89,24 +89,32 @@ def _mapped(
 ) -> Iterator[pa.Table]:
     """`task(batch, spec)` over `rows` cut in `blocks`: its result tables in row order.
 
-    Two settings differ from Ray Data's defaults, for this dataset only (it keeps a copy of
+    Three settings differ from Ray Data's defaults, for this dataset only (it keeps a copy of
     the context it was made from; the process's own is put back, so that other Ray Data
     pipelines in the process, a notebook's or the bench's baseline, keep the defaults):
     - results in row order, whatever order tasks finish in: the manifest's bytes depend on it;
     - no resources reserved per operator: with one map there is nothing to share them with,
       and the reservation held back every task but the first until one had finished, then
       left a CPU idle ~0.2 s between tasks (10 one-second tasks on 2 CPUs: 7.6 s with it,
-      5.5 s without)."""
+      5.5 s without);
+    - a task's error arrives as itself (RayTaskError(PermissionError), say, with `.cause`),
+      not wrapped in UserCodeException: job.reason reports it."""
     with _SETTING:
         context = ray.data.DataContext.get_current()
-        defaults = context.execution_options.preserve_order, context.op_resource_reservation_enabled
+        defaults = (
+            context.execution_options.preserve_order,
+            context.op_resource_reservation_enabled,
+            context.raise_original_map_exception,
+        )
         context.execution_options.preserve_order = True
         context.op_resource_reservation_enabled = False
+        context.raise_original_map_exception = True
         try:
             dataset = ray.data.from_items(rows, override_num_blocks=blocks)
         finally:
             context.execution_options.preserve_order = defaults[0]
             context.op_resource_reservation_enabled = defaults[1]
+            context.raise_original_map_exception = defaults[2]
     dataset = dataset.map_batches(
         task, fn_kwargs={"spec": spec}, batch_size=batch_size, batch_format="numpy"
     )
