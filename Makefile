@@ -17,8 +17,10 @@ $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "motoray needs Python 3.11 to 3.14: none of python3, python3.11 ... python3.14 on the PATH is one. Install one, or run make PYTHON=/path/to/python3.12 $(MAKECMDGOALS)" >&2; exit 1; }
 	@echo "using $(PYTHON) ($$($(PYTHON) --version))"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	@# uv (from PyPI) installs what pip would, from the same index, in seconds: pip took 35
+	@# to 70 s here, a fifth of `make test`.
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test]'
 	touch $@
 
 $(SAMPLE): | setup
