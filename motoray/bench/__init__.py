@@ -518,7 +518,9 @@ def _without_ray_address() -> dict[str, str]:
 
 def _seconds(command: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, env=env)
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode:  # the command's own words, not just its exit status
+        raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr[-3000:]}")
     return time.perf_counter() - start
 
 

@@ -45,10 +45,11 @@ PRINTED = re.compile(
     r"--address (http://127\.0\.0\.1:\d+) --working-dir \. -- motoray run (\S+))$",
     re.MULTILINE,
 )
-# 60 x 1000 outputs: still running when the service stops, however busy the machine.
+# 60 x 1000 outputs of 192x192 (about a minute of CPU here): still running when the service
+# stops, however busy the machine (64x64 ones let the first job end in time, once).
 LONG_JOB = {
     "name": "MotoGP",
-    "augmentations": [{"RANDOM_CROP": {"crop_dimensions": [64, 64], "target_count": 1000}}],
+    "augmentations": [{"RANDOM_CROP": {"crop_dimensions": [192, 192], "target_count": 1000}}],
 }
 
 
