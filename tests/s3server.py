@@ -144,14 +144,26 @@ def moto_https_server(certfile: Path, keyfile: Path) -> Iterator[str]:
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(certfile, keyfile)
-    app = DomainDispatcherApplication(create_backend_app)
+    with serve_wsgi(DomainDispatcherApplication(create_backend_app), context) as url:
+        yield url
+
+
+@contextmanager
+def serve_wsgi(app, ssl_context: ssl.SSLContext | None = None) -> Iterator[str]:
+    """A WSGI app (moto's, or a front to it) on a free port of 127.0.0.1, in a thread;
+    yields its URL."""
     server = make_server(
-        "127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler, ssl_context=context
+        "127.0.0.1",
+        0,
+        app,
+        threaded=True,
+        request_handler=MotoRequestHandler,
+        ssl_context=ssl_context,
     )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"https://127.0.0.1:{server.server_port}"
+        yield f"{'https' if ssl_context else 'http'}://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         thread.join()

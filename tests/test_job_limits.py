@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import make_server
+from moto.server import DomainDispatcherApplication, create_backend_app
 
 from motoray.config import LimitsConfig
 from motoray.pipeline.job import JobFailed, _check_files
@@ -30,7 +29,7 @@ from motoray.record import Counts
 from motoray.storage import LocalStorage
 from motoray.storage.s3 import S3Storage, s3_client
 from tests.conftest import EXAMPLES, copy_frames, outputs_in_memory, parse_one, run_job
-from tests.s3server import FAKE_AWS_ENV, S3Endpoint, s3_endpoint  # noqa: F401  (fixture)
+from tests.s3server import FAKE_AWS_ENV, S3Endpoint, s3_endpoint, serve_wsgi  # noqa: F401
 
 
 class BlackHole:
@@ -135,15 +134,8 @@ def s3_refusing(paths: set[str]) -> Iterator[str]:
             return [ACCESS_DENIED]
         return moto(environ, start_response)
 
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
+    with serve_wsgi(app) as url:
+        yield url
 
 
 @pytest.mark.usefixtures("ray_local")
