@@ -17,9 +17,9 @@ $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "motoray needs Python 3.11 to 3.14: none of python3, python3.11 ... python3.14 on the PATH is one. Install one, or run make PYTHON=/path/to/python3.12 $(MAKECMDGOALS)" >&2; exit 1; }
 	@echo "using $(PYTHON) ($$($(PYTHON) --version))"
 	$(PYTHON) -m venv $(VENV)
-	@# uv (from PyPI) installs what pip would, from the same index: ~15 s here, pip 35 to 70 s.
-	@# Byte-compiled now: nothing wrote .pyc files later (none after a whole suite), so every
-	@# Ray worker compiled Ray from source and the suite took 460 s instead of ~290.
+	@# uv (from PyPI) installs what pip would, from the same index: 15 s here with an empty
+	@# cache; pip took 34 s with a warm one. Byte-compiled: nothing writes .pyc files later
+	@# (none after a whole suite), and without them pytest took 369 and 459 s, not 278 to 335.
 	$(BIN)/pip install --quiet uv
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[test]'
 	touch $@

@@ -20,7 +20,7 @@ from typing import Any
 
 import ray
 from fastapi import Request
-from ray.exceptions import OutOfMemoryError, WorkerCrashedError
+from ray.exceptions import WorkerCrashedError
 
 from motoray.api.errors import RETRY_AFTER_S, ApiError
 from motoray.config import Config
@@ -75,12 +75,9 @@ def _parsed(request: dict, config: Config):
     from motoray.priority import as_batch_work
 
     as_batch_work()
-    from motoray.ops import operators_for
-    from motoray.spec import parse_requests
+    from motoray.spec import parse_one_for
 
-    operators = operators_for(config.operators)
-    sources, annotated = list(config.sources), config.annotated_sources()
-    parsed = parse_requests(request, operators, sources, config.limits, annotated=annotated)[0]
+    parsed = parse_one_for(config, request)
     bound_memory(config.limits.preview_memory_bytes)  # after the imports: the request's own
     return parsed
 
@@ -171,16 +168,10 @@ def _ended(task: asyncio.Future) -> None:
 
 def _result(task: asyncio.Future, limits, what: str) -> Any:
     """The task's result; its running out of memory, however it shows, is the client's
-    to know (4xx naming the cause), never a 5xx."""
+    to know (4xx naming the cause), never a 5xx. (Ray's memory monitor stopping it, the node
+    short of memory, is a 429 from the app's error handlers, as on every route.)"""
     try:
         return task.result()
-    except OutOfMemoryError:  # Ray's memory monitor: the node itself was short of memory
-        raise ApiError(
-            429,
-            f"the node running the {what} was short of memory and Ray stopped it; retry "
-            "later, or ask for fewer or smaller images",
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        ) from None
     except MemoryError:  # our own bound, in the task (a Ray task's error is its cause too)
         raise RequestError([{"loc": [], "msg": _over_memory(limits, what)}]) from None
     except WorkerCrashedError:  # e.g. a library aborting on a failed allocation

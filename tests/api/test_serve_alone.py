@@ -45,8 +45,9 @@ PRINTED = re.compile(
     r"--address (http://127\.0\.0\.1:\d+) --working-dir \. -- motoray run (\S+))$",
     re.MULTILINE,
 )
-# 60 x 1000 outputs of 192x192 (about a minute of CPU here): still running when the service
-# stops, however busy the machine (64x64 ones let the first job end in time, once).
+# 60 x 1000 outputs of 192x192: still running when the service stops, however busy the
+# machine. (With 64x64 ones, the shutdown once reported 1 unfinished job of 2, on a run slowed
+# by a venv without .pyc files; which job ended first, and why, was not found.)
 LONG_JOB = {
     "name": "MotoGP",
     "augmentations": [{"RANDOM_CROP": {"crop_dimensions": [192, 192], "target_count": 1000}}],
