@@ -222,11 +222,10 @@ class Bench:
 
     def _run_here(self, config, name: str) -> None:
         from motoray.jobs import accept
-        from motoray.ops import operators_for
         from motoray.pipeline.job import run_job
-        from motoray.spec import parse_requests
+        from motoray.spec import parse_for
 
-        requests = parse_requests(REQUEST, operators_for(), list(config.sources))
+        requests = parse_for(config, REQUEST)
         [inputs] = accept(requests, config, self._job_id(name))
         run_job(inputs)
 
