@@ -154,8 +154,8 @@ def _init_ray(address: str | None) -> None:
         ray.init(
             address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=False
         )
-    # Our own progress bar and summary replace Ray Data's per-operator chatter.
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    # Our own progress bar and summary replace Ray Data's per-operator chatter (its bars are
+    # off per dataset, in ray_data: importing ray.data here cost a small job ~0.35 s).
     logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -66,13 +66,20 @@ def process_files(spec: JobSpec, items: list[Item]) -> Iterator[pa.Table]:
     cpus = int(ray.cluster_resources().get("CPU", 1))
     per_block = RANGES_PER_BLOCK if spec.frames else IMAGES_PER_BLOCK
     blocks = max(-(-len(items) // per_block), min(len(items), 2 * cpus))
-    yield from _mapped(_write_files, spec, [_columns(item) for item in items], blocks, None)
+    rows = [_columns(item) for item in items]
+    if len(items) <= per_block:  # one block's worth of work: no dataset for it
+        yield from _as_tasks(_write_files, spec, rows, blocks)
+        return
+    yield from _mapped(_write_files, spec, rows, blocks, None)
 
 
 def process_shards(spec: JobSpec, tasks: list[dict[str, str]]) -> Iterator[pa.Table]:
     """Format "webdataset": the same for the tasks of `shards`, one shard per call
     (batch_size=1), so what a shard holds never depends on blocks."""
     if not tasks:
+        return
+    if len(tasks) == 1:
+        yield from _as_tasks(_write_shard, spec, tasks, 1)
         return
     yield from _mapped(_write_shard, spec, tasks, len(tasks), 1)
 
@@ -89,7 +96,7 @@ def _mapped(
 ) -> Iterator[pa.Table]:
     """`task(batch, spec)` over `rows` cut in `blocks`: its result tables in row order.
 
-    Three settings differ from Ray Data's defaults, for this dataset only (it keeps a copy of
+    Four settings differ from Ray Data's defaults, for this dataset only (it keeps a copy of
     the context it was made from; the process's own is put back, so that other Ray Data
     pipelines in the process, a notebook's or the bench's baseline, keep the defaults):
     - results in row order, whatever order tasks finish in: the manifest's bytes depend on it;
@@ -98,27 +105,59 @@ def _mapped(
       left a CPU idle ~0.2 s between tasks (10 one-second tasks on 2 CPUs: 7.6 s with it,
       5.5 s without);
     - a task's error arrives as itself (RayTaskError(PermissionError), say, with `.cause`),
-      not wrapped in UserCodeException: job.reason reports it."""
+      not wrapped in UserCodeException: job.reason reports it;
+    - no progress bars: the job's own progress and summary say what happens."""
     with _SETTING:
         context = ray.data.DataContext.get_current()
         defaults = (
             context.execution_options.preserve_order,
             context.op_resource_reservation_enabled,
             context.raise_original_map_exception,
+            context.enable_progress_bars,
         )
         context.execution_options.preserve_order = True
         context.op_resource_reservation_enabled = False
         context.raise_original_map_exception = True
+        context.enable_progress_bars = False
         try:
             dataset = ray.data.from_items(rows, override_num_blocks=blocks)
         finally:
             context.execution_options.preserve_order = defaults[0]
             context.op_resource_reservation_enabled = defaults[1]
             context.raise_original_map_exception = defaults[2]
+            context.enable_progress_bars = defaults[3]
     dataset = dataset.map_batches(
         task, fn_kwargs={"spec": spec}, batch_size=batch_size, batch_format="numpy"
     )
     yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")
+
+
+def _as_tasks(
+    task: Callable[..., pa.Table], spec: JobSpec, rows: list[dict], blocks: int
+) -> Iterator[pa.Table]:
+    """What `_mapped` does, for a job of one block's worth of work: a plain Ray task per
+    block, results in block order. A dataset costs its first execution on a fresh Ray
+    ~1.2 s more than a plain task (a one-image `motoray run` is mostly Ray's start-up), and
+    a few actor calls per job on a warm one; its streaming only pays for many blocks.
+    Retried as Ray Data retries its own tasks: whatever a lost node or worker took."""
+    size = -(-len(rows) // blocks)
+    pending = deque(
+        _one_block.remote(task, rows[start : start + size], spec)
+        for start in range(0, len(rows), size)
+    )
+    try:
+        while pending:
+            yield ray.get(pending[0])
+            pending.popleft()
+    finally:  # a stopped or failed job leaves nothing running
+        for ref in pending:
+            ray.cancel(ref)
+
+
+@ray.remote(num_cpus=1, max_retries=-1, retry_exceptions=[ray.exceptions.RaySystemError])
+def _one_block(task: Callable[..., pa.Table], rows: list[dict], spec: JobSpec) -> pa.Table:
+    """`task` on one block of `rows`, given as Ray Data gives it: a numpy batch."""
+    return task({column: np.array([row[column] for row in rows]) for column in rows[0]}, spec)
 
 
 def shards(spec: JobSpec, items: list[Item]) -> list[dict[str, str]]:
