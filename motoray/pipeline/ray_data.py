@@ -2,6 +2,8 @@
 
 Everything here is about Ray: how work is cut into blocks and shards, how items travel in
 Ray's batches, how plugin code reaches the workers. The worker itself never sees Ray.
+A job of one block's worth of work runs as plain Ray tasks instead (`_as_tasks`): a
+dataset's start costs more than such a job.
 """
 
 from __future__ import annotations
