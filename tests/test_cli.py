@@ -56,6 +56,27 @@ def test_run_seed_sample_prints_the_job_folder(tmp_path, frames):
     assert pq.read_table(job_dir / "manifest.parquet").num_rows == 40
 
 
+@pytest.mark.slow
+def test_run_prints_its_own_progress_not_ray_datas(tmp_path):
+    """More than one block's worth of images, so the job makes a Ray Data dataset: what the
+    user reads is motoray's progress bar and summary, not Ray Data's log lines (they came
+    back once, when ray.data stopped being imported before its logging level was set)."""
+    from motoray.pipeline.ray_data import IMAGES_PER_BLOCK
+    from motoray.sample_data import write_sample_frames
+
+    write_sample_frames(tmp_path / "frames", IMAGES_PER_BLOCK + 1, (64, 36))
+    config = _config(tmp_path, tmp_path / "frames")
+    request = {"name": "MotoGP", "input_image_size": [32, 18]}
+    (tmp_path / "request.json").write_text(json.dumps(request))
+    result = motoray("run", str(tmp_path / "request.json"), "--config", str(config),
+                     "--address", "local")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"{IMAGES_PER_BLOCK + 1}/{IMAGES_PER_BLOCK + 1}" in result.stderr  # our bar
+    ray_data_lines = [line for line in result.stderr.splitlines() if "ray.data" in line
+                      or "Dataset" in line or "Progress bars" in line]  # fmt: skip
+    assert ray_data_lines == []
+
+
 def test_invalid_request_exits_2_naming_the_field_and_starts_nothing(tmp_path, frames):
     config = _config(tmp_path, frames)
     request = tmp_path / "too_big.json"
