@@ -33,6 +33,7 @@ from motoray.priority import as_batch_work
 IMAGES_PER_BLOCK = 100
 RANGES_PER_BLOCK = 1  # a video range is seconds of decoding already
 WARMED_WORKERS = 16  # at most, by warm_workers
+UNREAD_WAIT_S = 60  # a small job that ends early waits this long for its other tasks
 PLACEMENT = ("split", "label", "group")
 COLUMNS = ("key", *PLACEMENT, "boxes", "span")  # what an item travels as
 
@@ -141,7 +142,12 @@ def _as_tasks(
     block, results in block order. A dataset costs its first execution on a fresh Ray
     ~1.2 s more than a plain task (a one-image `motoray run` is mostly Ray's start-up), and
     a few actor calls per job on a warm one; its streaming only pays for many blocks.
-    Retried as Ray Data retries its own tasks: whatever a lost node or worker took."""
+    Retried as Ray Data retries its own tasks: whatever a lost node or worker took.
+
+    A job that stops or fails before reading every result ends once its other tasks have
+    (at most UNREAD_WAIT_S): none of them writes into its folder after it has ended. Not
+    `ray.cancel`: in Ray 2.60 cancelling a task as it finishes can abort the caller's
+    process ("Tried to complete task that was not pending"; it killed a test's driver)."""
     size = -(-len(rows) // blocks)
     pending = deque(
         _one_block.remote(task, rows[start : start + size], spec)
@@ -151,9 +157,9 @@ def _as_tasks(
         while pending:
             yield ray.get(pending[0])
             pending.popleft()
-    finally:  # a stopped or failed job leaves nothing running
-        for ref in pending:
-            ray.cancel(ref)
+    finally:
+        if pending:
+            ray.wait(list(pending), num_returns=len(pending), timeout=UNREAD_WAIT_S)
 
 
 @ray.remote(num_cpus=1, max_retries=-1, retry_exceptions=[ray.exceptions.RaySystemError])
