@@ -216,13 +216,14 @@ def test_an_id_no_job_can_have_is_404_without_asking_ray(app_api, job_id):
         assert error.startswith("unknown job") and len(error) < 200  # the id is clipped
 
 
-def test_too_many_pending_jobs_is_429_with_retry_after(service, api):
+def test_too_many_pending_jobs_is_429_with_retry_after(service, api, long_source):
     seed = json.loads(SEED_FILE.read_text())[0]
 
     def at_most_one(config: dict) -> None:
         config["server"]["max_pending_jobs"] = 1
 
-    with service.edited_config(at_most_one):
+    # The long source: the seed's 6 frames can end before the second POST, freeing the slot.
+    with service.edited_config(at_most_one), service.motogp_from(long_source):
         first = post_json(api, seed)
         assert first.status_code == 202, first.text
         [job] = first.json()["jobs"]
