@@ -4,15 +4,16 @@ One cluster (head with 0 CPUs, two 1-CPU worker nodes) runs the same request twi
 source: job "clean", then job "node-loss", during which a worker node that is running a
 pipeline task is killed without grace (SIGKILL of its raylet and object store; its workers
 die with them) once some outputs exist but not all, and a replacement node joins. Sources:
-a folder of frames, a folder of video clips, or both, one after the other on the same
-cluster (its start is most of the cost). Writes a JSON report per source (--report, default
+a folder of frames, a folder of video clips, a folder of at most 100 frames (a small job:
+plain Ray tasks, no dataset), or any of them one after the other on the same cluster (its
+start is most of the cost). Writes a JSON report per source (--report, default
 stdout); the caller compares the two job folders under <output>/<frames|video>.
 
 Run it in a process of its own (tests/cluster/test_node_loss.py does): it calls ray.init,
 which must not meet a test session's in-process Ray, and it should get a private RAY_TMPDIR
 so that `ray.init()` elsewhere on the machine does not find this cluster.
 
-    python scripts/node_loss_check.py --frames DIR [--clips DIR] --output DIR [--report FILE]
+    python scripts/node_loss_check.py [--frames DIR] [--clips DIR] [--small DIR] --output DIR
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SEED_REQUEST = ROOT / "examples" / "requests" / "seed_sample.json"
 WORKER_CPUS = 1
 POLL_S = 0.005
-PIPELINE_TASK = "MapBatches(_write_files)"  # Ray Data's name for ray_data._write_files tasks
+# The tasks that write a job's files: Ray Data's name for its ray_data._write_files tasks,
+# and a small job's plain tasks.
+PIPELINE_TASKS = ("MapBatches(_write_files)", "_one_block")
 
 
 def count_outputs(job_dir: Path) -> int:
@@ -65,11 +68,16 @@ class JobThread(threading.Thread):
             self.error = e
 
 
-def busy_workers(workers: list) -> list:
-    """The worker nodes running a pipeline task right now: a worker process under the node's
-    raylet whose title names the task. (Ray's state API lags by a second or so: a short job
-    could be over before it shows a task running.)"""
-    return [node for node in workers if any(PIPELINE_TASK in t for t in _titles(node))]
+def busy_workers(workers: list) -> list[tuple]:
+    """The worker nodes running a pipeline task right now, each with the task's name: a
+    worker process under the node's raylet whose title is `ray::<task>`. (Ray's state API
+    lags by a second or so: a short job could be over before it shows a task running.)"""
+    return [
+        (node, task)
+        for node in workers
+        for task in PIPELINE_TASKS
+        if any(f"ray::{task}" in title for title in _titles(node))
+    ]
 
 
 def _titles(node) -> list[str]:
@@ -96,10 +104,11 @@ def kill_mid_job(
             break
         victims = busy_workers(workers) if outputs >= low else []
         if victims:
-            victim = victims[0]
+            victim, task = victims[0]
             cluster.remove_node(victim, allow_graceful=False)
             report = {
                 "killed": True,
+                "task": task,
                 "node_id": victim.node_id,
                 "outputs_at_kill": outputs,
                 "job_json_at_kill": (job_dir / JOB_FILE).exists(),
@@ -117,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", help="folder of source frames")
     parser.add_argument("--clips", help="folder of video clips")
+    parser.add_argument("--small", help="folder of at most 100 frames: a small job")
     parser.add_argument("--output", required=True, help="output root for all jobs")
     parser.add_argument("--report", type=Path, help="write the JSON report here, not to stdout")
     parser.add_argument("--request", default=str(SEED_REQUEST), help="default: the seed request")
@@ -127,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every-s", type=float, default=0.2, help="--clips: sampling")
     parser.add_argument("--range-s", type=float, default=5, help="--clips: seconds per task")
     args = parser.parse_args(argv)
-    if not (args.frames or args.clips):
-        parser.error("give --frames, --clips or both")
+    if not (args.frames or args.clips or args.small):
+        parser.error("give --frames, --clips or --small, or several")
 
     body = parse_json(Path(args.request).read_bytes())
     body = body[0] if isinstance(body, list) else body
@@ -141,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         sources["video"] = SourceConfig(
             uri=str(Path(args.clips).resolve()), kind="video", frames=frames
         )
+    if args.small:
+        sources["small"] = SourceConfig(uri=str(Path(args.small).resolve()))
     [request] = parse_requests(body, operators_for(), [name])
 
     # shutdown_at_exit: a reaper kills the nodes if this process dies before `finally`.
@@ -218,7 +230,7 @@ def pipeline_tasks(address: str, detail: bool = False) -> list:
 
     # An explicit address: with none, the state API picks any Ray instance on the machine.
     tasks = list_tasks(address=address, limit=10000, detail=detail, raise_on_missing_output=False)
-    return [t for t in tasks if t.name == PIPELINE_TASK]
+    return [t for t in tasks if t.name in PIPELINE_TASKS]
 
 
 def task_attempts(

@@ -1,6 +1,7 @@
 """A worker node dies in the middle of a job: the job succeeds, with exactly a clean run's files.
 
-One cluster for both sources, frames then video clips (its start is most of the cost).
+One cluster for three sources, frames, video clips, then a small job's frames (its start is
+most of the cost). The first two take Ray Data's path, the small job plain Ray tasks.
 The cluster work runs in its own process (scripts/node_loss_check.py), not in pytest's: the
 session `ray_local` fixture may already have called ray.init here, and a second cluster's
 driver cannot share a process with it (ray.init(ignore_reinit_error=True) would silently
@@ -29,12 +30,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from motoray.pipeline.ray_data import IMAGES_PER_BLOCK
 from motoray.sample_data import write_sample_frames
 from motoray.video.sample import write_sample_videos
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "node_loss_check.py"
 FRAMES = 200
+SMALL_FRAMES = IMAGES_PER_BLOCK  # the most a small job holds; full-HD, so its tasks last
+DATASET_TASK, SMALL_JOB_TASK = "MapBatches(_write_files)", "_one_block"
 CLIP_SECONDS = 10
 TIMEOUT_S = 420
 FAST_HEALTH_CHECKS = {
@@ -56,14 +60,16 @@ def job_hashes(job_dir: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def node_loss(tmp_path_factory) -> tuple[dict, Path]:
-    """The script's report on frames and on video clips, and the output root."""
+    """The script's report on frames, video clips and a small job, and the output root."""
     folder = tmp_path_factory.mktemp("node-loss")
     write_sample_frames(folder / "frames", FRAMES, (640, 360))
     write_sample_videos(folder / "clips", 4, (640, 360), seconds=CLIP_SECONDS)
+    write_sample_frames(folder / "small", SMALL_FRAMES, (1920, 1080))
     output = folder / "outputs"
     # 4 clips x 10 s, every 0.2 s, 2.5 s per task: 16 range tasks, 200 frames.
     video = ["--clips", str(folder / "clips"), "--every-s", "0.2", "--range-s", "2.5"]
-    return run_check(["--frames", str(folder / "frames"), *video], output), output
+    sources = ["--frames", str(folder / "frames"), *video, "--small", str(folder / "small")]
+    return run_check(sources, output), output
 
 
 def run_check(sources: list[str], output: Path) -> dict:
@@ -101,7 +107,7 @@ def test_worker_node_killed_mid_job_changes_no_output_byte(node_loss) -> None:
     report, output = node_loss
     frames = report["frames"]
     assert frames["outputs_expected"] == FRAMES * 4  # seed request: a CROP, 3 RANDOM_CROPs
-    check_lossy_job_equals_clean(frames, output / "frames")
+    check_lossy_job_equals_clean(frames, output / "frames", DATASET_TASK)
 
 
 def test_worker_node_killed_mid_video_job_changes_no_output_byte(node_loss) -> None:
@@ -109,12 +115,20 @@ def test_worker_node_killed_mid_video_job_changes_no_output_byte(node_loss) -> N
     video = report["video"]
     assert video["clean"]["counts"]["images_done"] == 4 * CLIP_SECONDS * 5
     assert video["outputs_expected"] == 4 * CLIP_SECONDS * 5 * 4
-    check_lossy_job_equals_clean(video, output / "video")
+    check_lossy_job_equals_clean(video, output / "video", DATASET_TASK)
     manifest = pq.read_table(output / "video" / "MotoGP" / "node-loss" / "manifest.parquet")
     assert set(manifest["video"].to_pylist()) == {f"clip00{n}.mp4" for n in range(4)}
 
 
-def check_lossy_job_equals_clean(report: dict, output: Path) -> None:
+def test_worker_node_killed_mid_small_job_changes_no_output_byte(node_loss) -> None:
+    """A small job's plain tasks are retried like Ray Data's: the node killed ran one."""
+    report, output = node_loss
+    small = report["small"]
+    assert small["outputs_expected"] == SMALL_FRAMES * 4
+    check_lossy_job_equals_clean(small, output / "small", SMALL_JOB_TASK)
+
+
+def check_lossy_job_equals_clean(report: dict, output: Path, task: str) -> None:
     print(json.dumps(report["kill"]), f"node-loss job: {report['node_loss_s']} s")
     assert report["clean"]["state"] == "SUCCEEDED"
     assert report["node_loss"]["state"] == "SUCCEEDED"
@@ -126,7 +140,9 @@ def check_lossy_job_equals_clean(report: dict, output: Path) -> None:
     kill = report["kill"]
     assert kill["killed"], f"the job finished before the kill: {kill}"
     assert 0 < kill["outputs_at_kill"] < expected and not kill["job_json_at_kill"]
-    # ...the node (picked while it ran a pipeline task) really died, and that work ran again.
+    # ...the node (picked while it ran a pipeline task of the path under test) really died,
+    # and that work ran again.
+    assert kill["task"] == task, kill
     nodes = {n["node_id"]: n for n in report["nodes"]}
     assert not nodes[kill["node_id"]]["alive"]
     assert nodes[kill["replacement_id"]]["alive"]
