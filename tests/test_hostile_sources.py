@@ -1,6 +1,7 @@
 """A hostile source folder: colliding names, damaged files, links out, a device, a FIFO, a
-decompression bomb. The job records each with its reason, writes exactly what its manifest
-lists, reads nothing outside the root, and finishes; a source of nothing but these fails."""
+decompression bomb, names that are not UTF-8. The job records each with its reason, writes
+exactly what its manifest lists, reads nothing outside the root, and finishes; a source of
+nothing but these fails."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ import pytest
 from PIL import Image
 
 from motoray.config import LimitsConfig
+from motoray.dry_run import dry_run
 from motoray.imageio import encode_jpeg, load_image
 from motoray.sample_data import render_frame
 from motoray.seeding import stable_hash
 from tests.capabilities import can_drop, without_file_permission_override
-from tests.conftest import run_job
+from tests.conftest import parse_one, run_job
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -56,6 +58,11 @@ def _bad_entries(root: Path, outside: Path) -> dict[str, str]:
     buffer = io.BytesIO()
     bomb.save(buffer, format="PNG")
     (root / "bomb.png").write_bytes(buffer.getvalue())
+    folder = os.fsencode(root)
+    os.mkdir(os.path.join(folder, b"caf\xe9"))  # Latin-1 names, as an old share writes them
+    for name in (b"bad\xff\xfename.jpg", b"caf\xe9/frame.jpg"):  # good JPEGs, bad names
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(_jpeg(9))
     return {
         "cut_eoi.jpg": "JPEG",
         "zero_padded.jpg": "JPEG",
@@ -64,6 +71,8 @@ def _bad_entries(root: Path, outside: Path) -> dict[str, str]:
         "zero.jpg": "outside the source folder",
         "fifo.jpg": "FIFO",
         "bomb.png": "image too large",
+        "bad\\xff\\xfename.jpg": "not UTF-8",
+        "caf\\xe9/frame.jpg": "not UTF-8",
     }
 
 
@@ -120,6 +129,32 @@ def test_a_hostile_source_is_recorded_entry_by_entry(tmp_path, make_config):
             box = json.loads(row["params"])
             x, y = box["x"], box["y"]
             assert np.abs(crop - frame[y : y + 32, x : x + 32]).mean() < 6
+
+
+def test_a_plan_lists_and_splits_a_hostile_source(tmp_path, make_config):
+    """/plan lists, groups and splits every entry as a job does: keys are valid text, even
+    for names that are not UTF-8 (a folder group, seeds)."""
+    root = tmp_path / "source"
+    root.mkdir()
+    bad = _bad_entries(root, tmp_path / "outside")
+    good = _good_entries(root, 12)
+    config = make_config(hostile=root)
+    body = {
+        "name": "hostile",
+        "input_image_size": list(SIZE),
+        "train_test_split": {
+            "train_ratio": 50,
+            "test_ratio": 25,
+            "validation_ratio": 25,
+            "group_by": "folder",
+        },
+    }
+
+    plan = dry_run(parse_one(body, config), config, cpus=2)
+
+    assert plan["counts"]["images_total"] == len(bad) + len(good)
+    splits = plan["counts"]["splits"].values()
+    assert sum(s["images"] for s in splits) == len(bad) + len(good)
 
 
 def test_a_source_of_only_bad_entries_ends_failed(tmp_path, make_config):

@@ -1,9 +1,9 @@
 """A local folder as a source or sink.
 
 As a source it is confined: it reads only regular files whose real path is under the root.
-A link out of the root, a FIFO or a device is listed (so that it is recorded) and refused
-when read; links to folders are not followed. A folder it cannot list, or a file it may
-not read, raises an OSError: the storage's error, which fails a job.
+A link out of the root, a FIFO, a device or a name that is not UTF-8 is listed (so that it
+is recorded) and refused when read; links to folders are not followed. A folder it cannot
+list, or a file it may not read, raises an OSError: the storage's error, which fails a job.
 """
 
 from __future__ import annotations
@@ -57,11 +57,13 @@ class LocalStorage:
             folder = os.path.relpath(dirpath, self.root)  # string work: a job lists twice
             prefix = "" if folder == "." else folder.replace(os.sep, "/") + "/"
             keys += [
-                prefix + name
+                _text(prefix + name)
                 for name in filenames
                 if name.lower().endswith(wanted) and not name.startswith(".")
             ]
-        return sorted(keys)
+        # A set: a name that is not UTF-8 and one spelling it out with backslashes ("\\xff")
+        # give the same key (both refused); listed twice, one key would be two images.
+        return sorted(set(keys))
 
     def read(self, key: str, max_bytes: int | None = None) -> bytes:
         with self.open(key) as f:
@@ -74,8 +76,11 @@ class LocalStorage:
         return data
 
     def open(self, key: str) -> BinaryIO:
-        if not _canonical(key):
-            raise Refused("refused: a name with a backslash (not portable to S3 keys)")
+        if not _canonical(key):  # a name that is not UTF-8 is listed with backslashes
+            raise Refused(
+                "refused: a name that is not UTF-8 text or has a backslash"
+                " (not portable to S3 keys)"
+            )
         path = self._path(key)
         real = os.path.realpath(path)
         if os.path.commonpath([real, os.path.realpath(self.root)]) != os.path.realpath(self.root):
@@ -180,6 +185,16 @@ def _temp_file(path: Path, data: bytes) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return tmp
+
+
+def _text(key: str) -> str:
+    """A key as valid text. os.walk gives the bytes of a name that is not UTF-8 as surrogate
+    escapes, which seeds, the manifest and job.json cannot encode: such a name is listed with
+    those bytes spelt "\\xff", so that it is recorded, and refused by `open` (a backslash),
+    never read back as another file."""
+    if key.isascii():  # almost every key, and cheap to check
+        return key
+    return os.fsencode(key).decode("utf-8", "backslashreplace")
 
 
 def _canonical(key: str) -> bool:
