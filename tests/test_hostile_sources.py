@@ -1,7 +1,7 @@
-"""A hostile source folder: colliding names, damaged files, links out, a device, a FIFO, a
-decompression bomb, names that are not UTF-8. The job records each with its reason, writes
-exactly what its manifest lists, reads nothing outside the root, and finishes; a source of
-nothing but these fails."""
+"""A hostile source folder: colliding names, damaged files, links out, a link loop, a device,
+a FIFO, a decompression bomb, names that are not UTF-8. The job records each with its reason,
+writes exactly what its manifest lists, reads nothing outside the root, and finishes; a
+source of nothing but these fails."""
 
 from __future__ import annotations
 
@@ -53,6 +53,7 @@ def _bad_entries(root: Path, outside: Path) -> dict[str, str]:
     (root / "link_out.jpg").symlink_to(outside / "secret.jpg")
     (root / "folder_out").symlink_to(outside, target_is_directory=True)  # not walked into
     (root / "zero.jpg").symlink_to("/dev/zero")
+    (root / "loop.jpg").symlink_to("loop.jpg")  # ELOOP: the entry's fault, not the storage's
     os.mkfifo(root / "fifo.jpg")  # nobody ever writes: a read would block forever
     bomb = Image.new("L", (10_000, 10_000))  # 100 MP of zeros: ~100 KB as a PNG
     buffer = io.BytesIO()
@@ -70,6 +71,7 @@ def _bad_entries(root: Path, outside: Path) -> dict[str, str]:
         "link_out.jpg": "outside the source folder",
         "zero.jpg": "outside the source folder",
         "fifo.jpg": "FIFO",
+        "loop.jpg": "symbolic link loop",
         "bomb.png": "image too large",
         "bad\\xff\\xfename.jpg": "not UTF-8",
         "caf\\xe9/frame.jpg": "not UTF-8",

@@ -1,15 +1,17 @@
 """A local folder as a source or sink.
 
 As a source it is confined: it reads only regular files whose real path is under the root.
-A link out of the root, a FIFO, a device or a name that is not UTF-8 is listed (so that it
-is recorded) and refused when read; links to folders are not followed. A folder it cannot
-list, or a file it may not read, raises an OSError: the storage's error, which fails a job.
+A link out of the root, a link loop, a FIFO, a device or a name that is not UTF-8 is listed
+(so that it is recorded) and refused when read; links to folders are not followed. A folder
+it cannot list, or a file it may not read, raises an OSError: the storage's error, which
+fails a job.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import stat
 import uuid
@@ -86,7 +88,15 @@ class LocalStorage:
         if os.path.commonpath([real, os.path.realpath(self.root)]) != os.path.realpath(self.root):
             raise Refused("refused: a link to outside the source folder")
         # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
-        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        except OSError as e:
+            # realpath leaves a link it cannot resolve (a loop) as it is, and O_NOFOLLOW
+            # refuses any link: ELOOP is this entry's fault. Other errors (EACCES, EIO) are
+            # the storage's: they fail the job.
+            if e.errno != errno.ELOOP:
+                raise
+            raise Refused("refused: a symbolic link loop") from None
         f = os.fdopen(fd, "rb")
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

@@ -83,3 +83,19 @@ def test_a_name_that_is_not_utf8_is_listed_as_text_and_refused(tmp_path: Path) -
         with pytest.raises(Refused, match="not UTF-8"):
             storage.open(key)
     assert storage.read("ok.jpg") == b"jpeg"
+
+
+def test_a_link_loop_is_refused_not_an_error(tmp_path: Path) -> None:
+    """ELOOP is the entry's fault (Refused, recorded per image), not the storage's: unlike
+    EACCES or EIO it must not fail the job."""
+    (tmp_path / "loop.jpg").symlink_to("loop.jpg")
+    (tmp_path / "a.jpg").symlink_to("b.jpg")
+    (tmp_path / "b.jpg").symlink_to("a.jpg")
+    storage = LocalStorage(tmp_path)
+
+    assert storage.list() == ["a.jpg", "b.jpg", "loop.jpg"]
+    for key in storage.list():
+        with pytest.raises(Refused, match="refused: a symbolic link loop"):
+            storage.read(key)
+        with pytest.raises(Refused, match="refused: a symbolic link loop"):
+            storage.open(key)
