@@ -50,6 +50,18 @@ class JobBoard:
                            "outcome": outcome, "error": error, "counts": counts})  # fmt: skip
         self._active.pop(job_id, None)  # its slot is free at once
 
+    def stop(self, job_id: str) -> None:
+        """A stop was asked for: the job's tasks end at their next look (`ended`)."""
+        entry = self._jobs.get(job_id)
+        if entry is not None and entry["state"] not in TERMINAL:
+            entry["stopping"] = True
+
+    def ended(self, job_id: str) -> bool:
+        """Whether a job's tasks should stop writing: it has ended (given up on past its
+        time limit, say) or is being stopped. False for a job the board does not hold."""
+        entry = self._jobs.get(job_id) or {}
+        return entry.get("state") in TERMINAL or entry.get("stopping", False)
+
     def _put(self, job_id: str, entry: dict) -> None:
         self._jobs[job_id] = entry
         self._jobs.move_to_end(job_id)

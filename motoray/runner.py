@@ -147,6 +147,7 @@ class JobRunner:
 
     def stop(self, job_id: str) -> None:
         self._stopping.add(job_id)
+        job_board().stop.remote(job_id)  # for its tasks: they look there, not here
 
 
 def job_runner():

@@ -61,3 +61,19 @@ def test_one_waiter_more_than_the_limit_returns_at_once(jobs):
         await asyncio.wait_for(asyncio.gather(*waiters), 60)
 
     asyncio.run(wait_all())
+
+
+def test_a_jobs_tasks_learn_it_has_ended_when_stopped_or_finished(jobs, ray_local):
+    """What a job's tasks ask the board (`ended`): not while it runs, nor for a job it does
+    not hold; yes once a stop is asked for, and once it has ended (a give-up included)."""
+    board = jobs.board
+    board.accepted.remote("other", "MotoGP", "/out/other")
+    assert ray_local.get([board.ended.remote(j) for j in ("job", "other", "nobody")]) == [
+        False,
+        False,
+        False,
+    ]
+    board.stop.remote("job")
+    board.finished.remote("other", "FAILED", None, "JobTimeout: stuck")
+    assert ray_local.get([board.ended.remote(j) for j in ("job", "other")]) == [True, True]
+    assert ray_local.get(board.get.remote("job"))["state"] == "RUNNING"  # until it stops

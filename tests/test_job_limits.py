@@ -23,7 +23,7 @@ import yaml
 from moto.server import DomainDispatcherApplication, create_backend_app
 
 from motoray.config import LimitsConfig
-from motoray.pipeline.job import JobFailed, _check_files
+from motoray.pipeline.job import JobFailed, JobTimeout, _check_files
 from motoray.pipeline.jobspec import job_spec
 from motoray.record import Counts
 from motoray.storage import LocalStorage
@@ -290,3 +290,46 @@ def test_task_bytes_bounds_the_pixels_a_task_holds(frames, make_config):
     tight_files, tight = made_and_peak(1280 * 720 * 3 * 2)
     assert tight_files == loose_files and len(tight_files) == 32
     assert tight < loose / 2, f"peak {tight / 2**20:.0f} MiB vs {loose / 2**20:.0f} MiB"
+
+
+# Two frames that each make 500 full-HD jittered outputs: many seconds of work per image, so
+# one task runs far past a time limit of 4 s (which leaves a cold dataset time to start).
+HEAVY = {
+    "name": "MotoGP",
+    "input_image_size": [1920, 1080],
+    "augmentations": [{"COLOR_JITTER": {"brightness": [0.5, 1.5], "target_count": 500}}],
+}
+
+
+def output_files(job_dir: Path) -> set[str]:
+    return {path.name for path in job_dir.rglob("*.jpg")}
+
+
+@pytest.mark.usefixtures("ray_local")
+@pytest.mark.parametrize("path", ["plain tasks", "dataset"])
+def test_a_job_past_its_time_limit_stops_its_tasks(
+    frames, make_config, tmp_path, path, monkeypatch
+):
+    """The job ends FAILED at its time limit, not once its tasks have done their work, and
+    nothing is written into its folder after job.json. A small job runs as plain tasks; with
+    one image per block, the same job is a dataset."""
+    from motoray.pipeline import ray_data
+
+    if path == "dataset":
+        monkeypatch.setattr(ray_data, "IMAGES_PER_BLOCK", 1)
+    config = make_config(MotoGP=copy_frames(frames, tmp_path / "two", 2)[0].parent)
+    config.limits = LimitsConfig(job_timeout_s=4)
+    start = time.monotonic()
+    with pytest.raises(JobTimeout):
+        run_job(HEAVY, config, "late")
+    took = time.monotonic() - start
+
+    job_dir = Path(config.output.uri) / "MotoGP" / "late"
+    record = json.loads((job_dir / "job.json").read_text())
+    assert record["state"] == "FAILED"
+    assert record["error"] == "JobTimeout: still running past limits.job_timeout_s"
+    assert took < 4 + 4, took  # the outputs alone take 15 s and more here
+    written = output_files(job_dir)
+    assert 0 < len(written) < 1000
+    time.sleep(2)  # longer than a task takes to look again
+    assert output_files(job_dir) == written

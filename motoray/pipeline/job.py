@@ -12,6 +12,7 @@ a stopped job leaves none.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import platform
 import sys
@@ -108,10 +109,11 @@ def run_job(
         mark("placed")
         splits = {name: s["images"] for name, s in assignment.report["splits"].items()}
         telemetry.log("split", "images per split", splits=splits)
+        deadline = started + config.limits.job_timeout_s
         spec = job_spec(request, config, storage, job_dir, boxes)
+        spec = dataclasses.replace(spec, job_id=inputs.job_id, deadline=deadline)
         ray_data.ship_plugins(config.operators)
         items = source.items(keys, assignment, boxes=boxes, videos=videos)
-        deadline = started + config.limits.job_timeout_s
         record.counts, record.failures, outputs, files = _process(
             spec,
             items,
@@ -303,13 +305,9 @@ def _process(
         files = []
     outputs: list[str] = []
     videos_made: set[str] = set()
-    for number, table in enumerate(tables):
+    for number, table in enumerate(_until_ended(tables, should_stop, deadline, spec)):
         if number == 0:
             mark("first_result")
-        if should_stop():
-            raise JobStopped(spec.job_dir.uri)  # leaving the loop shuts Ray Data's tasks down
-        if time.time() > deadline:
-            raise JobTimeout("still running past limits.job_timeout_s")
         failed = table.filter(table["error"].is_valid())
         skipped = table.filter(table["skipped"].is_valid())
         made = table.filter(pc.and_(table["error"].is_null(), table["skipped"].is_null()))
@@ -355,6 +353,32 @@ def _process(
         failed = {video_of(failure.source_path) for failure in failures}
         counts.videos_failed = len(failed - videos_made)
     return counts, sorted(failures, key=lambda f: f.source_path), outputs, files
+
+
+def _until_ended(
+    tables: Iterator[pa.Table], should_stop: Callable[[], bool], deadline: float, spec: JobSpec
+) -> Iterator[pa.Table]:
+    """The result tables, until the job is stopped or past its deadline (leaving the loop
+    shuts Ray Data's tasks down). A task that saw the job end first (worker.JobEnded) fails
+    with it: then the stop or the time limit is what ended the job, not that task."""
+
+    def check() -> None:
+        if should_stop():
+            raise JobStopped(spec.job_dir.uri)
+        if time.time() > deadline:
+            raise JobTimeout("still running past limits.job_timeout_s")
+
+    results = iter(tables)
+    while True:
+        try:
+            table = next(results)
+        except StopIteration:
+            return
+        except Exception:
+            check()
+            raise
+        check()
+        yield table
 
 
 def _count_boxes(per_split: dict[str, SplitCounts], made: pa.Table, skipped: pa.Table) -> None:

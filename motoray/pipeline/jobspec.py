@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from motoray.annotations import SourceAnnotations
@@ -41,6 +42,8 @@ class JobSpec:
     shard_bytes: int = 0  # the size a shard aims at
     boxes: BoxSpec | None = None  # the source has annotations
     frames: FrameSampling | None = None  # a video source: which frames are its images
+    job_id: str = ""  # a job's (previews have none)
+    deadline: float = math.inf  # time.time() past which the job's tasks stop writing
 
     def bytes_held(self, shape: tuple[int, ...]) -> int:
         """Bytes a decoded image holds while its steps run: itself and the largest step's

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 
@@ -19,6 +20,7 @@ import ray
 from ray import cloudpickle
 
 from motoray.annotations import ImageBoxes
+from motoray.board import BOARD_NAME, NAMESPACE
 from motoray.config import OperatorsConfig
 from motoray.ops import load_plugin
 from motoray.pipeline import worker
@@ -34,6 +36,7 @@ IMAGES_PER_BLOCK = 100
 RANGES_PER_BLOCK = 1  # a video range is seconds of decoding already
 WARMED_WORKERS = 16  # at most, by warm_workers
 UNREAD_WAIT_S = 60  # a small job that ends early waits this long for its other tasks
+ASK_BOARD_EVERY_S = 1.0  # how often a task asks whether its job has ended
 PLACEMENT = ("split", "label", "group")
 COLUMNS = ("key", *PLACEMENT, "boxes", "span")  # what an item travels as
 
@@ -222,7 +225,7 @@ def _span(text: str) -> tuple[int | None, int | None] | None:
 def _write_files(batch: dict[str, np.ndarray], spec: JobSpec) -> pa.Table:
     as_batch_work()
     items = _items({c: batch[c].tolist() for c in COLUMNS})
-    return rows_table(worker.write_files(spec, items))
+    return rows_table(worker.write_files(spec, items, _board_says_ended(spec.job_id)))
 
 
 def _write_shard(batch: dict[str, np.ndarray], spec: JobSpec) -> pa.Table:
@@ -230,4 +233,29 @@ def _write_shard(batch: dict[str, np.ndarray], spec: JobSpec) -> pa.Table:
     [name], [encoded] = batch["shard"].tolist(), batch["items"].tolist()
     rows = json.loads(encoded)
     items = _items({c: [row[c] for row in rows] for c in COLUMNS})
-    return rows_table(worker.write_shard(spec, name, items))
+    return rows_table(worker.write_shard(spec, name, items, _board_says_ended(spec.job_id)))
+
+
+def _board_says_ended(job_id: str) -> Callable[[], bool]:
+    """Whether the job board says the job has ended (stopped, or given up on past its time
+    limit), asked at most every ASK_BOARD_EVERY_S. A service's jobs run in the runner, which
+    outlives them: their tasks would run on to the end of their work. Never true where no
+    board holds the job (`motoray run` on its own Ray: its tasks die with its driver), nor
+    while the board cannot answer (restarting): the job's own end still stops it."""
+    board, asked, asking = None, time.monotonic(), bool(job_id)
+
+    def ended() -> bool:
+        nonlocal board, asked, asking
+        if not asking or time.monotonic() - asked < ASK_BOARD_EVERY_S:
+            return False  # most tasks end before their first look: they never ask
+        asked = time.monotonic()
+        try:
+            board = board or ray.get_actor(BOARD_NAME, namespace=NAMESPACE)
+            return ray.get(board.ended.remote(job_id), timeout=ASK_BOARD_EVERY_S)
+        except ValueError:  # no board on this cluster
+            asking = False
+        except ray.exceptions.RayError:  # it did not answer in time: ask again later
+            pass
+        return False
+
+    return ended

@@ -14,8 +14,9 @@ yields a row with `skipped` and no bytes.
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from typing import NamedTuple
@@ -39,6 +40,11 @@ CHUNK_IMAGES = 64  # decoded together at most (feeds kernel stacks); the I/O thr
 MAX_PENDING_WRITES = 256  # encoded outputs waiting for storage, per task
 MAX_IMAGES_PER_SHARD = 10_000  # a shard is one task's work: this bounds a task's duration
 SHARD_SAMPLE_IMAGES = 8  # processed to size shards
+
+
+class JobEnded(Exception):
+    """The task's job ended while it ran (stopped, or past its time limit): the task stops
+    writing into a folder whose job.json may already say what the job did."""
 
 
 class Output(NamedTuple):
@@ -120,10 +126,13 @@ def _frames(spec: JobSpec, items: Sequence[Item]) -> Iterator[_Decoded | Output]
         yield _failed(item, image) if isinstance(image, str) else _Decoded(item, image, None, None)
 
 
-def write_files(spec: JobSpec, items: Sequence[Item]) -> list[dict]:
+def write_files(
+    spec: JobSpec, items: Sequence[Item], ended: Callable[[], bool] | None = None
+) -> list[dict]:
     """Format "files": every output written to the job folder. Rows in manifest order.
     (Not synced here: the job syncs once before its commit marker. A sync per task left a CPU
-    idle while the disk caught up.)"""
+    idle while the disk caught up.) Raises JobEnded before writing an output once the job is
+    past its deadline or `ended()` says so."""
     rows = []
     with _io_threads(spec) as io:
         writes: deque[Future] = deque()
@@ -136,7 +145,7 @@ def write_files(spec: JobSpec, items: Sequence[Item]) -> list[dict]:
             while len(writes) > MAX_PENDING_WRITES:  # slow storage: bytes must not pile up
                 writes.popleft().result()
 
-        for row, data in outputs(spec, items, io):
+        for row, data in _while_on(spec, outputs(spec, items, io), ended):
             if data is not None:
                 write(row["output_path"], data)
                 if spec.boxes is not None and spec.boxes.yolo:
@@ -147,11 +156,13 @@ def write_files(spec: JobSpec, items: Sequence[Item]) -> list[dict]:
     return in_manifest_order(rows)
 
 
-def shard(spec: JobSpec, name: str, items: Sequence[Item]) -> tuple[list[dict], bytes]:
+def shard(
+    spec: JobSpec, name: str, items: Sequence[Item], ended: Callable[[], bool] | None = None
+) -> tuple[list[dict], bytes]:
     """Format "webdataset": one tar of every output of `items` as `<key>.jpg` with its
     manifest record `<key>.json`, in manifest order; the rows name the shard."""
     encoded, rows = {}, []
-    for row, data in outputs(spec, items):
+    for row, data in _while_on(spec, outputs(spec, items), ended):
         if data is not None:
             encoded[row["output_path"]] = data
             row["shard"] = name
@@ -168,10 +179,12 @@ def shard(spec: JobSpec, name: str, items: Sequence[Item]) -> tuple[list[dict], 
     return rows, tar_bytes(samples)
 
 
-def write_shard(spec: JobSpec, name: str, items: Sequence[Item]) -> list[dict]:
+def write_shard(
+    spec: JobSpec, name: str, items: Sequence[Item], ended: Callable[[], bool] | None = None
+) -> list[dict]:
     """The shard built in memory (storage writes whole objects), then written: a task needs
     about twice shard_size_mb, which is why that is capped. Empty too: no gaps in numbering."""
-    rows, data = shard(spec, name, items)
+    rows, data = shard(spec, name, items, ended)
     spec.job_dir.write(name, data)
     return rows
 
@@ -193,6 +206,19 @@ def images_per_shard(spec: JobSpec, sample: Sequence[Item]) -> int:
     if not decoded:
         return MAX_IMAGES_PER_SHARD
     return max(1, min(MAX_IMAGES_PER_SHARD, spec.shard_bytes * decoded // len(data)))
+
+
+def _while_on(
+    spec: JobSpec, made: Iterator[Output], ended: Callable[[], bool] | None
+) -> Iterator[Output]:
+    """`made`, until the job ends: a task is no shorter than its images' outputs (up to
+    max_outputs_per_image each), so the driver's own look between results comes too late."""
+    for output in made:
+        if time.time() > spec.deadline:
+            raise JobEnded(f"past limits.job_timeout_s ({spec.limits.job_timeout_s:g} s)")
+        if ended is not None and ended():
+            raise JobEnded("the job was stopped")
+        yield output
 
 
 @contextmanager

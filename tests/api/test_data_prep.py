@@ -153,6 +153,30 @@ def test_delete_stops_a_job_and_leaves_no_job_json(service, api, long_source):
     assert (again.status_code, again.json()["state"]) == (200, "STOPPED")
 
 
+def test_delete_stops_the_work_of_a_job_already_in_its_tasks(service, api):
+    """6 frames that each make 300 full-HD outputs: tens of seconds of work, all of it
+    already in the job's tasks (a small job's plain tasks) when it is stopped. Its tasks
+    stop too: the job is STOPPED within seconds, and nothing is written after that."""
+    heavy = {
+        "name": "MotoGP",
+        "input_image_size": [1920, 1080],
+        "augmentations": [{"COLOR_JITTER": {"brightness": [0.5, 1.5], "target_count": 300}}],
+    }
+    [job] = post_json(api, heavy).json()["jobs"]
+    running = wait_for(api, job["job_id"], states=("RUNNING",), poll_s=0.05)
+    folder = Path(running["output"])
+    wait_until(lambda: any(folder.rglob("*.jpg")), 60, what="a first output")
+    asked = time.monotonic()
+    stopped = api.delete(f"/data_prep/{job['job_id']}")
+    assert stopped.status_code == 200, stopped.text
+    assert stopped.json()["state"] == "STOPPED", stopped.text
+    assert time.monotonic() - asked < 10  # the outputs alone would take 30 s and more
+    written = set(folder.rglob("*.jpg"))
+    assert 0 < len(written) < 6 * 300
+    time.sleep(2)  # longer than a task takes to look again
+    assert set(folder.rglob("*.jpg")) == written
+
+
 def test_the_api_outranks_the_pipeline_for_the_cpu(service, api, long_source):
     """Ray would start every worker at niceness 15, the API's replica and proxy among them,
     and job supervisors at 0. The service's Ray starts workers at 0: the API's processes
