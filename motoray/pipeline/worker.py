@@ -217,7 +217,7 @@ def _while_on(
         if time.time() > spec.deadline:
             raise JobEnded(f"past limits.job_timeout_s ({spec.limits.job_timeout_s:g} s)")
         if ended is not None and ended():
-            raise JobEnded("the job was stopped")
+            raise JobEnded("the job was stopped or given up on")
         yield output
 
 
