@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import io
+import re
 import zlib
 
 import numpy as np
@@ -65,6 +66,22 @@ _DAMAGE_WARNINGS = ("Premature end of JPEG file", "Corrupt JPEG data: ", "Incons
 _SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC9, 0xCA}
 _PROGRESSIVE_SOF = {0xC2, 0xCA}
 
+# A scan bomb: libjpeg passes over every block of the image for each scan, however little
+# data the scan holds (a progressive scan can end every block with one short EOB run). 883
+# tiny scans make a valid 162 KB 7000x7000 JPEG that takes 7.4 s to decode; libjpeg-turbo's
+# answer is a scan limit (djpeg -maxscans), which simplejpeg does not expose. libjpeg's
+# standard progressive scripts use about 10 scans, mozjpeg's optimised ones a few dozen: 100
+# leaves ample room, and 100 such scans at 7000x7000 cost ~0.6 s, as a real image that size
+# does anyway.
+_MAX_SCANS = 100
+# Marker segments walked to count scans exactly: a real file has a handful of header
+# segments and one or two (DHT, SOS) per scan; more is a file built to make the walk slow.
+_MAX_SEGMENTS = 4 * _MAX_SCANS
+# A marker: FF and a code. In entropy-coded data FF is followed by 00 (a stuffed FF) or by a
+# restart marker D0-D7, both part of the scan; FF FF is fill before a marker.
+_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_STANDALONE = {0x01, *range(0xD0, 0xDA)}  # TEM, RSTn, SOI, EOI: no length field
+
 _SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 _WHITE = (255, 255, 255)
 
@@ -74,7 +91,8 @@ class DecodeError(ValueError):
 
     str(e) is the human-readable reason recorded per image in job.json, e.g. 'truncated JPEG',
     'not an image (looks like HTML)', 'empty file',
-    'image too large: 20000x20000 pixels > limit 50000000', 'file too large: N bytes > limit M'.
+    'image too large: 20000x20000 pixels > limit 50000000', 'file too large: N bytes > limit M',
+    'too many JPEG scans: 883 > limit 100 (a scan bomb)'.
     """
 
 
@@ -100,6 +118,8 @@ def load_image(
     if len(data) > max_bytes:
         raise DecodeError(f"file too large: {len(data)} bytes > limit {max_bytes}")
     fmt = _sniff(data)
+    if fmt == "JPEG":
+        _check_scan_count(data)  # before either decoder: both pass over the image per scan
     if fmt == "JPEG" and (image := _decode_jpeg_direct(data, size, max_pixels)) is not None:
         return image
     try:
@@ -203,6 +223,40 @@ def _strict_jpeg(data: bytes, colorspace: str, **scale: int) -> np.ndarray | Non
     if not _scans_complete(data):
         raise DecodeError("truncated JPEG: the scans end before every coefficient is complete")
     return image
+
+
+def _check_scan_count(data: bytes) -> None:
+    """DecodeError for a JPEG of more than _MAX_SCANS scans (a scan bomb), before it is decoded.
+
+    Every scan starts with FF DA, and FF DA cannot occur in entropy-coded data, so counting it
+    never misses a scan: in NumPy, ~25 us for a 1280x720 frame (bytes.count: ~130 us, a
+    marker walk: ~70 us; decoding it to 160x90: ~1.4 ms). The count can be too high: FF DA
+    also occurs in APP segments (an EXIF thumbnail's scans) and after the image's end (the
+    video of a Motion Photo: ~one per 64 KB of it). Refusing on it alone would refuse such
+    photos, so a count over the limit is confirmed by walking the markers as libjpeg does.
+    """
+    array = np.frombuffer(data, np.uint8)
+    marked = int(np.count_nonzero(array[np.flatnonzero(array[1:] == 0xDA)] == 0xFF))
+    if marked > _MAX_SCANS and _scans_over_limit(data):
+        raise DecodeError(f"too many JPEG scans: {marked} > limit {_MAX_SCANS} (a scan bomb)")
+
+
+def _scans_over_limit(data: bytes) -> bool:
+    """Whether libjpeg would read more than _MAX_SCANS scans: SOS markers from SOI to EOI,
+    each segment skipped by its length, each scan's data up to the next marker. A walk past
+    _MAX_SEGMENTS segments counts as over: no real JPEG has that many."""
+    scans, at = 0, 2
+    for _ in range(_MAX_SEGMENTS):
+        if (found := _MARKER.search(data, at)) is None:
+            return False
+        at, marker = found.start(), data[found.start() + 1]
+        if marker == 0xD9:  # EOI: what follows is not this image
+            return False
+        scans += marker == 0xDA
+        if scans > _MAX_SCANS:
+            return True
+        at += 2 if marker in _STANDALONE else 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    return True
 
 
 def _scans_complete(data: bytes) -> bool:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import simplejpeg
 from PIL import ExifTags, Image, ImageFile
 
 from motoray import imageio
@@ -104,6 +105,52 @@ def test_bomb_does_not_depend_on_or_change_pillow_globals(bad_dir: Path) -> None
     finally:
         Image.MAX_IMAGE_PIXELS = before
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def _scan_bomb(point_transform: int) -> bytes:
+    """A valid 16x16 grey progressive JPEG of 1 + 63 * (point_transform + 1) scans: every
+    AC coefficient in scans of its own, refined bit by bit, each block one EOB. A scan bomb in
+    miniature: at 7000x7000, 883 such scans take seconds to decode."""
+
+    def segment(marker: int, payload: bytes) -> bytes:
+        return bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+    def scan(first: int, last: int, high: int, low: int) -> bytes:
+        # One component, tables 0; four blocks of one 0 bit (DC: no change; AC: end of
+        # block), padded with 1s.
+        return segment(0xDA, bytes([1, 1, 0x00, first, last, high << 4 | low])) + b"\x0f"
+
+    one_code = bytes([1] + [0] * 15 + [0])  # one code of 1 bit, for symbol 0
+    data = b"\xff\xd8" + segment(0xDB, bytes([0] + [1] * 64))
+    data += segment(0xC2, bytes([8, 0, 16, 0, 16, 1, 1, 0x11, 0]))  # progressive, 16x16, grey
+    data += segment(0xC4, b"\x00" + one_code) + segment(0xC4, b"\x10" + one_code)
+    data += scan(0, 0, 0, 0)
+    for k in range(1, 64):
+        data += scan(k, k, 0, point_transform)
+        data += b"".join(scan(k, k, low + 1, low) for low in reversed(range(point_transform)))
+    return data + b"\xff\xd9"
+
+
+def test_a_scan_bomb_is_refused_before_decoding() -> None:
+    """Over 100 scans is refused (libjpeg would pass over the whole image for each); a real
+    progressive JPEG, and FF DA bytes that are not scans (after the end), are not."""
+    bomb = _scan_bomb(1)
+    assert simplejpeg.decode_jpeg(bomb, "GRAY", strict=True).shape == (16, 16, 1)  # valid
+    with pytest.raises(DecodeError, match=r"^too many JPEG scans: 127 > limit 100"):
+        load_image(bomb)
+    assert load_image(_scan_bomb(0)).shape == (16, 16, 3)  # 64 scans
+
+    buffer = io.BytesIO()
+    Image.fromarray(render_frame(3, (320, 180))).save(buffer, "JPEG", progressive=True)
+    progressive = buffer.getvalue()
+    assert 5 <= progressive.count(b"\xff\xda") <= 20  # libjpeg's standard script
+    assert load_image(progressive).shape == (180, 320, 3)
+    # A Motion Photo's video after the end holds FF DA bytes: counted, but not scans.
+    assert load_image(progressive + b"\xff\xda" * 150).shape == (180, 320, 3)
+    # A walk that long is refused rather than taken: no real JPEG has 400 segments.
+    comments = b"\xff\xfe\x00\x02" * 400
+    with pytest.raises(DecodeError, match="too many JPEG scans"):
+        load_image(progressive[:2] + comments + progressive[2:] + b"\xff\xda" * 150)
 
 
 def test_mutated_files_never_raise_anything_but_decode_error(good_dir: Path) -> None:
