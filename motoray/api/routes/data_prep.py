@@ -20,7 +20,8 @@ from motoray.record import Outcome
 from motoray.spec import RequestError, outputs_per_image, parse_for, parse_json, parse_one_for
 
 MAX_BODY_BYTES = 1024 * 1024
-JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# fullmatch, not `$`: `$` also matches before a trailing newline ("<id>%0A").
+JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 FAILURES_SHOWN = 20
 MAX_WAIT_S = 60  # GET ?wait_s=: well inside the clients' and proxies' usual read timeouts
 
@@ -160,7 +161,7 @@ async def get_job(
         "instead of polling",
     ),
 ) -> JobStatus:
-    if wait_s and JOB_ID.match(job_id):
+    if wait_s and JOB_ID.fullmatch(job_id):
         await jobs.until_ended(job_id, wait_s)
     return await run_in_threadpool(lambda: _status(_known(job_id, jobs.status)))
 
@@ -182,7 +183,7 @@ def stop_job(job_id: str, jobs: JobsDep) -> JobStatus:
 
 
 def _known(job_id: str, lookup) -> JobState:
-    state = lookup(job_id) if JOB_ID.match(job_id) else None
+    state = lookup(job_id) if JOB_ID.fullmatch(job_id) else None
     if state is None:
         raise ApiError(404, f"unknown job {clip(job_id, 130)!r}")
     return state
