@@ -98,11 +98,15 @@ class _PortTaken(RuntimeError):
 
 def _ray_start(ray_cli, env, num_cpus, dashboard, timeout) -> LocalRay:
     temp_dir = tempfile.mkdtemp(prefix="motoray-ray-")
-    gcs, agent, client = free_port(), free_port(), free_port()
+    gcs, client = free_port(), free_port()
+    # The job agent's port: 0, the agent binds whatever is free. A port picked here can be
+    # taken before the agent binds it (by any connection's local port), and then the agent
+    # stays up without its HTTP server: every job submission fails (seen once in CI, every
+    # POST a 503). A GCS port taken makes `ray start` fail, and it is tried again.
     command = [
         *ray_cli, "start", "--head", "--block", "--disable-usage-stats",
         f"--port={gcs}", f"--dashboard-port={dashboard}", "--include-dashboard=true",
-        f"--dashboard-agent-listen-port={agent}", f"--ray-client-server-port={client}",
+        "--dashboard-agent-listen-port=0", f"--ray-client-server-port={client}",
         f"--temp-dir={temp_dir}",
     ]  # fmt: skip
     if num_cpus is not None:

@@ -106,7 +106,7 @@ def start_head(work: Path, env: dict[str, str], max_workers: int, idle_minutes: 
     from ray.util import get_node_ip_address
 
     ip = get_node_ip_address()  # what the head advertises, and worker nodes dial
-    ports = {name: free_port() for name in ("gcs", "dashboard", "client", "agent")}
+    ports = {name: free_port() for name in ("gcs", "dashboard", "client")}
     config = work / "autoscaling.yaml"
     config.write_text(
         yaml.safe_dump(autoscaling_config(f"{ip}:{ports['gcs']}", max_workers, idle_minutes))
@@ -119,7 +119,7 @@ def start_head(work: Path, env: dict[str, str], max_workers: int, idle_minutes: 
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={ports['dashboard']}",
         f"--ray-client-server-port={ports['client']}",
-        f"--dashboard-agent-listen-port={ports['agent']}",
+        "--dashboard-agent-listen-port=0",  # taken meanwhile, it would disable job submission
         f"--temp-dir={work / 'ray'}",
         f"--autoscaling-config={config}",
     ]  # fmt: skip
