@@ -49,6 +49,14 @@ class YoloAnnotations(_Strict):
     format: Literal["yolo"]
     classes: list[str] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _distinct(self) -> YoloAnnotations:
+        # Boxes are matched to categories by name: two classes of one name would be one.
+        twice = sorted({name for name in self.classes if self.classes.count(name) > 1})
+        if twice:
+            raise ValueError(f"classes must be distinct names: {', '.join(twice)} twice")
+        return self
+
 
 Annotations = Annotated[CocoAnnotations | YoloAnnotations, Field(discriminator="format")]
 
@@ -100,6 +108,8 @@ class SourceConfig(_Strict):
         if self.kind == "images" and self.frames is not None:
             raise ValueError("frames is for `kind: video` sources")
         if self.kind == "video":
+            if self.annotations is not None:  # boxes are matched to image files, not frames
+                raise ValueError("annotations are for `kind: images` sources")
             if self.frames is None:
                 raise ValueError("a video source needs frames, e.g. frames: {every_s: 0.5}")
             if "extensions" not in self.model_fields_set:

@@ -119,3 +119,21 @@ def test_image_grouping_is_refused_on_a_video_source():
     with pytest.raises(ValueError) as info:
         source.place(parse_one(_split("image"), config), config, [], videos=videos)
     assert str(info.value).startswith('group_by "image" on a video source would put frames')
+
+
+def test_a_video_source_takes_no_annotations():
+    """Boxes are matched to image files; on a video source they crashed every job."""
+    annotated = {**video(every_s=1), "annotations": {"format": "yolo", "classes": ["bike"]}}
+    assert refused(annotated) == (
+        "sources.broadcast",
+        "Value error, annotations are for `kind: images` sources",
+    )
+
+
+def test_yolo_classes_are_distinct_names():
+    """Boxes are matched to categories by name: [bike, bike] relabelled every box."""
+    yolo = {"uri": "race/", "annotations": {"format": "yolo", "classes": ["bike", "car", "bike"]}}
+    assert refused(yolo) == (
+        "sources.broadcast.annotations.yolo",
+        "Value error, classes must be distinct names: bike twice",
+    )
