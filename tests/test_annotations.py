@@ -130,6 +130,19 @@ BAD_COCO = [
         {"annotations": [{"id": 1, "image_id": 1, "category_id": 7}]},
         "annotations[0]: bbox must be 4 finite numbers",
     ),
+    # Found by a hostile audit: these failed the job with OverflowError or RecursionError,
+    # naming no file, and plan/preview answered 503.
+    (
+        "huge-bbox-int",
+        {"annotations": [{"id": 1, "image_id": 1, "category_id": 7, "bbox": [10**400, 0, 1, 1]}]},
+        "annotations[0]: bbox must be 4 finite numbers",
+    ),
+    (
+        "huge-width",
+        {"images": [{"id": 1, "file_name": "a.jpg", "width": 10**400, "height": 36}]},
+        "images[0]: needs a positive integer width and height",
+    ),
+    ("too-deep", b'{"images": ' + b"[" * 200_000 + b"]" * 200_000 + b"}", "nested too deeply"),
 ]  # fmt: skip
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -28,6 +27,8 @@ from motoray.annotations.model import (
 from motoray.storage import Storage
 
 FOLDER = "annotations"  # in the job folder: annotations/<split>.json
+# No real image's side or coordinate: a bigger int would not even convert to a float.
+_BIG = 2**31
 
 
 def split_file(split: str) -> str:
@@ -52,6 +53,8 @@ def parse(data: bytes, path: str, keys: set[str]) -> SourceAnnotations:
         ) from None
     except UnicodeDecodeError as e:
         raise AnnotationError(f"{path}: not UTF-8 text: {e.reason}") from None
+    except RecursionError:
+        raise AnnotationError(f"{path}: nested too deeply to be a COCO file") from None
     if not isinstance(document, dict):
         kind = type(document).__name__
         raise AnnotationError(f"{path}: a COCO file is a JSON object, got {kind}")
@@ -131,7 +134,7 @@ def _images(entries: list, keys: set[str], problems: list[str]) -> dict[int, tup
         width, height = entry.get("width"), entry.get("height")
         if not _is_int(image_id) or not isinstance(name, str):
             problems.append(f"{where}: needs an integer id and a file_name")
-        elif not (_is_int(width) and _is_int(height) and width > 0 and height > 0):
+        elif not (_is_int(width) and _is_int(height) and 0 < width < _BIG and 0 < height < _BIG):
             problems.append(f"{where}: needs a positive integer width and height")
         elif image_id in images or _key(name) in named:
             problems.append(f"{where}: id {image_id} or file_name {name!r} is used twice")
@@ -148,7 +151,7 @@ def _box(bbox: Any, width: int, height: int, where: str, problems: list[str]):
         isinstance(bbox, list)
         and len(bbox) == 4
         and all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox)
-        and all(math.isfinite(v) for v in bbox)
+        and all(-_BIG < v < _BIG for v in bbox)  # False for NaN and infinities too
     ):
         problems.append(f"{where}: bbox must be 4 finite numbers [x, y, width, height]")
         return None

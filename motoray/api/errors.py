@@ -123,8 +123,11 @@ def _out_of_memory(e: Exception) -> bool:
 
 def _ray_unreachable(e: Exception) -> bool:
     """Ray's job server or GCS down or restarting: the service's fault, and temporary.
-    (jobs.RayJobs turns the job server's own 5xx into RayUnavailable, a ConnectionError.)"""
+    (jobs.RayJobs turns the job server's own 5xx into RayUnavailable, a ConnectionError.)
+    Not a task's own error (RayTaskError): Ray ran the task, and "retry later" would lie."""
     import requests
-    from ray.exceptions import GetTimeoutError, RayError
+    from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
+    if isinstance(e, RayTaskError):
+        return False
     return isinstance(e, ConnectionError | requests.ConnectionError | GetTimeoutError | RayError)

@@ -174,3 +174,19 @@ def test_unknown_routes_and_methods(app_api, method, path, status):
     response = app_api.request(method, path)
     assert response.status_code == status
     assert "error" in response.json()
+
+
+def test_only_ray_itself_being_down_is_a_503():
+    """A task that ran and raised (an annotation file's OverflowError, say) is not "Ray
+    unreachable; retry later": retrying changes nothing. A hostile audit got that 503."""
+    from ray.exceptions import GetTimeoutError, RayTaskError
+
+    from motoray.api.errors import _ray_unreachable
+    from motoray.jobs import RayUnavailable
+
+    task_error = RayTaskError(
+        "plan", "traceback", OverflowError("int too large")
+    ).as_instanceof_cause()
+    assert not _ray_unreachable(task_error)
+    assert _ray_unreachable(GetTimeoutError("no answer"))
+    assert _ray_unreachable(RayUnavailable("job server: status code 500"))
