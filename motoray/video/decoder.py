@@ -93,6 +93,15 @@ class Video:
         self.seek_error: str | None = None  # FFmpeg's reason, when a seek failed outright
         self._open()
 
+    def oversized(self, width: int, height: int) -> str | None:
+        """Why frames of this size are refused; None if they are not."""
+        if width * height <= self._max_pixels:
+            return None
+        return (
+            f"frames too large: {width}x{height} pixels > limit {self._max_pixels} "
+            "(limits.max_image_pixels)"
+        )
+
     def _open(self) -> None:
         self._file.seek(0)
         try:
@@ -108,12 +117,9 @@ class Video:
         if context is None or not context.codec.is_decoder:
             self.close_container()
             raise VideoError("unsupported codec: FFmpeg has no decoder for its video stream")
-        if context.width * context.height > self._max_pixels:
+        if error := self.oversized(context.width, context.height):
             self.close_container()
-            raise VideoError(
-                f"frames too large: {context.width}x{context.height} pixels > limit "
-                f"{self._max_pixels} (limits.max_image_pixels)"
-            )
+            raise VideoError(error)
         context.thread_type = "AUTO"
         context.thread_count = DECODE_THREADS
         context.options = {"err_detect": "explode"}
@@ -344,6 +350,9 @@ def _decoded(
             for frame in frames:
                 if frame.pts is None:
                     yield _Error(None, "a frame without a presentation time")
+                elif error := video.oversized(frame.width, frame.height):
+                    # Checked at open too; a stream may change size midway (a TS of two).
+                    yield _Error(frame.pts, error)
                 else:
                     yield frame
 

@@ -165,3 +165,23 @@ def test_frames_over_the_pixel_limit_are_refused_before_decoding(clips, tmp_path
     assert {r["error"] for r in rows} == {
         "frames too large: 320x180 pixels > limit 57599 (limits.max_image_pixels)"
     }
+
+
+def test_frames_that_grow_past_the_pixel_limit_midway_are_refused(tmp_path):
+    """A stream checked at open may change size later: an MPEG-TS of a small clip then a
+    big one once gave 8192x8192 outputs past a 50 Mpx limit. Each frame is checked."""
+    folder = tmp_path / "switch"
+    folder.mkdir()
+    small, big = tmp_path / "small.ts", tmp_path / "big.ts"
+    write_clip(small, render_clip(0, 25, (64, 36)), [Fraction(i, FPS) for i in range(25)], FPS)
+    times = [Fraction(i, FPS) for i in range(25)]
+    write_clip(big, render_clip(0, 25, SIZE), times, FPS, start=Fraction(2))
+    (folder / "switch.ts").write_bytes(small.read_bytes() + big.read_bytes())
+    config = video_config(folder, tmp_path / "out", every_s=0.2)
+    config.limits.max_image_pixels = 64 * 36
+    rows, _ = outputs_in_memory(config, request())
+    refused = [r["error"] for r in rows if r.get("error")]
+    width, height = SIZE
+    too_large = f"frames too large: {width}x{height} pixels > limit 2304 (limits.max_image_pixels)"
+    assert refused and all(error.endswith(too_large) for error in refused), refused
+    assert any(not r.get("error") for r in rows)  # the small clip's frames are kept
