@@ -4,6 +4,7 @@ bad annotation files, each refused with the file and the line or entry it is wro
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -186,6 +187,16 @@ def test_bad_yolo_lines_name_the_file_and_the_line(tmp_path, case, text, message
     with pytest.raises(AnnotationError) as info:
         _load(tmp_path, YOLO)
     assert str(info.value).startswith(f"labels/b.txt: {message}"), str(info.value)
+
+
+def test_a_label_file_the_storage_refuses_is_named(tmp_path):
+    """A FIFO where a label file should be failed the job without naming it."""
+    _image(tmp_path / "images" / "a.jpg")
+    (tmp_path / "labels").mkdir()
+    os.mkfifo(tmp_path / "labels" / "a.txt")
+    with pytest.raises(AnnotationError) as info:
+        _load(tmp_path, YOLO)
+    assert str(info.value) == "labels/a.txt: refused: a FIFO, not a regular file"
 
 
 @pytest.mark.usefixtures("ray_local")

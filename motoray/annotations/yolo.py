@@ -25,7 +25,7 @@ from motoray.annotations.model import (
     SourceAnnotations,
     problems_message,
 )
-from motoray.storage import Storage
+from motoray.storage import Refused, Storage
 
 LABEL_EXTENSION = ".txt"
 DATA_FILE = "data.yaml"
@@ -55,7 +55,7 @@ def read(
     labels = set(storage.list((LABEL_EXTENSION,)))
     found = {key: path for key in keys if (path := label_key(key, labels)) is not None}
     with ThreadPoolExecutor(READ_THREADS) as pool:
-        texts = dict(zip(found, pool.map(lambda p: storage.read(p, max_bytes), found.values())))
+        texts = dict(zip(found, pool.map(lambda p: _read(storage, p, max_bytes), found.values())))
     boxes, problems = {}, []
     for key, path in found.items():
         try:
@@ -67,6 +67,14 @@ def read(
         raise AnnotationError(problems[0] + more)
     categories = tuple(Category(i + 1, name) for i, name in enumerate(classes))
     return SourceAnnotations("yolo", categories, boxes)
+
+
+def _read(storage: Storage, path: str, max_bytes: int) -> bytes:
+    """A label file's bytes; one the storage refuses (a FIFO, too large) is named."""
+    try:
+        return storage.read(path, max_bytes)
+    except Refused as e:
+        raise AnnotationError(f"{path}: {e}") from None
 
 
 def parse(data: bytes, path: str, classes: int) -> ImageBoxes:
