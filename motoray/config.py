@@ -8,6 +8,7 @@ same config works from any working directory.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -52,7 +53,7 @@ class YoloAnnotations(_Strict):
     @model_validator(mode="after")
     def _distinct(self) -> YoloAnnotations:
         # Boxes are matched to categories by name: two classes of one name would be one.
-        twice = sorted({name for name in self.classes if self.classes.count(name) > 1})
+        twice = sorted(name for name, n in Counter(self.classes).items() if n > 1)
         if twice:
             raise ValueError(f"classes must be distinct names: {', '.join(twice)} twice")
         return self

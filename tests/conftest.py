@@ -143,6 +143,17 @@ def copy_frames(frames: Path, folder: Path, count: int) -> list[Path]:
     return [Path(shutil.copy(path, folder)) for path in sorted(frames.glob("*.jpg"))[:count]]
 
 
+def full_hd_jitter(outputs_per_image: int, name: str = "MotoGP") -> dict:
+    """A request whose every image makes `outputs_per_image` jittered full-HD outputs: about
+    30 ms each here, so a few frames hold a task for many seconds (stop and timeout tests)."""
+    jitter = {"brightness": [0.5, 1.5], "target_count": outputs_per_image}
+    return {
+        "name": name,
+        "input_image_size": [1920, 1080],
+        "augmentations": [{"COLOR_JITTER": jitter}],
+    }
+
+
 def parse_one(body: dict, config: Config | None = None):
     """A request body validated as the service would, against `config`'s operators."""
     from motoray.ops import operators_for

@@ -28,7 +28,14 @@ from motoray.pipeline.jobspec import job_spec
 from motoray.record import Counts
 from motoray.storage import LocalStorage
 from motoray.storage.s3 import S3Storage, s3_client
-from tests.conftest import EXAMPLES, copy_frames, outputs_in_memory, parse_one, run_job
+from tests.conftest import (
+    EXAMPLES,
+    copy_frames,
+    full_hd_jitter,
+    outputs_in_memory,
+    parse_one,
+    run_job,
+)
 from tests.s3server import FAKE_AWS_ENV, S3Endpoint, s3_endpoint, serve_wsgi  # noqa: F401
 
 
@@ -294,11 +301,7 @@ def test_task_bytes_bounds_the_pixels_a_task_holds(frames, make_config):
 
 # Two frames that each make 500 full-HD jittered outputs: many seconds of work per image, so
 # one task runs far past a time limit of 4 s (which leaves a cold dataset time to start).
-HEAVY = {
-    "name": "MotoGP",
-    "input_image_size": [1920, 1080],
-    "augmentations": [{"COLOR_JITTER": {"brightness": [0.5, 1.5], "target_count": 500}}],
-}
+HEAVY = full_hd_jitter(500)
 
 
 def output_files(job_dir: Path) -> set[str]:

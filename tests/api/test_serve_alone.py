@@ -34,7 +34,7 @@ from motoray.commands import bin_dir
 from motoray.pipeline.layout import JOB_FILE
 from motoray.waiting import wait_until
 from tests.api.conftest import motoray_bin, self_signed, stop_service, wait_for
-from tests.conftest import EXAMPLES, REPO
+from tests.conftest import EXAMPLES, REPO, full_hd_jitter
 
 pytestmark = pytest.mark.slow
 
@@ -49,11 +49,7 @@ PRINTED = re.compile(
 # the machine's speed swings; the stop ends their tasks at their next output. (60 x 1000
 # crops of 192x192 were not: in one CI run the first job had made all 60 images when the
 # shutdown came, 6 s after it started, and the shutdown reported 1 unfinished job of 2.)
-LONG_JOB = {
-    "name": "MotoGP",
-    "input_image_size": [1920, 1080],
-    "augmentations": [{"COLOR_JITTER": {"brightness": [0.5, 1.5], "target_count": 1000}}],
-}
+LONG_JOB = full_hd_jitter(1000)
 
 
 @dataclass
