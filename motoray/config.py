@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
 
 DEFAULT_CONFIG = "motoray.yaml"
 TOKEN_ENV = "MOTORAY_API_TOKEN"
@@ -80,6 +80,16 @@ class FrameSampling(_Strict):
     end_s: float | None = Field(None, gt=0, allow_inf_nan=False, multiple_of=_MS)
     # Seconds of video one task decodes. Changes how work is cut, never an output byte.
     range_s: float = Field(60, ge=0.1, allow_inf_nan=False, multiple_of=_MS)
+    # Frames as a player shows them. Interlaced frames through FFmpeg's bwdif: those the
+    # decoder flags (or all of a stream whose field order says so) under `auto`, every frame
+    # under `always`, none under `off`.
+    deinterlace: Literal["auto", "off", "always"] = "auto"
+    # Non-square pixels resampled to the display width (as players show them); false: kept
+    # as coded, with the ratio in the manifest's `display`.
+    square_pixels: bool = True
+    # The container's stream index to decode; default: the one ffmpeg picks (the largest
+    # picture, a default-disposition stream first).
+    stream: NonNegativeInt | None = None
 
     @model_validator(mode="after")
     def _one_rule(self) -> FrameSampling:

@@ -94,8 +94,9 @@ def run_job(
     try:
         telemetry = JobTelemetry(config.logging, inputs.job_id, request.name)
         telemetry.log("started", f"job {inputs.job_id} started", output=job_dir.uri)
-        storage, keys = source.list_source(request, config)
-        videos = source.probe(request, config, storage, keys)  # a video source: metadata
+        storage, listed_versions = source.list_versions(request, config)
+        keys = list(listed_versions)
+        videos = source.probe(request, config, storage, keys, listed_versions)  # videos' metadata
         images = source.image_count(keys, videos)
         listed = time.time()
         mark("listed")
@@ -113,7 +114,7 @@ def run_job(
         spec = job_spec(request, config, storage, job_dir, boxes)
         spec = dataclasses.replace(spec, job_id=inputs.job_id, deadline=deadline)
         ray_data.ship_plugins(config.operators)
-        items = source.items(keys, assignment, boxes=boxes, videos=videos)
+        items = source.items(keys, assignment, boxes=boxes, videos=videos, versions=listed_versions)
         record.counts, record.failures, outputs, files = _process(
             spec,
             items,

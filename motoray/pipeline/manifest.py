@@ -30,12 +30,15 @@ ROWS_SCHEMA = pa.schema(
         ("shard", pa.string()),  # webdataset: the tar that holds output_path (a member name)
         ("video", pa.string()),  # a video source: the frame's video (source_path = video#t=ms)
         ("time_ms", pa.int64()),  # and its presentation time, ms from the video's start
+        # and what was done to show it as a player does (JSON: deinterlace, orientation,
+        # sar, square_pixels)
+        ("display", pa.string()),
         ("error", pa.string()),  # set on the one row of an image that failed
         ("skipped", pa.string()),  # an output not made, and why (no row in the manifest)
     ]
 )
 BOX_COLUMNS = ["boxes", "boxes_dropped"]
-VIDEO_COLUMNS = ["video", "time_ms"]
+VIDEO_COLUMNS = ["video", "time_ms", "display"]
 MANIFEST_COLUMNS = [
     f.name
     for f in ROWS_SCHEMA
@@ -64,7 +67,9 @@ def sample_record(row: dict) -> bytes:
     record = {field: row[field] for field in fields} | {"params": json.loads(row["params"])}
     if "boxes" in row:
         record |= {"boxes": json.loads(row["boxes"]), "boxes_dropped": row["boxes_dropped"]}
-    record |= {field: row[field] for field in VIDEO_COLUMNS if row.get(field) is not None}
+    record |= {field: row[field] for field in ("video", "time_ms") if row.get(field) is not None}
+    if row.get("display"):
+        record["display"] = json.loads(row["display"])
     return json.dumps(record, sort_keys=True).encode()
 
 

@@ -38,7 +38,7 @@ WARMED_WORKERS = 16  # at most, by warm_workers
 UNREAD_WAIT_S = 60  # a small job that ends early waits this long for its other tasks
 ASK_BOARD_EVERY_S = 1.0  # how often a task asks whether its job has ended
 PLACEMENT = ("split", "label", "group")
-COLUMNS = ("key", *PLACEMENT, "boxes", "span")  # what an item travels as
+COLUMNS = ("key", *PLACEMENT, "boxes", "span", "version")  # what an item travels as
 
 
 def ship_plugins(config: OperatorsConfig) -> None:
@@ -198,7 +198,8 @@ def _columns(item: Item) -> dict[str, str]:
     boxes = "" if item.boxes is None else item.boxes.to_json()
     span = "" if item.span is None else ",".join("" if t is None else str(t) for t in item.span)
     placement = {c: v or "" for c, v in item.placement().items()}
-    return {"key": item.key, **placement, "boxes": boxes, "span": span}
+    version = item.version or ""
+    return {"key": item.key, **placement, "boxes": boxes, "span": span, "version": version}
 
 
 def _items(columns: dict[str, Sequence[str]]) -> list[Item]:
@@ -210,8 +211,9 @@ def _items(columns: dict[str, Sequence[str]]) -> list[Item]:
             group or None,
             ImageBoxes.from_json(b) if b else None,
             _span(span),
+            version or None,
         )
-        for key, split, label, group, b, span in zip(*(columns[c] for c in COLUMNS))
+        for key, split, label, group, b, span, version in zip(*(columns[c] for c in COLUMNS))
     ]
 
 

@@ -31,15 +31,25 @@ class Item:
     # A video source: the time range of the video `key` this item stands for ([start, end)
     # in ms from its start; None: open), whose sampled frames are the images.
     span: tuple[int | None, int | None] | None = None
+    # The version of `key` listed or probed, which is the one read (None: any).
+    version: str | None = None
+    # A video frame: what was done to show it as a player does (display.Shown, as JSON).
+    display: str | None = None
 
     def placement(self) -> dict[str, str | None]:
         return {"split": self.split, "label": self.label, "group": self.group}
 
 
 def list_source(request: RequestBase, config: Config) -> tuple[Storage, list[str]]:
+    storage, versions = list_versions(request, config)
+    return storage, list(versions)
+
+
+def list_versions(request: RequestBase, config: Config) -> tuple[Storage, dict[str, str | None]]:
+    """The listing, each key with the version listed (what a job's tasks then read)."""
     source_config = config.sources[request.name]
     source = open_storage(source_config.uri, config.source_s3(request.name))
-    return source, source.list(tuple(source_config.extensions))
+    return source, source.list_versions(tuple(source_config.extensions))
 
 
 def read_annotations(
@@ -56,9 +66,14 @@ def read_annotations(
 
 
 def probe(
-    request: RequestBase, config: Config, storage: Storage, keys: list[str]
+    request: RequestBase,
+    config: Config,
+    storage: Storage,
+    keys: list[str],
+    versions: dict[str, str | None] | None = None,
 ) -> VideoPlan | None:
-    """A video source: every video's metadata (no frame decoded). None for images."""
+    """A video source: every video's metadata (no frame decoded), read from the version
+    listed. None for images."""
     source_config = config.sources[request.name]
     if source_config.kind != "video":
         return None
@@ -66,7 +81,8 @@ def probe(
 
     split = request.train_test_split
     group_by = split.group_by if split is not None else None
-    return probe_all(storage, keys, source_config.frames, group_by, config.limits.max_image_pixels)
+    limit = config.limits.max_image_pixels
+    return probe_all(storage, keys, source_config.frames, group_by, limit, versions or {})
 
 
 def image_count(keys: list[str], videos: VideoPlan | None) -> int:
@@ -100,14 +116,21 @@ def items(
     assignment: Assignment,
     boxes: SourceAnnotations | None = None,
     videos: VideoPlan | None = None,
+    versions: dict[str, str | None] | None = None,
 ) -> list[Item]:
+    """Every image (every time range of every video) with its placement and the version of
+    its object to read (the probed one for a video)."""
     if videos is not None:  # one item per time range of every video
         return [
-            Item(key, **assignment.placement(unit), span=span)
+            Item(key, **assignment.placement(unit), span=span, version=videos.version(key))
             for key, unit, span in videos.ranges(keys)
         ]
     found = {} if boxes is None else boxes.boxes
-    return [Item(key, **assignment.placement(key), boxes=found.get(key)) for key in keys]
+    versions = versions or {}
+    return [
+        Item(key, **assignment.placement(key), boxes=found.get(key), version=versions.get(key))
+        for key in keys
+    ]
 
 
 def sample(
@@ -125,7 +148,7 @@ def sample(
     readable = [key for key in keys if not isinstance(videos.videos[key], str)]
     step = max(1, -(-len(readable) // count))
     return [
-        Item(key, **assignment.placement(unit), span=span)
+        Item(key, **assignment.placement(unit), span=span, version=videos.version(key))
         for key, unit, span in (videos.opening(key, count) for key in readable[::step][:count])
     ]
 

@@ -111,13 +111,13 @@ def _fetched(
     """Each item's bytes in order: on `pool`, running CHUNK_IMAGES ahead; without one, read
     here when needed. An error reading storage fails the task."""
     if pool is None:
-        yield from (_fetch(spec, item.key) for item in items)
+        yield from (_fetch(spec, item) for item in items)
         return
-    reads = deque(pool.submit(_fetch, spec, item.key) for item in items[:CHUNK_IMAGES])
+    reads = deque(pool.submit(_fetch, spec, item) for item in items[:CHUNK_IMAGES])
     for index in range(len(items)):
         yield reads.popleft().result()
         if index + CHUNK_IMAGES < len(items):
-            reads.append(pool.submit(_fetch, spec, items[index + CHUNK_IMAGES].key))
+            reads.append(pool.submit(_fetch, spec, items[index + CHUNK_IMAGES]))
 
 
 def _frames(spec: JobSpec, items: Sequence[Item]) -> Iterator[_Decoded | Output]:
@@ -347,17 +347,18 @@ def _encoded(
     }
     if boxes is not None:
         row["boxes"], row["boxes_dropped"] = boxes
-    if spec.frames is not None:
-        row |= video_frames.lineage(item.key)  # the video and the frame's time, as columns
+    if spec.frames is not None:  # the video, the frame's time, how it was shown, as columns
+        row |= video_frames.lineage(item.key) | {"display": item.display}
     return Output(row, data)
 
 
-def _fetch(spec: JobSpec, key: str) -> bytes | Exception:
-    """Read one source file on an I/O thread. What is wrong with the file (refused, gone
-    since listing) is returned, to be recorded per image; what is wrong with the storage
-    (access denied, I/O errors) is raised: it fails the job, it is not the image's fault."""
+def _fetch(spec: JobSpec, item: Item) -> bytes | Exception:
+    """Read one source file (the version listed) on an I/O thread. What is wrong with the
+    file (refused, gone or changed since listing) is returned, to be recorded per image; what
+    is wrong with the storage (access denied, I/O errors) is raised: it fails the job, it is
+    not the image's fault."""
     try:
-        return spec.source.read(key, spec.limits.max_file_bytes)
+        return spec.source.read(item.key, spec.limits.max_file_bytes, item.version)
     except (Refused, FileNotFoundError) as e:
         return e
 

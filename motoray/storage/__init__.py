@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from motoray.storage.base import IMAGE_EXTENSIONS, Refused, Storage
+from motoray.storage.base import IMAGE_EXTENSIONS, Changed, Refused, Storage
 from motoray.storage.local import LocalStorage
 from motoray.storage.memory import MemoryStorage
 
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "Changed",
     "LocalStorage",
     "MemoryStorage",
     "Refused",

@@ -13,6 +13,11 @@ class Refused(ValueError):
     a damaged file. (Access and I/O errors are OSErrors: they fail the job.)"""
 
 
+class Changed(Refused):
+    """The object is no longer the version the job listed or probed (replaced, grown or cut
+    short while the job ran): recorded per image or video, never read as a mix of two."""
+
+
 class Storage(Protocol):
     """A folder-like place addressed by relative keys ("a/b.jpg").
 
@@ -31,14 +36,24 @@ class Storage(Protocol):
         `read` will refuse are listed too, so that they are recorded, not silently skipped."""
         ...
 
-    def read(self, key: str, max_bytes: int | None = None) -> bytes:
-        """The object's bytes; Refused if it is not one motoray reads, or is larger than
-        `max_bytes` (checked before more than max_bytes + 1 bytes are read)."""
+    def list_versions(
+        self, extensions: tuple[str, ...] = IMAGE_EXTENSIONS
+    ) -> dict[str, str | None]:
+        """What `list` gives, each key with the version the listing saw (S3: its ETag), or
+        None where a listing does not say (local folders: a stat per file would cost)."""
         ...
 
-    def open(self, key: str) -> IO[bytes]:
+    def read(self, key: str, max_bytes: int | None = None, version: str | None = None) -> bytes:
+        """The object's bytes; Refused if it is not one motoray reads, or is larger than
+        `max_bytes` (checked before more than max_bytes + 1 bytes are read); Changed if it is
+        no longer `version` (None: any)."""
+        ...
+
+    def open(self, key: str, version: str | None = None) -> IO[bytes]:
         """A seekable binary file object over the object, for files read in place rather
-        than whole (videos); refuses what `read` refuses. The caller closes it."""
+        than whole (videos); refuses what `read` refuses. Every read is of one version: its
+        name is the file object's `version` (`version` if given: Changed if the object is
+        no longer it, then or at any later read). The caller closes it."""
         ...
 
     def size(self, key: str) -> int: ...

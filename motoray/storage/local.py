@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from motoray.storage.base import IMAGE_EXTENSIONS, Refused
+from motoray.storage.base import IMAGE_EXTENSIONS, Changed, Refused
 from motoray.storage.keys import safe_key
 
 _KINDS = {
@@ -67,8 +67,13 @@ class LocalStorage:
         # give the same key (both refused); listed twice, one key would be two images.
         return sorted(set(keys))
 
-    def read(self, key: str, max_bytes: int | None = None) -> bytes:
-        with self.open(key) as f:
+    def list_versions(
+        self, extensions: tuple[str, ...] = IMAGE_EXTENSIONS
+    ) -> dict[str, str | None]:
+        return dict.fromkeys(self.list(extensions))
+
+    def read(self, key: str, max_bytes: int | None = None, version: str | None = None) -> bytes:
+        with self.open(key, version) as f:
             info = os.fstat(f.fileno())
             if max_bytes is not None and info.st_size > max_bytes:
                 raise Refused(f"file too large: {info.st_size} bytes > limit {max_bytes}")
@@ -77,7 +82,7 @@ class LocalStorage:
             raise Refused(f"file too large: more than {max_bytes} bytes")
         return data
 
-    def open(self, key: str) -> BinaryIO:
+    def open(self, key: str, version: str | None = None) -> BinaryIO:
         if not _canonical(key):  # a name that is not UTF-8 is listed with backslashes
             raise Refused(
                 "refused: a name that is not UTF-8 text or has a backslash"
@@ -103,6 +108,12 @@ class LocalStorage:
             f.close()
             kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
             raise Refused(f"refused: {kind}, not a regular file")
+        # Its size and modification time name the version: a file rewritten in place or
+        # replaced since it was probed is refused, not read as a mix of two.
+        f.version = f"{info.st_size}-{info.st_mtime_ns}"
+        if version is not None and f.version != version:
+            f.close()
+            raise Changed(f"changed during the job: {_changes(version, info)}")
         return f
 
     def size(self, key: str) -> int:
@@ -152,6 +163,13 @@ class LocalStorage:
 
     def child(self, prefix: str) -> LocalStorage:
         return LocalStorage(self._path(prefix))
+
+
+def _changes(version: str, info: os.stat_result) -> str:
+    size = version.partition("-")[0]
+    if size != str(info.st_size):
+        return f"{size} bytes when probed, {info.st_size} now"
+    return "rewritten since it was probed (same size, new modification time)"
 
 
 def _unlistable(error: OSError) -> None:

@@ -32,7 +32,13 @@ class MemoryStorage:
             k[len(root) :] for k in self.files if k.startswith(root) and k.lower().endswith(wanted)
         )
 
-    def read(self, key: str, max_bytes: int | None = None) -> bytes:
+    def list_versions(
+        self, extensions: tuple[str, ...] = IMAGE_EXTENSIONS
+    ) -> dict[str, str | None]:
+        return dict.fromkeys(self.list(extensions))
+
+    def read(self, key: str, max_bytes: int | None = None, version: str | None = None) -> bytes:
+        # Versions are not kept: what tests and previews put here does not change under them.
         try:
             data = self.files[self._key(key)]
         except KeyError:
@@ -41,8 +47,10 @@ class MemoryStorage:
             raise Refused(f"file too large: {len(data)} bytes > limit {max_bytes}")
         return data
 
-    def open(self, key: str) -> io.BytesIO:
-        return io.BytesIO(self.read(key))
+    def open(self, key: str, version: str | None = None) -> io.BytesIO:
+        file = io.BytesIO(self.read(key))
+        file.version = version
+        return file
 
     def size(self, key: str) -> int:
         return len(self.read(key))

@@ -3,7 +3,8 @@
 What a video decoder reads is a few megabytes here and there of a file that may be tens of
 gigabytes: each task reads the blocks its time range needs (and the container's index), never
 the whole object. While one block is being read, the next one is already being fetched, so a
-sequential reader rarely waits for the network.
+sequential reader rarely waits for the network. A block shorter than the object's size says
+is an error (Changed), never a read that makes no progress.
 """
 
 from __future__ import annotations
@@ -13,18 +14,27 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from motoray.storage.base import Changed
+
 BLOCK_BYTES = 1024 * 1024  # one GET: ~10 ms of transfer at S3 speeds, against ~20 ms latency
 CACHED_BLOCKS = 4  # a demuxer jumps between the index and the data: keep a few
 
 
 class RangedReader(io.RawIOBase):
-    """`fetch(first, last)` returns bytes first..last (inclusive) of an object of `size`."""
+    """`fetch(first, last)` returns bytes first..last (inclusive) of an object of `size`,
+    named `where` in errors; `version` names the version `fetch` reads."""
 
     def __init__(
-        self, fetch: Callable[[int, int], bytes], size: int, block_bytes: int = BLOCK_BYTES
+        self,
+        fetch: Callable[[int, int], bytes],
+        size: int,
+        where: str = "",
+        version: str | None = None,
+        block_bytes: int = BLOCK_BYTES,
     ) -> None:
         super().__init__()
         self._fetch, self._size, self._block = fetch, size, block_bytes
+        self.where, self.version = where, version
         self._position = 0
         self._last = -2  # the block read last: reading ahead only once reads are sequential
         self._blocks: OrderedDict[int, Future[bytes]] = OrderedDict()
@@ -60,6 +70,13 @@ class RangedReader(io.RawIOBase):
 
     def _block_data(self, index: int) -> bytes:
         data = self._request(index).result()
+        expected = min(self._block, self._size - index * self._block)
+        if len(data) != expected:
+            raise Changed(
+                f"changed during the job: {self.where} gave {len(data)} bytes at offset "
+                f"{index * self._block} where {expected} were due (the object is "
+                f"{self._size} bytes)"
+            )
         sequential = index == self._last + 1
         if sequential and (index + 1) * self._block < self._size:
             self._request(index + 1)  # reading on: the next block is likely next

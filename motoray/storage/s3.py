@@ -14,7 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from motoray.config import S3Settings
-from motoray.storage.base import IMAGE_EXTENSIONS, Refused
+from motoray.storage.base import IMAGE_EXTENSIONS, Changed, Refused
 from motoray.storage.keys import safe_key
 from motoray.storage.ranged import RangedReader
 
@@ -29,6 +29,7 @@ _CLIENT_CONFIG = Config(
 _MISSING = {"NoSuchKey", "NoSuchBucket", "NotFound", "404"}
 _DENIED = {"AccessDenied", "Forbidden", "403"}
 _ALREADY_EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+_NOT_THAT_VERSION = {"PreconditionFailed", "412"}
 
 _clients: dict[tuple[Any, ...], Any] = {}
 _clients_lock = threading.Lock()
@@ -62,12 +63,20 @@ def _code(error: ClientError) -> str:
 
 
 @contextmanager
-def _os_errors(what: str) -> Iterator[None]:
-    """Turn S3 "not found" / "denied" into the errors a local folder raises."""
+def _os_errors(what: str, version: str | None = None) -> Iterator[None]:
+    """Turn S3 "not found" / "denied" into the errors a local folder raises, and a failed
+    If-Match on `version` into Changed."""
     try:
         yield
     except ClientError as e:
         code = _code(e)
+        if version is not None and code in _NOT_THAT_VERSION:
+            raise Changed(
+                f"changed during the job: {what} is no longer the object listed "
+                f"(ETag {_pinned(version)['IfMatch']})"
+            ) from None
+        if version is not None and code in _MISSING:
+            raise Changed(f"changed during the job: {what} was deleted") from None
         if code in _MISSING:
             raise FileNotFoundError(f"not found on S3 ({code}): {what}") from e
         if code in _DENIED:
@@ -113,18 +122,24 @@ class S3Storage:
         return {}
 
     def list(self, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[str]:
+        return list(self.list_versions(extensions))
+
+    def list_versions(
+        self, extensions: tuple[str, ...] = IMAGE_EXTENSIONS
+    ) -> dict[str, str | None]:
+        """Keys with their ETags: tasks read exactly what was listed (If-Match)."""
         wanted = tuple(e.lower() for e in extensions)
         root = f"{self.prefix}/" if self.prefix else ""
         pages = self._client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=root, PaginationConfig={"PageSize": LIST_PAGE_KEYS}
         )
-        keys = []
+        keys = {}
         try:
             for page in pages:
                 for obj in page.get("Contents", ()):
                     key = obj["Key"][len(root) :]
                     if key.lower().endswith(wanted) and not _hidden(key):
-                        keys.append(key)
+                        keys[key] = obj.get("ETag")
         except ClientError as e:
             if _code(e) == "NoSuchBucket":
                 raise FileNotFoundError(
@@ -134,15 +149,16 @@ class S3Storage:
             if _code(e) in _DENIED:  # a source that cannot be listed is no smaller source
                 raise PermissionError(f"access denied on S3: cannot list {self.uri}") from e
             raise
-        return sorted(keys)
+        return {key: keys[key] for key in sorted(keys)}
 
-    def read(self, key: str, max_bytes: int | None = None) -> bytes:
+    def read(self, key: str, max_bytes: int | None = None, version: str | None = None) -> bytes:
         if not _canonical(key):
             raise Refused("refused: a key with '..', '//', a leading '/' or a backslash")
         # One ranged GET, no HEAD: a larger object shows itself by its extra byte.
         extra = {} if max_bytes is None else {"Range": f"bytes=0-{max_bytes}"}
+        extra |= _pinned(version)
         try:
-            with _os_errors(f"{self.uri}/{key}"):
+            with _os_errors(f"{self.uri}/{key}", version):
                 response = self._client.get_object(Bucket=self.bucket, Key=self._key(key), **extra)
         except ClientError as e:
             if _code(e) == "InvalidRange":  # the range of an empty object
@@ -155,20 +171,31 @@ class S3Storage:
                 raise Refused(f"file too large: {total} bytes > limit {max_bytes}")
         return response["Body"].read()
 
-    def open(self, key: str) -> RangedReader:
-        """Ranged GETs of BLOCK_BYTES as the reader needs them, never the whole object."""
+    def open(self, key: str, version: str | None = None) -> RangedReader:
+        """Ranged GETs of BLOCK_BYTES as the reader needs them, never the whole object; all
+        of one version: the one HEAD found (its VersionId where the bucket keeps versions,
+        else If-Match on its ETag), or `version`."""
         if not _canonical(key):
             raise Refused("refused: a key with '..', '//', a leading '/' or a backslash")
         where = f"{self.uri}/{key}"
+        with _os_errors(where, version):
+            head = self._client.head_object(
+                Bucket=self.bucket, Key=self._key(key), **_pinned(version)
+            )
+        if version is None:
+            version = head.get("ETag")
+            if head.get("VersionId") not in (None, "null"):
+                version = f"{version}@{head['VersionId']}"
+        pin = _pinned(version)
 
         def fetch(first: int, last: int) -> bytes:
-            with _os_errors(where):
+            with _os_errors(where, version):
                 response = self._client.get_object(
-                    Bucket=self.bucket, Key=self._key(key), Range=f"bytes={first}-{last}"
+                    Bucket=self.bucket, Key=self._key(key), Range=f"bytes={first}-{last}", **pin
                 )
             return response["Body"].read()
 
-        return RangedReader(fetch, self.size(key))
+        return RangedReader(fetch, head["ContentLength"], where, version)
 
     def size(self, key: str) -> int:
         with _os_errors(f"{self.uri}/{key}"):
@@ -212,6 +239,14 @@ class S3Storage:
 
     def child(self, prefix: str) -> S3Storage:
         return S3Storage(self.bucket, self._key(prefix), self.settings)
+
+
+def _pinned(version: str | None) -> dict[str, str]:
+    """GET/HEAD arguments that read only `version`: "<ETag>" or "<ETag>@<VersionId>"."""
+    if version is None:
+        return {}
+    etag, _, version_id = version.partition("@")
+    return {"IfMatch": etag, **({"VersionId": version_id} if version_id else {})}
 
 
 def _hidden(key: str) -> bool:

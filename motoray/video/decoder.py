@@ -1,11 +1,19 @@
 """PyAV (FFmpeg): open a video from storage, read its metadata, decode one time range.
 
-A task decoding the range [a, b) of a video seeks to the last keyframe before a and decodes
-forward: frames before the first keyframe are dropped (their pixels would depend on where
-decoding started), frames before a only tell the time of the frame before the range's first,
-which the sampling rule needs, and decoding stops at the first frame at or after b. Decoding
-is strict (FFmpeg's `err_detect=explode`): damaged data is recorded with its time, the frames
-up to the next keyframe are dropped (they may show the damage) and decoding goes on.
+The stream decoded is the one `ffmpeg` would pick (the largest picture, the default one
+first), unless the source names one (`frames.stream`). A task decoding the range [a, b) of
+it seeks to the last keyframe before a and decodes forward from that keyframe's packet:
+packets before it are not decoded and frames shown before it are dropped (their pixels
+would depend on where decoding started). A container's edit list may discard the keyframe's
+own picture (a clip trimmed mid-GOP): the frames after it are kept. Frames before a only
+tell the time of the frame before the range's first, which the sampling rule needs, and
+decoding stops at the first frame at or after b. Sampled frames are shown as a player shows
+them (display.py).
+
+Damage is recorded with its time: a packet the demuxer flags corrupt (an MPEG-TS continuity
+gap, a broken PES), data the decoder refuses (FFmpeg's `err_detect=explode`), or a frame it
+flags corrupt (concealed). From there to the next whole keyframe, frames are not outputs:
+they may show another frame's pixels under their own time. Decoding goes on.
 
 So a range costs its own frames and at most one GOP before them, wherever it lies in the
 video. `Video.stats` counts what was decoded; a range that no seek could reach is decoded
@@ -17,14 +25,17 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import IO
 
 import av
 import numpy as np
 
+from motoray.config import FrameSampling
 from motoray.storage import Storage
+from motoray.video import display
+from motoray.video.display import Shown
 from motoray.video.sampling import Sampler, Span, in_span, milliseconds
 
 log = logging.getLogger("motoray.video")
@@ -42,6 +53,8 @@ SEEK_BACKOFF_MS = (0, 1000, 2000, 4000, 8000, 16_000, 32_000, 64_000, 128_000)
 MAX_HELD_BYTES = 64 * 1024 * 1024
 # A video whose data ends this much before its declared end is reported as cut short.
 END_SLACK_S = Fraction(1, 2)
+# ffmpeg's stream choice (fftools): a default-disposition stream scores this many pixels more.
+DEFAULT_STREAM_BONUS = 5_000_000
 MAX_DAMAGE_PER_RANGE = 20  # then the rest of the range is given up, and that is recorded
 
 
@@ -55,15 +68,17 @@ class VideoInfo:
 
     duration_ms: int  # 0 when the container does not say
     rate: Fraction | None  # nominal frames per second
-    width: int
+    width: int  # coded, before display.py's treatment
     height: int
     codec: str
+    version: str | None = None  # the storage's name for the version read (pinned for tasks)
 
 
 @dataclass(frozen=True)
 class Frame:
     time: Fraction  # seconds from the video's start
-    image: np.ndarray  # HxWx3 uint8 RGB
+    image: np.ndarray  # HxWx3 uint8 RGB, as a player shows it
+    shown: Shown  # what that took
 
 
 @dataclass(frozen=True)
@@ -85,8 +100,11 @@ class DecodeStats:
 class Video:
     """An open video stream: the container over a storage file object, and its clock."""
 
-    def __init__(self, file: IO[bytes], max_pixels: int, name: str = "") -> None:
+    def __init__(
+        self, file: IO[bytes], frames: FrameSampling, max_pixels: int, name: str = ""
+    ) -> None:
         self._file = file
+        self.frames = frames
         self._max_pixels = max_pixels
         self.name = name  # for log lines
         self.stats = DecodeStats()
@@ -108,18 +126,18 @@ class Video:
             self.container = av.open(self._file, mode="r")
         except av.error.FFmpegError as e:
             raise VideoError(f"not a readable video ({_message(e)})") from None
-        streams = [s for s in self.container.streams.video if not _attached_picture(s)]
-        if not streams:
+        try:
+            stream = self.stream = _programme(self.container, self.frames.stream)
+            context = stream.codec_context
+            if context is None or not context.codec.is_decoder:
+                raise VideoError("unsupported codec: FFmpeg has no decoder for its video stream")
+            self.sar = display.sample_aspect_ratio(stream)
+            shown = self.sar if self.frames.square_pixels else 1
+            if error := self.oversized(round(context.width * shown), context.height):
+                raise VideoError(error)
+        except VideoError:
             self.close_container()
-            raise VideoError("not a video: the file has no video stream")
-        stream = self.stream = streams[0]
-        context = stream.codec_context
-        if context is None or not context.codec.is_decoder:
-            self.close_container()
-            raise VideoError("unsupported codec: FFmpeg has no decoder for its video stream")
-        if error := self.oversized(context.width, context.height):
-            self.close_container()
-            raise VideoError(error)
+            raise
         context.thread_type = "AUTO"
         context.thread_count = DECODE_THREADS
         context.options = {"err_detect": "explode"}
@@ -151,21 +169,39 @@ class Video:
 
 
 @contextlib.contextmanager
-def open_video(storage: Storage, key: str, max_pixels: int) -> Iterator[Video]:
-    """The video at `key`; VideoError (with the reason) if it cannot be decoded, Refused and
+def open_video(
+    storage: Storage,
+    key: str,
+    frames: FrameSampling,
+    max_pixels: int,
+    version: str | None = None,
+) -> Iterator[Video]:
+    """The video at `key`, read as the version `version` (None: as it is); VideoError (with
+    the reason) if it cannot be decoded, Refused (a changed object among them) and
     FileNotFoundError as for images."""
-    with storage.open(key) as file:
-        video = Video(file, max_pixels, key)
+    with storage.open(key, version) as file:
+        video = Video(file, frames, max_pixels, key)
         try:
             yield video
         finally:
             video.close_container()
 
 
-def probe(storage: Storage, key: str, max_pixels: int) -> VideoInfo:
-    """The container's metadata: duration, rate, size, codec. Reads headers, no frame."""
-    with open_video(storage, key, max_pixels) as video:
-        return video.info()
+def probe(
+    storage: Storage,
+    key: str,
+    frames: FrameSampling,
+    max_pixels: int,
+    version: str | None = None,
+) -> VideoInfo:
+    """The container's metadata: duration, rate, size, codec, and the version read (which
+    the tasks then read too). Reads headers, no frame."""
+    with storage.open(key, version) as file:
+        video = Video(file, frames, max_pixels, key)
+        try:
+            return replace(video.info(), version=getattr(file, "version", version))
+        finally:
+            video.close_container()
 
 
 def span_frames(
@@ -232,47 +268,71 @@ class _Scan:
         if self.sampler.period is None:
             video.stream.codec_context.skip_frame = "NONKEY"  # keyframes only: skip the rest
         start_ms, end_ms = span
+        shower = display.deinterlacer(video.stream, video.frames.deinterlace)
         previous: Fraction | None = None  # the time of the frame before, in presentation order
-        started = False  # a keyframe has been decoded since the seek
-        first_key: Fraction | None = None
-        damaged = False  # since the last damage, no keyframe yet: frames may show it
+        first: Fraction | None = None  # of the first frame decoded since the seek
+        damaged = False  # since the last damage, no whole keyframe yet: frames may show it
+        # Damage met and not yet recorded: (its time, reason), recorded at the first frame
+        # it spoils (frames decoded after it may be shown before it).
+        unsaid: tuple[Fraction | None, str] | None = None
         damages = 0
+        fatal = False
         for item in _decoded(video, seek, start_ms):
             if isinstance(item, _Error):
                 time = video.time(item.pts) if item.pts is not None else previous
-                if seek is not None and (not started or (time is not None and time < first_key)):
+                if seek is not None and (first is None or (time is not None and time < first)):
                     continue  # what references frames before the seek: not damage
-                if not damaged and (time is None or in_span(time, span)):
-                    damages += 1
-                    yield Damage(time, item.reason)
-                    if damages >= MAX_DAMAGE_PER_RANGE:
-                        yield Damage(time, "too much damage: the rest of the range is skipped")
-                        return
-                damaged = True
+                if not damaged:
+                    # The frame before it is whole: shown with itself as its next.
+                    yield from self._shown(shower.finish())
+                    damaged, unsaid = True, (time, item.reason)
                 if item.fatal:
-                    return
+                    fatal = True
+                    break
                 continue
             time = video.time(item.pts)
             if previous is not None and time <= previous:
                 continue  # not after the frame before: out of order, skipped
-            if not started:
-                if not item.key_frame:
-                    continue
+            if first is None:
                 if start_ms is not None and seek is not None and time * 1000 >= start_ms:
                     raise _SeekTooLate
-                started, first_key = True, time
+                first = time
+            if unsaid is not None:
+                at, reason = unsaid
+                unsaid, at = None, time if at is None else min(at, time)
+                if in_span(at, span):
+                    damages += 1
+                    yield Damage(at, reason)
             if damaged and item.key_frame:
                 damaged = False
+            # Checked at open too; a stream may change size midway (a TS of two clips).
+            if (error := video.oversized(item.width, item.height)) and not damaged:
+                yield from self._shown(shower.finish())
+                damaged = True
+                if in_span(time, span):
+                    damages += 1
+                    yield Damage(time, error)
+            if damages >= MAX_DAMAGE_PER_RANGE:
+                yield Damage(time, "too much damage: the rest of the range is skipped")
+                return
             if end_ms is not None and time * 1000 >= end_ms:
+                if not damaged:  # the range's last frame needs its next to be deinterlaced
+                    yield from self._shown(shower.feed(item, time, False))
                 return  # the next range's
-            if (
-                not damaged
-                and in_span(time, span)
-                and self.sampler.sampled(time, previous, item.key_frame)
-            ):
-                yield Frame(time, _pixels(item, self.size))
+            if not damaged:
+                wanted = in_span(time, span) and self.sampler.sampled(
+                    time, previous, item.key_frame
+                )
+                yield from self._shown(shower.feed(item, time, wanted))
+                if self.sampler.period is None:  # keyframes alone: each its own run
+                    yield from self._shown(shower.finish())
             previous = time
-        if seek is not None and not started:
+        yield from self._shown(shower.finish())
+        if unsaid is not None and (unsaid[0] is None or in_span(unsaid[0], span)):
+            yield Damage(*unsaid)
+        if fatal:
+            return
+        if seek is not None and first is None:
             raise _SeekTooLate  # past the end of the data: look further back
         # The data ended: before the end of this range, or well before the declared end.
         last = None if video.last_pts is None else video.time(video.last_pts)
@@ -290,17 +350,26 @@ class _Scan:
                 )
                 yield Damage(last, f"the video data ends here{gap} (truncated?)")
 
+    def _shown(self, done) -> Iterator[Frame]:
+        video = self.video
+        for frame, time, deinterlaced in done:
+            image, shown = display.pixels(
+                frame, self.size, video.sar, video.frames.square_pixels, deinterlaced
+            )
+            yield Frame(time, image, shown)
+
 
 def _decoded(
     video: Video, seek: int | None, start_ms: int | None
 ) -> Iterator[av.VideoFrame | _Error]:
-    """Frames in presentation order after seeking to `seek` (None: from the start), with the
-    errors met on the way in their place.
+    """Frames in presentation order after seeking to `seek` (None: from the start), from the
+    first keyframe packet on, with the damage met on the way in its place.
 
     After a seek, packets before the range's start are demuxed but not decoded: decoding
     begins at the last keyframe before the range. An MP4 or MKV seek lands on a keyframe,
     but an MPEG-TS one lands on any frame near the target, and a seek backed off lands
-    seconds early: decoding from there would cost frames the range never uses."""
+    seconds early: decoding from there would cost frames the range never uses. Frames shown
+    before the keyframe decoding began at (an open GOP's leading pictures) are dropped."""
     if seek is not None:
         try:
             video.container.seek(seek, stream=video.stream, backward=True)
@@ -310,6 +379,7 @@ def _decoded(
     # Packets since the last keyframe before the range; None once decoding has begun.
     gop: list[av.Packet] | None = [] if seek is not None and start_ms is not None else None
     held = 0  # their bytes
+    begun: int | None = None  # the presentation time of the keyframe decoding began at
     packets = video.container.demux(video.stream)
     while True:
         try:
@@ -323,6 +393,8 @@ def _decoded(
         if packet.pts is not None and (video.last_pts is None or packet.pts > video.last_pts):
             video.last_pts = packet.pts  # where the data ends, even when frames are skipped
         if gop is None:
+            if begun is None and not packet.is_keyframe:
+                continue  # before any keyframe (a capture started mid-GOP): not decodable
             backlog = [packet]
         else:
             before = packet.pts is not None and video.time(packet.pts) * 1000 < start_ms
@@ -341,6 +413,10 @@ def _decoded(
             # too long to hold, as from a stream with one keyframe: decode it as it comes.)
             backlog, gop = gop, None
         for item in backlog:
+            if begun is None:
+                begun = item.pts if item.pts is not None else item.dts
+            if item.is_corrupt:  # a gap in an MPEG-TS, a broken PES: the demuxer says so
+                yield _Error(item.pts, "damaged video data (the container flags it corrupt)")
             try:
                 frames = item.decode()
             except av.error.FFmpegError as e:
@@ -350,19 +426,12 @@ def _decoded(
             for frame in frames:
                 if frame.pts is None:
                     yield _Error(None, "a frame without a presentation time")
-                elif error := video.oversized(frame.width, frame.height):
-                    # Checked at open too; a stream may change size midway (a TS of two).
-                    yield _Error(frame.pts, error)
+                elif begun is not None and frame.pts < begun:
+                    continue  # shown before the keyframe decoding began at: not decodable
+                elif frame.is_corrupt:  # the decoder concealed what it could not decode
+                    yield _Error(frame.pts, "damaged video data (a frame the decoder concealed)")
                 else:
                     yield frame
-
-
-def _pixels(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
-    """RGB, resized in the same swscale pass that converts from YUV (area averaging)."""
-    if size is None:
-        return frame.to_ndarray(format="rgb24")
-    width, height = size
-    return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
 
 
 def _declared_duration(container, stream, origin: int) -> Fraction | None:
@@ -377,6 +446,28 @@ def _declared_duration(container, stream, origin: int) -> Fraction | None:
     if "matroska" in container.format.name:
         duration -= origin * Fraction(stream.time_base)
     return max(duration, Fraction(0))
+
+
+def _programme(container, index: int | None) -> av.video.stream.VideoStream:
+    """The video stream at `index`, or the one `ffmpeg` picks: by picture size, a stream of
+    default disposition counting 5 Mpx more (ffmpeg's own score), the first of equals."""
+    streams = [s for s in container.streams.video if not _attached_picture(s)]
+    if index is not None:
+        named = [s for s in streams if s.index == index]
+        if not named:
+            found = ", ".join(str(s.index) for s in streams) or "none"
+            raise VideoError(f"no video stream {index} (frames.stream); its video streams: {found}")
+        return named[0]
+    if not streams:
+        raise VideoError("not a video: the file has no video stream")
+
+    def score(stream) -> tuple[int, int]:
+        context = stream.codec_context
+        pixels = (context.width or 0) * (context.height or 0) if context is not None else 0
+        default = bool(stream.disposition & av.stream.Disposition.default)
+        return pixels + DEFAULT_STREAM_BONUS * default, -stream.index
+
+    return max(streams, key=score)
 
 
 def _attached_picture(stream) -> bool:

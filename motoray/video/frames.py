@@ -34,7 +34,9 @@ def _range(spec: JobSpec, item: Item) -> Iterator[tuple[Item, np.ndarray | str]]
 
     start = item.span[0] if item.span else None
     try:
-        with open_video(spec.source, item.key, spec.limits.max_image_pixels) as video:
+        with open_video(
+            spec.source, item.key, spec.frames, spec.limits.max_image_pixels, item.version
+        ) as video:
             try:
                 sampler = Sampler.of(spec.frames, video.rate)
             except ValueError as e:  # every_n on a stream that states no rate
@@ -42,7 +44,8 @@ def _range(spec: JobSpec, item: Item) -> Iterator[tuple[Item, np.ndarray | str]]
             for found in span_frames(video, sampler, item.span or (None, None), spec.size):
                 if isinstance(found, Frame):
                     key = frame_key(item.key, milliseconds(found.time))
-                    yield replace(item, key=key, span=None), found.image
+                    shown = found.shown.to_json()
+                    yield replace(item, key=key, span=None, display=shown), found.image
                 elif found.time is None:
                     yield _at(item, start), found.reason
                 else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 from motoray.config import FrameSampling
@@ -31,6 +31,13 @@ class VideoPlan:
     videos: dict[str, VideoInfo | str]
     frames: FrameSampling
     segment_ms: int | None  # group_by "segment:<seconds>"
+    listed: dict[str, str | None] = field(default_factory=dict)  # the listing's versions
+
+    def version(self, key: str) -> str | None:
+        """The version tasks read: the one probed, else (unreadable) the one listed, so a
+        video replaced since is recorded as changed, not read anew."""
+        info = self.videos[key]
+        return self.listed.get(key) if isinstance(info, str) else info.version
 
     def spans(self, key: str) -> list[Span]:
         info = self.videos[key]
@@ -118,13 +125,16 @@ def probe_all(
     frames: FrameSampling,
     group_by: str | None,
     max_pixels: int,
+    listed: dict[str, str | None] | None = None,
 ) -> VideoPlan:
-    """Every video's metadata, read in parallel; a file that is not a decodable video gets
-    its reason instead (recorded as its failure by the worker). Storage errors fail the job."""
+    """Every video's metadata, read in parallel from the version `listed` (where given); a
+    file that is not a decodable video gets its reason instead (recorded as its failure by
+    the worker). Storage errors fail the job."""
+    listed = listed or {}
 
     def one(key: str) -> VideoInfo | str:
         try:
-            return probe(storage, key, max_pixels)
+            return probe(storage, key, frames, max_pixels, listed.get(key))
         except (VideoError, Refused, FileNotFoundError) as e:
             return str(e)
 
@@ -132,4 +142,4 @@ def probe_all(
         videos = dict(zip(keys, pool.map(one, keys)))
     segment = group_by is not None and group_by.startswith("segment:")
     segment_ms = round(segment_seconds(group_by) * 1000) if segment else None
-    return VideoPlan(videos, frames, segment_ms)
+    return VideoPlan(videos, frames, segment_ms, listed)

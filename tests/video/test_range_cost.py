@@ -36,7 +36,7 @@ PAST_THE_END = 2
 
 def decode(storage: Storage, key: str, span: Span) -> tuple[list[Frame], DecodeStats]:
     """What one task does with one range (motoray.video.frames), and what it cost."""
-    with open_video(storage, key, 10**8) as video:
+    with open_video(storage, key, FrameSampling(every_s=0.5), 10**8) as video:
         sampler = Sampler.of(EVERY_HALF_S, video.rate)
         found = list(span_frames(video, sampler, span, None))
     assert all(isinstance(f, Frame) for f in found), found
