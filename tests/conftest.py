@@ -189,11 +189,13 @@ def outputs_in_memory(
     from motoray.storage import MemoryStorage
 
     request = parse_one(body, config)
-    storage, listed = source.list_source(request, config)
+    storage, versions = source.list_versions(request, config)
+    listed = list(versions)
     boxes = source.read_annotations(request, config, storage, listed)
-    videos = source.probe(request, config, storage, listed)  # None: an image source
+    videos = source.probe(request, config, storage, listed, versions)  # None: an image source
     placed = source.place(request, config, listed, boxes=boxes, videos=videos)
-    items = source.items(listed if keys is None else keys, placed, boxes=boxes, videos=videos)
+    chosen = listed if keys is None else keys
+    items = source.items(chosen, placed, boxes=boxes, videos=videos, versions=versions)
     spec = job_spec(request, config, storage, MemoryStorage(), boxes)
     made = list(worker.outputs(spec, items))
     boxed = spec.boxes is not None  # a source with annotations: box columns, skipped outputs

@@ -58,21 +58,23 @@ class Deinterlacer:
     """bwdif over one run of consecutive frames, filtering only the frames `wanted`.
 
     `feed` yields (frame as shown, its tag, deinterlaced?) for the frame before the one fed,
-    which is complete once its next is known; `finish` yields the last one."""
+    which is complete once its next is known; `finish` yields the last one. The filter runs
+    on a run's first frame whether it is wanted or not: bwdif treats the first frame it
+    filters as a video's first (no frame before it), so that must be the run's first, and
+    every frame after it is filtered the same wherever the run began."""
 
     def __init__(self, stream: av.video.stream.VideoStream, mode: str) -> None:
         order = stream.codec_context.field_order
-        declared = order in _TOP_FIRST + _BOTTOM_FIRST
         # `auto`: frames flagged interlaced by the decoder, or all of a stream that says its
         # fields are ordered; `always`: every frame. Parity from the stream where it says.
-        self.every_frame = mode == "always" or declared
+        self.every_frame = mode == "always" or order in _TOP_FIRST + _BOTTOM_FIRST
         parity = "tff" if order in _TOP_FIRST else "bff" if order in _BOTTOM_FIRST else "auto"
-        deint = "all" if self.every_frame else "interlaced"
-        self._options = f"mode=send_frame:parity={parity}:deint={deint}"
+        self._options = f"mode=send_frame:parity={parity}:deint=all"
         self._time_base = stream.time_base
         self._graph: av.filter.Graph | None = None
         self._shape: tuple[int, int, str] | None = None  # of the frames the graph takes
-        self._pending: deque[tuple[object, bool, bool]] = deque()  # (tag, wanted, interlaced)
+        # Frames fed, not yet out: (frame, tag, wanted, deinterlaced, first of the run).
+        self._pending: deque[tuple[av.VideoFrame, object, bool, bool, bool]] = deque()
         self._enabled: bool | None = None
         self._last: av.VideoFrame | None = None
 
@@ -100,28 +102,32 @@ class Deinterlacer:
     def feed(
         self, frame: av.VideoFrame, tag: object, wanted: bool
     ) -> Iterator[tuple[av.VideoFrame, object, bool]]:
-        if self._shape != (frame.width, frame.height, frame.format.name):
-            yield from self.finish()  # a stream that changes size midway: a new run
+        first = self._shape != (frame.width, frame.height, frame.format.name)
+        if first:
+            yield from self.finish()  # (a stream that changes size midway: a new run)
             self._start(frame)
         # The filter decides about the frame before this one when this one arrives.
         if self._pending:
-            self._enable(self._pending[-1][1])
+            self._enable(self._pending[-1])
         self._graph.push(frame)
-        self._pending.append((tag, wanted, self.every_frame or frame.interlaced_frame))
+        deinterlaced = self.every_frame or frame.interlaced_frame
+        self._pending.append((frame, tag, wanted, deinterlaced, first))
         self._last = frame
         yield from self._drain()
 
     def finish(self) -> Iterator[tuple[av.VideoFrame, object, bool]]:
         """The run's last frame, with itself as its next (as at the end of a video)."""
-        if self._last is not None and self._pending and self._pending[-1][1]:
-            self._enable(True)
+        if self._last is not None and self._pending and self._pending[-1][2]:
+            self._enable(self._pending[-1])
             self._graph.push(self._last)
-            self._pending.append((None, False, False))
+            self._pending.append((self._last, None, False, False, False))
             yield from self._drain()
         self._pending.clear()
         self._last = self._graph = self._shape = None
 
-    def _enable(self, on: bool) -> None:
+    def _enable(self, pending: tuple[av.VideoFrame, object, bool, bool, bool]) -> None:
+        _, _, wanted, deinterlaced, first = pending
+        on = first or (wanted and deinterlaced)
         if on != self._enabled:
             self._filter.process_command("enable", "1" if on else "0")
             self._enabled = on
@@ -132,9 +138,9 @@ class Deinterlacer:
                 shown = self._graph.pull()
             except (BlockingIOError, av.error.EOFError):
                 return
-            tag, wanted, interlaced = self._pending.popleft()
-            if wanted:
-                yield shown, tag, interlaced
+            frame, tag, wanted, deinterlaced, _ = self._pending.popleft()
+            if wanted:  # a progressive frame as decoded (the run's first is filtered anyway)
+                yield shown if deinterlaced else frame, tag, deinterlaced
 
 
 class Passthrough:
