@@ -44,8 +44,8 @@ from motoray.record import (
     Timings,
 )
 from motoray.spec import RequestBase, outputs_per_image, parse_one_for
-from motoray.storage import open_storage
-from motoray.video.sampling import video_of
+from motoray.storage import CHANGED, open_storage
+from motoray.video.sampling import parse_frame_key, video_of
 
 Progress = Callable[[Counts], None]
 
@@ -350,10 +350,33 @@ def _process(
         files = files + _write_box_files(spec, coco_files, per_split)
     counts.splits = dict(sorted((s, c) for s, c in per_split.items() if c.images))
     if spec.frames is not None:  # frames are known once decoded; the budget counts videos
+        merged = _one_per_changed_video(failures)
+        counts.images_failed -= len(failures) - len(merged)
+        failures = merged
         counts.images_total = counts.images_done
         failed = {video_of(failure.source_path) for failure in failures}
         counts.videos_failed = len(failed - videos_made)
     return counts, sorted(failures, key=lambda f: f.source_path), outputs, files
+
+
+def _one_per_changed_video(failures: list[Failure]) -> list[Failure]:
+    """A video that changed during the job fails every range still to read it: one failure,
+    at the earliest of them."""
+    changed: dict[str, Failure] = {}
+    kept = []
+    for failure in failures:
+        if not failure.reason.startswith(CHANGED):
+            kept.append(failure)
+            continue
+        video = video_of(failure.source_path)
+        earlier = changed.get(video)
+        if earlier is None or _time_ms(failure) < _time_ms(earlier):
+            changed[video] = failure
+    return kept + list(changed.values())
+
+
+def _time_ms(failure: Failure) -> int:
+    return (parse_frame_key(failure.source_path) or ("", -1))[1]
 
 
 def _until_ended(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from motoray.storage.base import IMAGE_EXTENSIONS, Changed, Refused, Storage
+from motoray.storage.base import CHANGED, IMAGE_EXTENSIONS, Changed, Refused, Storage
 from motoray.storage.local import LocalStorage
 from motoray.storage.memory import MemoryStorage
 
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from motoray.config import S3Settings
 
 __all__ = [
+    "CHANGED",
     "IMAGE_EXTENSIONS",
     "Changed",
     "LocalStorage",

@@ -13,6 +13,9 @@ class Refused(ValueError):
     a damaged file. (Access and I/O errors are OSErrors: they fail the job.)"""
 
 
+CHANGED = "changed during the job"  # how every Changed's reason starts
+
+
 class Changed(Refused):
     """The object is no longer the version the job listed or probed (replaced, grown or cut
     short while the job ran): recorded per image or video, never read as a mix of two."""

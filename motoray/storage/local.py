@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from motoray.storage.base import IMAGE_EXTENSIONS, Changed, Refused
+from motoray.storage.base import CHANGED, IMAGE_EXTENSIONS, Changed, Refused
 from motoray.storage.keys import safe_key
 
 _KINDS = {
@@ -113,7 +113,7 @@ class LocalStorage:
         f.version = f"{info.st_size}-{info.st_mtime_ns}"
         if version is not None and f.version != version:
             f.close()
-            raise Changed(f"changed during the job: {_changes(version, info)}")
+            raise Changed(f"{CHANGED}: {_changes(version, info)}")
         return f
 
     def size(self, key: str) -> int:

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from motoray.storage.base import Changed
+from motoray.storage.base import CHANGED, Changed
 
 BLOCK_BYTES = 1024 * 1024  # one GET: ~10 ms of transfer at S3 speeds, against ~20 ms latency
 CACHED_BLOCKS = 4  # a demuxer jumps between the index and the data: keep a few
@@ -73,7 +73,7 @@ class RangedReader(io.RawIOBase):
         expected = min(self._block, self._size - index * self._block)
         if len(data) != expected:
             raise Changed(
-                f"changed during the job: {self.where} gave {len(data)} bytes at offset "
+                f"{CHANGED}: {self.where} gave {len(data)} bytes at offset "
                 f"{index * self._block} where {expected} were due (the object is "
                 f"{self._size} bytes)"
             )

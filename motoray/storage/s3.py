@@ -14,7 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from motoray.config import S3Settings
-from motoray.storage.base import IMAGE_EXTENSIONS, Changed, Refused
+from motoray.storage.base import CHANGED, IMAGE_EXTENSIONS, Changed, Refused
 from motoray.storage.keys import safe_key
 from motoray.storage.ranged import RangedReader
 
@@ -72,11 +72,11 @@ def _os_errors(what: str, version: str | None = None) -> Iterator[None]:
         code = _code(e)
         if version is not None and code in _NOT_THAT_VERSION:
             raise Changed(
-                f"changed during the job: {what} is no longer the object listed "
-                f"(ETag {_pinned(version)['IfMatch']})"
+                f"{CHANGED}: {what} is no longer the object listed "
+                f"(ETag {version.partition('@')[0]})"
             ) from None
         if version is not None and code in _MISSING:
-            raise Changed(f"changed during the job: {what} was deleted") from None
+            raise Changed(f"{CHANGED}: {what} was deleted") from None
         if code in _MISSING:
             raise FileNotFoundError(f"not found on S3 ({code}): {what}") from e
         if code in _DENIED:
@@ -182,7 +182,7 @@ class S3Storage:
             head = self._client.head_object(
                 Bucket=self.bucket, Key=self._key(key), **_pinned(version)
             )
-        if version is None:
+        if version is None or "@" not in version:  # a bucket that keeps versions: the id
             version = head.get("ETag")
             if head.get("VersionId") not in (None, "null"):
                 version = f"{version}@{head['VersionId']}"
@@ -242,11 +242,12 @@ class S3Storage:
 
 
 def _pinned(version: str | None) -> dict[str, str]:
-    """GET/HEAD arguments that read only `version`: "<ETag>" or "<ETag>@<VersionId>"."""
+    """GET/HEAD arguments that read only `version`: "<ETag>" (If-Match) or
+    "<ETag>@<VersionId>" (a version id names an object that never changes)."""
     if version is None:
         return {}
     etag, _, version_id = version.partition("@")
-    return {"IfMatch": etag, **({"VersionId": version_id} if version_id else {})}
+    return {"VersionId": version_id} if version_id else {"IfMatch": etag}
 
 
 def _hidden(key: str) -> bool:

@@ -2,6 +2,7 @@
 
     sampling.py  which frames are sampled, how a video is cut into work (pure, no decoding)
     decoder.py   PyAV (FFmpeg): open and probe a video, decode the frames of one time range
+    display.py   frames as a player shows them: deinterlaced, upright, square pixels
     plan.py      the driver's side: probe every video, split per video or segment, ranges
     frames.py    the worker's side: ranges in, frames (images) and failures out
 

@@ -47,10 +47,12 @@ def interlaced_frames(count: int, top_first: bool) -> Iterator[np.ndarray]:
         yield frame
 
 
-def progressive_frames(count: int, size: tuple[int, int] = SIZE) -> Iterator[np.ndarray]:
+def progressive_frames(
+    count: int, size: tuple[int, int] = SIZE, numbered_from: int = 0
+) -> Iterator[np.ndarray]:
     for index in range(count):
         frame = scene(index / FPS, size)
-        draw_counter(frame, index)
+        draw_counter(frame, numbered_from + index)
         yield frame
 
 

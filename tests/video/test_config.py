@@ -137,3 +137,24 @@ def test_yolo_classes_are_distinct_names():
         "sources.broadcast.annotations.yolo",
         "Value error, classes must be distinct names: bike twice",
     )
+
+
+@pytest.mark.parametrize(
+    ("setting", "where", "message"),
+    [
+        ({"deinterlace": "yes"}, "deinterlace", "Input should be 'auto', 'off' or 'always'"),
+        (
+            {"square_pixels": "maybe"},
+            "square_pixels",
+            "Input should be a valid boolean, unable to interpret input",
+        ),
+        ({"stream": -1}, "stream", "Input should be greater than or equal to 0"),
+    ],
+)
+def test_how_frames_are_shown_is_checked(setting, where, message):
+    assert refused(video(every_s=0.5, **setting)) == (f"sources.broadcast.frames.{where}", message)
+
+
+def test_frames_are_shown_as_players_show_them_by_default():
+    frames = FrameSampling(every_s=0.5)
+    assert (frames.deinterlace, frames.square_pixels, frames.stream) == ("auto", True, None)
