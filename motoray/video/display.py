@@ -33,6 +33,10 @@ _BOTTOM_FIRST = (3, 5)  # BB, BT
 DEINTERLACER = "bwdif"
 
 
+class NotDeinterlaced(ValueError):
+    """Frames that need deinterlacing and that bwdif cannot take."""
+
+
 @dataclass(frozen=True)
 class Shown:
     """What was done to one frame to show it as a player does (the manifest's `display`)."""
@@ -87,7 +91,13 @@ class Deinterlacer:
         sink = graph.add("buffersink")
         source.link_to(self._filter)
         self._filter.link_to(sink)
-        graph.configure()
+        try:
+            graph.configure()
+        except (av.error.FFmpegError, ValueError) as e:  # a pixel format bwdif does not take
+            raise NotDeinterlaced(
+                f"cannot deinterlace {frame.format.name} frames of {frame.width}x{frame.height}"
+                f" ({e}); set frames.deinterlace: off to keep them as decoded"
+            ) from None
         self._shape = (frame.width, frame.height, frame.format.name)
         self._enabled = None
 

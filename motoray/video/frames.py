@@ -31,6 +31,7 @@ def decoded(spec: JobSpec, items: Sequence[Item]) -> Iterator[tuple[Item, np.nda
 
 def _range(spec: JobSpec, item: Item) -> Iterator[tuple[Item, np.ndarray | str]]:
     from motoray.video.decoder import Frame, VideoError, open_video, span_frames  # PyAV
+    from motoray.video.display import NotDeinterlaced
 
     start = item.span[0] if item.span else None
     try:
@@ -51,7 +52,7 @@ def _range(spec: JobSpec, item: Item) -> Iterator[tuple[Item, np.ndarray | str]]
                 else:
                     at = milliseconds(found.time)
                     yield _at(item, at), f"at t={at / 1000:.3f} s: {found.reason}"
-    except (VideoError, Refused, FileNotFoundError) as e:
+    except (VideoError, NotDeinterlaced, Refused, FileNotFoundError) as e:
         # The whole range is lost; name it by its start, so ranges of one video stay apart.
         yield _at(item, start), str(e)
 
