@@ -58,6 +58,7 @@ class _Decoded(NamedTuple):
     boxes: np.ndarray | None  # M x 4 corners in the decoded (resized) image's pixels
     category: np.ndarray | None  # M category indices
     notes: str | None = None  # what was odd in the file, kept whole (the manifest's `notes`)
+    crowd: np.ndarray | None = None  # M bools: crowd regions (COCO iscrowd); None: none is
 
 
 def outputs(spec: JobSpec, items: Sequence[Item], io: Executor | None = None) -> Iterator[Output]:
@@ -288,7 +289,8 @@ def _with_boxes(spec: JobSpec, item: Item, fetched: bytes, image: np.ndarray) ->
     sx = np.full(rows, image.shape[1] / width)
     sy = np.full(rows, image.shape[0] / height)
     category = np.array(item.boxes.category, np.intp)
-    return _Decoded(item, image, scale_boxes(corners, sx, sy), category)
+    crowd = item.boxes.crowd_flags() if item.boxes.crowd else None
+    return _Decoded(item, image, scale_boxes(corners, sx, sy), category, crowd=crowd)
 
 
 def _stack_boxes(same_shape: list[_Decoded]) -> Boxes:
@@ -297,7 +299,12 @@ def _stack_boxes(same_shape: list[_Decoded]) -> Boxes:
     corners = np.concatenate([d.boxes for d in same_shape])
     owner = np.repeat(np.arange(len(same_shape)), [len(d.boxes) for d in same_shape])
     category = np.concatenate([d.category for d in same_shape])
-    return Boxes(clip(corners, shape), corners, owner, category)
+    crowd = None
+    if any(d.crowd is not None for d in same_shape):
+        crowd = np.concatenate(
+            [np.zeros(len(d.boxes), bool) if d.crowd is None else d.crowd for d in same_shape]
+        )
+    return Boxes(clip(corners, shape), corners, owner, category, crowd)
 
 
 def _box_records(spec: JobSpec, boxes: Boxes | None, images: int) -> list[tuple[str, int] | None]:
@@ -308,6 +315,7 @@ def _box_records(spec: JobSpec, boxes: Boxes | None, images: int) -> list[tuple[
 
 
 def _yolo_label(spec: JobSpec, row: dict) -> tuple[str, bytes]:
+    """The output's YOLO label: its boxes but crowd regions (YOLO has no such flag)."""
     class_of = {name: i for i, name in enumerate(spec.boxes.names)}
     text = yolo.label_text(json.loads(row["boxes"]), class_of, row["width"], row["height"])
     return yolo.label_file(row["output_path"]), text
