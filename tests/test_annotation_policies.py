@@ -249,3 +249,26 @@ def test_an_empty_label_file_is_an_image_without_objects_not_an_unlisted_one(yol
     (yolo_export / "labels" / "unlabelled.txt").write_text("")
     found = _read(yolo_export, {"format": "yolo", "classes": ["bike"], "on_error": "clip"})
     assert found.unlisted == () and _boxes(found, "images/unlabelled.jpg") == []
+
+
+def test_the_plan_counts_as_the_job_will(coco_export):
+    """`motoray plan` leaves out what the job leaves out, and says what the reader did."""
+    from motoray.config import Config, SourceConfig
+    from motoray.dry_run import dry_run
+    from motoray.spec import parse_one_for
+
+    for unlisted, images in (("skip", 3), ("negative", 4)):
+        declared = {"format": "coco", "on_error": "clip", "unlisted": unlisted}
+        config = Config(
+            sources={"frames": SourceConfig(uri=str(coco_export), annotations=declared)}
+        )
+        request = parse_one_for(config, {"name": "frames", "augmentations": [{"FLIP": {}}]})
+        counts = dry_run(request, config, cpus=2)["counts"]
+        assert counts["images_total"] == images
+        assert counts["annotations"] == {
+            "unlisted_images": 1,
+            "unlisted": unlisted,
+            "images_failed": 1,
+            "entries_clipped": 2,
+            "entries_skipped": 2,
+        }
