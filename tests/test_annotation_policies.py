@@ -272,3 +272,24 @@ def test_the_plan_counts_as_the_job_will(coco_export):
             "entries_clipped": 2,
             "entries_skipped": 2,
         }
+
+
+def test_what_an_entry_holds_is_clipped_in_what_job_json_records(tmp_path):
+    """Under skip every bad entry is listed: a long image_id or file_name in each
+    must not become megabytes of job.json."""
+    _image(tmp_path / "a.jpg", (W, H))
+    huge = "x" * 200_000
+    document = {
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "width": W, "height": H},
+            {"id": 2, "file_name": huge, "width": W, "height": H},
+        ],
+        "annotations": [{"id": n, "image_id": huge, "category_id": 1} for n in range(3)],
+        "categories": [{"id": 1, "name": "bike"}],
+    }
+    (tmp_path / "annotations.json").write_text(json.dumps(document))
+    found = _read(tmp_path, {"format": "coco", "on_error": "skip"})
+    assert found.failed == {}  # no file is named that long: a bad entry, not a file gone
+    assert len(found.mended) == 4
+    assert max(len(m.reason) for m in found.mended) < 150
+    assert len(json.dumps(found.report())) < 2000

@@ -24,6 +24,7 @@ from motoray.annotations.model import (
     ImageBoxes,
     SourceAnnotations,
     Triage,
+    clipped,
     polygon_bounds,
     problems_message,
 )
@@ -32,6 +33,7 @@ from motoray.storage import Storage
 FOLDER = "annotations"  # in the job folder: annotations/<split>.json
 # No real image's side or coordinate: a bigger int would not even convert to a float.
 _BIG = 2**31
+_MAX_KEY = 1024  # a file_name longer than any storage's key is no file gone, only a bad entry
 
 
 def split_file(split: str) -> str:
@@ -91,11 +93,11 @@ def parse(data: bytes, path: str, keys: set[str], on_error: str = "fail") -> Sou
                 triage.bad(path, where, unknown)
             continue
         if not _is_int(category_id) or category_id not in category_index:
-            triage.bad(path, where, f"unknown category_id {category_id!r}")
+            triage.bad(path, where, f"unknown category_id {_shown(category_id)}")
             continue
         crowd = entry.get("iscrowd", 0)
         if crowd not in (0, 1) or isinstance(crowd, float):
-            triage.bad(path, where, f"iscrowd must be 0 or 1, got {crowd!r}")
+            triage.bad(path, where, f"iscrowd must be 0 or 1, got {_shown(crowd)}")
             continue
         _, width, height = images[image_id]
         box = _box(entry, width, height, path, where, triage)
@@ -143,7 +145,7 @@ def _categories(
         if not _is_int(category_id) or not isinstance(name, str) or not name:
             triage.bad(path, where, "needs an integer id and a name")
         elif any(c.id == category_id for c in categories) or name in seen_names:
-            triage.bad(path, where, f"id {category_id} or name {name!r} is used twice")
+            triage.bad(path, where, f"id {category_id} or name {_shown(name)} is used twice")
         else:
             categories.append(Category(category_id, name))
             seen_names.add(name)
@@ -168,7 +170,7 @@ class _Images:
             return None
         if _is_int(image_id) and image_id in self.skipped:
             return f"image_id {image_id}: its entry {self.skipped[image_id]} was skipped"
-        return f"image_id {image_id!r} is not in images"
+        return f"image_id {_shown(image_id)} is not in images"
 
 
 def _images(entries: list, keys: set[str], path: str, triage: Triage) -> _Images:
@@ -189,13 +191,13 @@ def _images(entries: list, keys: set[str], path: str, triage: Triage) -> _Images
         elif not (_is_int(width) and _is_int(height) and 0 < width < _BIG and 0 < height < _BIG):
             problem = "needs a positive integer width and height"
         elif image_id in images.taken or key in named:
-            problem = f"id {image_id} or file_name {name!r} is used twice"
-        elif key not in keys and triage.lenient:  # gone since the export: its failure
+            problem = f"id {image_id} or file_name {_shown(name)} is used twice"
+        elif key not in keys and triage.lenient and len(key) <= _MAX_KEY:  # gone: a failure
             images.failed[key] = f"{path} {where} lists it; it is not in the source"
             images.gone.add(image_id)
             continue
         elif key not in keys:
-            problem = f"file_name {name!r} is not an image of the source"
+            problem = f"file_name {_shown(name)} is not an image of the source"
         else:
             images.taken[image_id] = (key, width, height)
             named.add(key)
@@ -226,10 +228,10 @@ def _box(entry: dict, width: int, height: int, path: str, where: str, triage: Tr
     tolerance = EDGE_TOLERANCE_PX
     if x < -tolerance or y < -tolerance or x + w > width + tolerance or y + h > height + tolerance:
         reason = f"bbox {bbox} is outside its image ({width}x{height})"
-        clipped = triage.outside(path, where, reason, (x, y, x + w, y + h), (width, height))
-        if clipped is None:
+        inside = triage.outside(path, where, reason, (x, y, x + w, y + h), (width, height))
+        if inside is None:
             return None
-        x0, y0, x1, y1 = clipped
+        x0, y0, x1, y1 = inside
         return (x0, y0, x1 - x0, y1 - y0)
     return (x, y, w, h)
 
@@ -255,6 +257,10 @@ def _polygon_box(entry: dict) -> list[float] | None:
 def _is_number(value: Any) -> bool:
     """A finite JSON number of a size an image can have (False for NaN and infinities)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and -_BIG < value < _BIG
+
+
+def _shown(value: Any) -> str:
+    return clipped(repr(value))
 
 
 def _is_int(value: Any) -> bool:

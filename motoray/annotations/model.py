@@ -131,6 +131,11 @@ class Triage:
         return x0, y0, x1, y1
 
 
+def clipped(text: str, most: int = 80) -> str:
+    """Text of a user's file in a message, clipped: an entry or a line may hold anything."""
+    return text if len(text) <= most else f"{text[: most - 3]}..."
+
+
 def polygon_bounds(values: Sequence[float]) -> tuple[float, float, float, float] | None:
     """(x0, y0, x1, y1) of a flat polygon [x1, y1, x2, y2, ...] of at least 3 points."""
     if len(values) < 6 or len(values) % 2:

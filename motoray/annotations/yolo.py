@@ -24,6 +24,7 @@ from motoray.annotations.model import (
     ImageBoxes,
     SourceAnnotations,
     Triage,
+    clipped,
     polygon_bounds,
     problems_message,
 )
@@ -131,7 +132,7 @@ def _line(values: list[str], classes: int, path: str, where: str, triage: Triage
     try:
         numbers = [float(v) for v in values]
     except ValueError:
-        return triage.bad(path, where, f"not a number in {' '.join(values)!r}")
+        return triage.bad(path, where, f"not a number in {clipped(' '.join(values))!r}")
     if not all(math.isfinite(v) for v in numbers):
         return triage.bad(path, where, "not a finite number")
     number = numbers[0]
@@ -148,11 +149,11 @@ def _line(values: list[str], classes: int, path: str, where: str, triage: Triage
         x0, y0, x1, y1 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
     tolerance = EDGE_TOLERANCE_FRACTION
     if min(x0, y0) < -tolerance or max(x1, y1) > 1 + tolerance:
-        shown = " ".join(values[1:]) if not polygon else "a polygon"
+        shown = clipped(" ".join(values[1:])) if not polygon else "a polygon"
         reason = f"box outside the image ({shown}, normalised)"
-        if (clipped := triage.outside(path, where, reason, (x0, y0, x1, y1), (1, 1))) is None:
+        if (inside := triage.outside(path, where, reason, (x0, y0, x1, y1), (1, 1))) is None:
             return None
-        x0, y0, x1, y1 = clipped
+        x0, y0, x1, y1 = inside
         w, h = x1 - x0, y1 - y0
     return int(number), (x0, y0, w, h)
 
