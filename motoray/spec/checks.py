@@ -16,7 +16,8 @@ from motoray.spec.request import RequestBase
 def semantic_errors(
     request: RequestBase, operators: dict[str, Operator], limits: LimitsConfig
 ) -> list[tuple[list, str]]:
-    """Checks across fields, where the answer is knowable now: the budgets of `limits`; a
+    """Checks across fields, where the answer is knowable now: the budgets of `limits` (one
+    image's outputs over max_outputs_per_job are over it for any listing); a
     stage that needs a bigger image than input_image_size or the CHAIN stage before it makes;
     a request that writes nothing."""
     size = request.input_image_size
