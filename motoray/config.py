@@ -36,14 +36,28 @@ class S3Settings(_Strict):
         return self.model_copy(update=override.model_dump(exclude_unset=True))
 
 
-class CocoAnnotations(_Strict):
+class _AnnotationPolicy(_Strict):
+    """What a job does with images the annotations do not list, and with imperfect entries."""
+
+    # An image of the source the annotations do not list (COCO: not in images[]; YOLO: no
+    # label file): left out of the job ("skip"), taken as a picture of no object
+    # ("negative"), or the job fails ("fail"). Never annotated is not annotated empty.
+    unlisted: Literal["skip", "negative", "fail"] = "skip"
+    # An entry that cannot be used as it is (a box past the image's edge, a segmentation
+    # without a box, an unknown category, an images[] entry whose file is gone): the job
+    # fails ("fail"), or it is recorded in job.json and the job goes on, boxes past the edge
+    # clipped ("clip") or left out ("skip").
+    on_error: Literal["fail", "clip", "skip"] = "fail"
+
+
+class CocoAnnotations(_AnnotationPolicy):
     """One COCO file for the whole source; images matched by `file_name`."""
 
     format: Literal["coco"]
     path: str = Field("annotations.json", min_length=1)  # a key below the source's uri
 
 
-class YoloAnnotations(_Strict):
+class YoloAnnotations(_AnnotationPolicy):
     """Ultralytics labels: `<stem>.txt` beside each image, or under a `labels/` mirror of
     its `images/` folder; class i of a line is classes[i]."""
 

@@ -54,6 +54,7 @@ def dry_run(request: RequestBase, config: Config, cpus: int | None = None) -> di
     """
     storage, keys = source.list_source(request, config)
     boxes = source.read_annotations(request, config, storage, keys)
+    keys = boxes.usable(keys) if boxes is not None else keys  # as the job: unlisted, failed
     videos = source.probe(request, config, storage, keys)  # a video source: its metadata
     images = source.image_count(keys, videos)  # a video source: frames the metadata promise
     assignment = source.place(request, config, keys, boxes=boxes, videos=videos)
@@ -102,6 +103,13 @@ def dry_run(request: RequestBase, config: Config, cpus: int | None = None) -> di
         sharded = math.ceil(total_bytes / shard_bytes)  # had the request asked for shards
     if boxes is not None:
         counts["boxes"] = _box_counts(boxes, assignment.split, splits)
+        counts["annotations"] = {
+            "unlisted_images": len(boxes.unlisted),
+            "unlisted": boxes.unlisted_action,
+            "images_failed": len(boxes.failed),
+            "entries_clipped": sum(m.action == "clipped" for m in boxes.mended),
+            "entries_skipped": sum(m.action == "skipped" for m in boxes.mended),
+        }
     objects = {"per_file": outputs + JOB_FILES, "sharded": sharded + JOB_FILES}
     writes = {layout: n * S3_PUT_PER_1000 / 1000 for layout, n in objects.items()}
     return {

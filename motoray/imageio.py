@@ -7,7 +7,10 @@ handles PNGs and the JPEGs libjpeg-turbo cannot read, and names what is wrong wi
 Strict: a damaged file is a DecodeError, never a picture with a grey band. libjpeg decodes a
 cut or corrupt scan with only a warning (and Pillow swallows it), Pillow checks no IDAT CRC
 and stops quietly at a missing IEND; so every JPEG's scan is decoded by libjpeg-turbo with
-warnings as errors, and every PNG's chunks are walked first.
+warnings as errors, and every PNG's chunks are walked first. Strict about the pixels, not
+about the header: a JPEG whose header libjpeg warns about but reads through (junk between
+segments, an unusable ICC profile) is decoded from its header as libjpeg reads it
+(motoray.jpegmarkers), and what was odd is noted (`Decoded.notes`).
 """
 
 from __future__ import annotations
@@ -15,14 +18,25 @@ from __future__ import annotations
 import codecs
 import contextlib
 import io
-import re
 import zlib
+from typing import NamedTuple
 
 import numpy as np
 import simplejpeg
 from PIL import ExifTags, Image, JpegImagePlugin, PngImagePlugin
 
-__all__ = ["DecodeError", "encode_jpeg", "encode_png", "load_image", "upright_size"]
+from motoray import jpegmarkers
+from motoray.jpegmarkers import MAX_SCANS
+
+__all__ = [
+    "DecodeError",
+    "Decoded",
+    "decode_image",
+    "encode_jpeg",
+    "encode_png",
+    "load_image",
+    "upright_size",
+]
 
 # The allow-list. Formats are recognised by their magic bytes, never by file name, and opened
 # with their plugin class directly: that skips Pillow's format guessing and its global
@@ -60,27 +74,9 @@ _TRANSPOSE = {
 # tool "repaired"), "...: bad Huffman code", "...: N extraneous bytes before marker 0xd9" (a
 # desynchronised scan), "Inconsistent progression sequence ..." (a damaged scan header).
 _DAMAGE_WARNINGS = ("Premature end of JPEG file", "Corrupt JPEG data: ", "Inconsistent progression")
-
-# Start-of-frame markers that libjpeg decodes: baseline/extended, progressive (Huffman and
-# arithmetic coding).
-_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC9, 0xCA}
-_PROGRESSIVE_SOF = {0xC2, 0xCA}
-
-# A scan bomb: libjpeg passes over every block of the image for each scan, however little
-# data the scan holds (a progressive scan can end every block with one short EOB run). 883
-# tiny scans make a valid 162 KB 7000x7000 JPEG that takes 7.4 s to decode; libjpeg-turbo's
-# answer is a scan limit (djpeg -maxscans), which simplejpeg does not expose. libjpeg's
-# standard progressive scripts use about 10 scans, mozjpeg's optimised ones a few dozen: 100
-# leaves ample room, and 100 such scans at 7000x7000 cost ~0.6 s, as a real image that size
-# does anyway.
-_MAX_SCANS = 100
-# Marker segments walked to count scans exactly: a real file has a handful of header
-# segments and one or two (DHT, SOS) per scan; more is a file built to make the walk slow.
-_MAX_SEGMENTS = 4 * _MAX_SCANS
-# A marker: FF and a code. In entropy-coded data FF is followed by 00 (a stuffed FF) or by a
-# restart marker D0-D7, both part of the scan; FF FF is fill before a marker.
-_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
-_STANDALONE = {0x01, *range(0xD0, 0xDA)}  # TEM, RSTn, SOI, EOI: no length field
+# The same warning about the header (read before the first scan) is about an oddity libjpeg
+# reads through: the header is repaired as libjpeg reads it (motoray.jpegmarkers).
+_HEADER_ODDITY = "Corrupt JPEG data: "
 
 _SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 _WHITE = (255, 255, 255)
@@ -96,6 +92,11 @@ class DecodeError(ValueError):
     """
 
 
+class Decoded(NamedTuple):
+    image: np.ndarray  # HxWx3 uint8 RGB
+    notes: tuple[str, ...] = ()  # what was odd in a file kept whole, e.g. in a JPEG's header
+
+
 def load_image(
     data: bytes,
     size: tuple[int, int] | None = None,
@@ -103,7 +104,19 @@ def load_image(
     max_pixels: int = 50_000_000,
     max_bytes: int = 64 * 2**20,
 ) -> np.ndarray:
-    """Decode bytes to an HxWx3 uint8 RGB array, EXIF orientation applied.
+    """The pixels of `decode_image`."""
+    return decode_image(data, size, max_pixels=max_pixels, max_bytes=max_bytes).image
+
+
+def decode_image(
+    data: bytes,
+    size: tuple[int, int] | None = None,
+    *,
+    max_pixels: int = 50_000_000,
+    max_bytes: int = 64 * 2**20,
+) -> Decoded:
+    """Decode bytes to an HxWx3 uint8 RGB array, EXIF orientation applied, with notes on what
+    was odd in a file kept whole (a JPEG header libjpeg reads through).
 
     If size=(width, height) is given, the upright image is resized to exactly that (bilinear,
     antialiased); JPEGs are first decoded at 1/2, 1/4 or 1/8 scale when that still covers the
@@ -117,13 +130,17 @@ def load_image(
         raise DecodeError("empty file")
     if len(data) > max_bytes:
         raise DecodeError(f"file too large: {len(data)} bytes > limit {max_bytes}")
-    fmt = _sniff(data)
+    fmt, notes = _sniff(data), ()
     if fmt == "JPEG":
         _check_scan_count(data)  # before either decoder: both pass over the image per scan
-    if fmt == "JPEG" and (image := _decode_jpeg_direct(data, size, max_pixels)) is not None:
-        return image
+        image = _decode_jpeg_direct(data, size, max_pixels)
+        if image is None and (repaired := _repaired_header(data)) is not None:
+            data, notes = repaired  # both paths decode the header as libjpeg reads it
+            image = _decode_jpeg_direct(data, size, max_pixels)
+        if image is not None:
+            return Decoded(image, notes)
     try:
-        return _decode(data, fmt, size, max_pixels)
+        return Decoded(_decode(data, fmt, size, max_pixels), notes)
     except DecodeError:
         raise
     except Exception as e:  # Pillow signals bad input with many types; none may escape.
@@ -135,7 +152,7 @@ def upright_size(data: bytes) -> tuple[int, int]:
     orientation applied. From the headers alone; for data `load_image` accepted. (A PNG
     whose eXIf chunk follows its pixels is taken as upright here.)"""
     fmt = _sniff(data)
-    if fmt == "JPEG" and not _has_exif(data):
+    if fmt == "JPEG" and not jpegmarkers.has_exif(data):
         with contextlib.suppress(Exception):  # headers libjpeg-turbo cannot read: Pillow's
             height, width, _, _ = simplejpeg.decode_jpeg_header(data)
             return width, height
@@ -164,18 +181,30 @@ def encode_png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _repaired_header(data: bytes) -> tuple[bytes, tuple[str, ...]] | None:
+    """A JPEG whose header libjpeg-turbo warns about, repaired as libjpeg reads it (see
+    motoray.jpegmarkers), with what was odd; None: nothing to repair there."""
+    try:
+        simplejpeg.decode_jpeg_header(data)
+    except Exception as e:  # ValueError in practice; whatever it is, it must not escape
+        if str(e).startswith(_HEADER_ODDITY):
+            return jpegmarkers.repaired_header(data)
+    return None
+
+
 def _decode_jpeg_direct(
     data: bytes, size: tuple[int, int] | None, max_pixels: int
 ) -> np.ndarray | None:
     """A JPEG decoded by libjpeg-turbo straight into NumPy, with exactly the Pillow path's
     pixels: the same 1/2, 1/4 or 1/8 scale draft() picks, the same CMYK conversion, the same
     resize and EXIF transpose. ~10% faster than Pillow, and strict without a second decode.
-    None when libjpeg-turbo cannot read the headers, the image is over the limit or libjpeg
-    fails: the Pillow path decides. DecodeError for damage (see _strict_jpeg)."""
+    None when libjpeg-turbo cannot read the headers (or warns about them), the image is over
+    the limit or libjpeg fails: the Pillow path decides. DecodeError for damage (see
+    _strict_jpeg)."""
     try:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
         # Pillow only to read the EXIF orientation (headers, no pixels), as the Pillow path does.
-        exif = _has_exif(data)
+        exif = jpegmarkers.has_exif(data)
         orientation = _orientation(JpegImagePlugin.JpegImageFile(io.BytesIO(data))) if exif else 1
     except Exception:  # whatever is wrong, the Pillow path names it
         return None
@@ -220,13 +249,13 @@ def _strict_jpeg(data: bytes, colorspace: str, **scale: int) -> np.ndarray | Non
         detail = message.removeprefix("Corrupt JPEG data: ")
         reason = f"{kind} JPEG: {detail[:1].lower()}{detail[1:]} (libjpeg warning)"
         raise DecodeError(reason[:200]) from e
-    if not _scans_complete(data):
+    if not jpegmarkers.scans_complete(data):
         raise DecodeError("truncated JPEG: the scans end before every coefficient is complete")
     return image
 
 
 def _check_scan_count(data: bytes) -> None:
-    """DecodeError for a JPEG of more than _MAX_SCANS scans (a scan bomb), before it is decoded.
+    """DecodeError for a JPEG of more than MAX_SCANS scans (a scan bomb), before it is decoded.
 
     Every scan starts with FF DA, and FF DA cannot occur in entropy-coded data, so counting it
     never misses a scan: in NumPy, ~25 us for a 1280x720 frame (bytes.count: ~130 us, a
@@ -237,73 +266,8 @@ def _check_scan_count(data: bytes) -> None:
     """
     array = np.frombuffer(data, np.uint8)
     marked = int(np.count_nonzero(array[np.flatnonzero(array[1:] == 0xDA)] == 0xFF))
-    if marked > _MAX_SCANS and _scans_over_limit(data):
-        raise DecodeError(f"too many JPEG scans: {marked} > limit {_MAX_SCANS} (a scan bomb)")
-
-
-def _scans_over_limit(data: bytes) -> bool:
-    """Whether libjpeg would read more than _MAX_SCANS scans: SOS markers from SOI to EOI,
-    each segment skipped by its length, each scan's data up to the next marker. A walk past
-    _MAX_SEGMENTS segments counts as over: no real JPEG has that many."""
-    scans, at = 0, 2
-    for _ in range(_MAX_SEGMENTS):
-        if (found := _MARKER.search(data, at)) is None:
-            return False
-        at, marker = found.start(), data[found.start() + 1]
-        if marker == 0xD9:  # EOI: what follows is not this image
-            return False
-        scans += marker == 0xDA
-        if scans > _MAX_SCANS:
-            return True
-        at += 2 if marker in _STANDALONE else 2 + int.from_bytes(data[at + 2 : at + 4], "big")
-    return True
-
-
-def _scans_complete(data: bytes) -> bool:
-    """Whether the scans bring every coefficient of every component to full precision.
-
-    The one cut libjpeg cannot see: the format lets a file end between two scans, so a
-    progressive JPEG cut there with an EOI appended decodes, silently, to a blurred picture
-    (and a non-interleaved sequential one to a picture missing a colour). The common file,
-    sequential with one scan of all components, is settled at its first scan header.
-    """
-    components: set[int] = set()
-    progressive = False
-    at = 2
-    while at + 4 <= len(data) and data[at] == 0xFF and data[at + 1] != 0xDA:
-        marker, length = data[at + 1], int.from_bytes(data[at + 2 : at + 4], "big")
-        if marker in _SOF_MARKERS:  # Nf at +9, then 3 bytes per component, its id first
-            components = set(data[at + 10 : at + 10 + 3 * data[at + 9] : 3])
-            progressive = marker in _PROGRESSIVE_SOF
-        at += 2 + length
-    if at + 4 > len(data) or data[at] != 0xFF:
-        return True  # headers we cannot walk; libjpeg has read them, let its verdict stand
-    missing = dict.fromkeys(components, (1 << 64) - 1)  # per component, a bit per coefficient
-    while at >= 0 and any(missing.values()):
-        # SOS: Ns at +4, then (id, tables) per component, then Ss, Se, Ah|Al.
-        count = data[at + 4] if at + 4 < len(data) else 0
-        header = data[at + 5 : at + 8 + 2 * count]
-        if count and len(header) == 3 + 2 * count:  # else not a scan header: look further
-            first, last, approximation = header[-3:] if progressive else (0, 63, 0)
-            if approximation & 0x0F == 0:  # Al = 0: coefficients first..last are now whole
-                for component in set(header[: 2 * count : 2]) & missing.keys():
-                    missing[component] &= ~((1 << (last + 1)) - (1 << first))
-        # The next scan: FF DA cannot occur inside entropy-coded data (FF is stuffed as FF 00).
-        at = data.find(b"\xff\xda", at + 2) if any(missing.values()) else -1
-    return not any(missing.values())
-
-
-def _has_exif(data: bytes) -> bool:
-    """Whether the JPEG has an EXIF segment (APP1 "Exif") before its image data."""
-    at = 2
-    while at + 4 <= len(data) and data[at] == 0xFF:
-        marker, length = data[at + 1], int.from_bytes(data[at + 2 : at + 4], "big")
-        if marker == 0xDA:  # start of scan: headers are over
-            return False
-        if marker == 0xE1 and data[at + 4 : at + 10] == b"Exif\x00\x00":
-            return True
-        at += 2 + length
-    return True  # headers we cannot walk: let Pillow look
+    if marked > MAX_SCANS and jpegmarkers.scans_over_limit(data):
+        raise DecodeError(f"too many JPEG scans: {marked} > limit {MAX_SCANS} (a scan bomb)")
 
 
 def _decode(data: bytes, fmt: str, size: tuple[int, int] | None, max_pixels: int) -> np.ndarray:

@@ -45,6 +45,7 @@ def contact_sheet(request: RequestBase, config: Config, count: int = 4) -> bytes
         raise ValueError(f"count must be between 1 and {most} (limits.preview_max_images)")
     storage, keys = source.list_source(request, config)
     boxes = source.read_annotations(request, config, storage, keys)
+    keys = boxes.usable(keys) if boxes is not None else keys  # as the job: unlisted, failed
     videos = source.probe(request, config, storage, keys)  # a video source: its metadata
     # The whole listing is split, so that each row shows the split a job would give it.
     assignment = source.place(request, config, keys, boxes=boxes, videos=videos)

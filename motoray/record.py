@@ -39,7 +39,16 @@ class JobInputs(BaseModel):
         )
 
 
-class BoxCounts(BaseModel):
+class _Compact(BaseModel):
+    """Counts that apply to some jobs only (boxes, shards, videos) are left out where they
+    do not apply, in job.json and over HTTP alike."""
+
+    @model_serializer(mode="wrap")
+    def _without_none(self, handler) -> dict[str, Any]:
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+
+class BoxCounts(_Compact):
     """A split's boxes (a source with annotations): `source` on its images, `in` to its
     outputs (every output starts with all its image's boxes), of those `kept` and
     `dropped`; and the outputs not made because no window held a whole box."""
@@ -51,15 +60,30 @@ class BoxCounts(BaseModel):
     kept: int = 0
     dropped: int = 0
     outputs_skipped: int = 0
+    # Of `kept`, crowd regions (COCO iscrowd: 1): in the COCO files, not in YOLO labels.
+    crowd: int | None = None
 
 
-class _Compact(BaseModel):
-    """Counts that apply to some jobs only (boxes, shards, videos) are left out where they
-    do not apply, in job.json and over HTTP alike."""
+class MendedEntry(BaseModel):
+    file: str  # "annotations.json", "labels/a.txt"
+    entry: str  # "annotations[17]", "images[3]", "line 2"
+    action: Literal["clipped", "skipped"]
+    reason: str
 
-    @model_serializer(mode="wrap")
-    def _without_none(self, handler) -> dict[str, Any]:
-        return {key: value for key, value in handler(self).items() if value is not None}
+
+class AnnotationReport(BaseModel):
+    """job.json's `annotations` (a source with annotations): the source's settings, the
+    images it does not list, and every entry clipped or skipped."""
+
+    unlisted: Literal["skip", "negative", "fail"]
+    on_error: Literal["fail", "clip", "skip"]
+    unlisted_images: list[str] = Field(
+        default_factory=list, description="left out of the job (skip), or negatives"
+    )
+    clipped: int = 0
+    skipped: int = 0
+    from_polygons: int = 0  # boxes taken from a polygon's bounds
+    entries: list[MendedEntry] = Field(default_factory=list)
 
 
 class SplitCounts(_Compact):
@@ -119,6 +143,7 @@ class JobRecord(Outcome):
     versions: dict[str, str] = Field(default_factory=dict)
     source: SourceRef | None = None
     split: dict[str, Any] | None = None  # split.Assignment.report
+    annotations: AnnotationReport | None = None  # a source with annotations
     error: str | None = None
 
     def to_json(self) -> bytes:
@@ -126,7 +151,15 @@ class JobRecord(Outcome):
         return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
 
     def summary_lines(self) -> list[str]:
-        return summary_lines(self.job_id, self.state, self.output, self, self.error)
+        lines = summary_lines(self.job_id, self.state, self.output, self, self.error)
+        report = self.annotations
+        if report is not None and (report.unlisted_images or report.entries):
+            unlisted = "left out" if report.unlisted == "skip" else "negatives"
+            lines.append(
+                f"  annotations: {report.clipped} entries clipped, {report.skipped} skipped; "
+                f"{len(report.unlisted_images)} images unlisted ({unlisted}); see job.json"
+            )
+        return lines
 
 
 def summary_lines(
@@ -139,6 +172,8 @@ def summary_lines(
         boxes = ""
         if c.boxes is not None:
             boxes = f", boxes {c.boxes.kept} kept / {c.boxes.dropped} dropped"
+            if c.boxes.crowd:
+                boxes += f" ({c.boxes.crowd} crowd regions, not in YOLO labels)"
             if c.boxes.outputs_skipped:
                 boxes += f" ({c.boxes.outputs_skipped} outputs skipped)"
         lines.append(f"  {split:>6}:   {c.images} images -> {c.outputs} outputs{boxes}")

@@ -43,7 +43,10 @@ GOOD_VARIANTS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
     "rgba.png": (_WHITE, _BLUE),  # marker alpha 0, plus the HALF_ALPHA patch
     "gray16.png": (_WHITE, (64, 64, 64)),  # I;16: marker 65535, background 16384
     "bilevel.png": (_WHITE, (0, 0, 0)),  # mode 1
+    "junk_in_header.jpg": (_RED, _BLUE),  # 5 bytes libjpeg skips before DQT: kept, noted
 }
+# The one good variant whose manifest rows carry a note, and the note.
+ODD_HEADER = ("junk_in_header.jpg", "JPEG header: 5 extraneous bytes before marker 0xdb")
 
 
 # name -> a substring of str(DecodeError) that load_image must raise for it
@@ -132,8 +135,11 @@ def _good_files() -> dict[str, bytes]:
     rotate6[-16:, :16] = _RED
     rotate8[:16, -16:] = _RED
 
+    rgb_jpeg = _encode(colour, "JPEG", quality=95)
+    dqt = rgb_jpeg.index(b"\xff\xdb")
     files = {
-        "rgb.jpg": _encode(colour, "JPEG", quality=95),
+        "rgb.jpg": rgb_jpeg,
+        "junk_in_header.jpg": rgb_jpeg[:dqt] + b"hello" + rgb_jpeg[dqt:],
         "progressive.jpg": _encode(colour, "JPEG", quality=95, progressive=True),
         "cmyk.jpg": _encode(colour.convert("CMYK"), "JPEG", quality=95),
         "gray.jpg": _encode(gray, "JPEG", quality=95),

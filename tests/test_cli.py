@@ -89,6 +89,19 @@ def test_invalid_request_exits_2_naming_the_field_and_starts_nothing(tmp_path, f
     assert not (tmp_path / "out").exists()
 
 
+def test_what_the_source_cannot_do_exits_2_before_any_job(tmp_path, frames):
+    """Decided by the config alone (an unlabelled source of images): refused like a bad field."""
+    config = _config(tmp_path, frames)
+    body = json.loads((EXAMPLES / "seed_sample.json").read_text())
+    body[0]["train_test_split"].update(group_by="video", stratify=True)
+    (tmp_path / "grouped.json").write_text(json.dumps(body))
+    result = motoray("run", str(tmp_path / "grouped.json"), "--config", str(config))
+    assert result.returncode == 2
+    assert '0.train_test_split.group_by: "video" is for video sources' in result.stderr
+    assert "0.train_test_split.stratify: stratify needs a labelled source" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_verbatim_seed_text_is_a_parse_error_with_position(tmp_path, frames):
     config = _config(tmp_path, frames)
     result = motoray("run", str(EXAMPLES / "seed_sample_verbatim.txt"), "--config", str(config))

@@ -84,14 +84,3 @@ def test_unlabelled_source_has_null_label_and_group(labelled, tmp_path):
     rows = pq.read_table(job_dir / "manifest.parquet").to_pylist()
     assert {(row["label"], row["group"]) for row in rows} == {(None, None)}
     assert all(row["output_path"].count("/") == 1 for row in rows)  # <split>/<name>
-
-
-def test_stratify_without_labels_fails_the_job_clearly(labelled, tmp_path):
-    config = _config(labelled, tmp_path, labels=None)
-    split = {"train_ratio": 50, "test_ratio": 50, "stratify": True}
-    with pytest.raises(ValueError, match="stratify needs a labelled source"):
-        _run(config, split, "no-labels")
-    record = json.loads(
-        (Path(config.output.uri) / "animals" / "no-labels" / "job.json").read_text()
-    )
-    assert record["state"] == "FAILED" and "labels: folder" in record["error"]

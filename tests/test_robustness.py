@@ -28,6 +28,7 @@ from tests.corpus import (
     BACKGROUND,
     BAD_REASONS,
     GOOD_VARIANTS,
+    ODD_HEADER,
     write_bad_image_corpus,
     write_good_variants,
 )
@@ -141,9 +142,12 @@ def test_bad_corpus_exact_failures_and_every_good_image_processed(
         "splits": {"all": {"images": len(good), "outputs": len(good)}},
     }
 
-    # Every good variant came out upright, the right colours, at the requested size.
+    # Every good variant came out upright, the right colours, at the requested size; the one
+    # with an odd header says so in the manifest's notes.
     rows = {row["source_path"]: row for row in _manifest(job)}
     assert sorted(rows) == sorted(f"good/{name}" for name in GOOD_VARIANTS)
+    noted = {key: row["notes"] for key, row in rows.items() if row["notes"] is not None}
+    assert noted == {f"good/{ODD_HEADER[0]}": ODD_HEADER[1]}
     for name, (marker, background) in GOOD_VARIANTS.items():
         image = load_image(job.read(rows[f"good/{name}"]["output_path"]))
         assert image.shape == (48, 64, 3), name

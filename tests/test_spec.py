@@ -215,3 +215,76 @@ def test_disabled_operator_is_unknown():
         parse_requests(SEED, ops, SOURCES)
     available = str(info.value).split("available: ")[1].split(", ")
     assert "CROP" in available and "RANDOM_CROP" not in available
+
+
+# --- what the config already decides: refused with the request, never 202 then FAILED -----
+
+SPLIT = {"train_ratio": 80, "test_ratio": 20}
+
+
+def _config_errors(source: dict, **split) -> list[tuple[str, str]]:
+    """(path, message) of every error of the seed request with `split`, on `source`."""
+    from motoray.config import Config
+    from motoray.spec import parse_for
+
+    config = Config.model_validate({"sources": {"MotoGP": source}})
+    try:
+        parse_for(config, {**SEED, "train_test_split": {**SPLIT, **split}})
+    except RequestError as e:
+        return [(".".join(map(str, error["loc"])), error["msg"]) for error in e.errors]
+    return []
+
+
+IMAGES = {"uri": "frames/"}
+VIDEOS = {"uri": "race/", "kind": "video", "frames": {"every_s": 1}}
+COCO = {"uri": "frames/", "annotations": {"format": "coco"}}
+
+
+@pytest.mark.parametrize(
+    ("source", "split", "refused"),
+    [
+        (IMAGES, {"group_by": "video"}, "train_test_split.group_by"),
+        (IMAGES, {"group_by": "segment:30"}, "train_test_split.group_by"),
+        (VIDEOS, {"group_by": "image"}, "train_test_split.group_by"),
+        (IMAGES, {"stratify": True}, "train_test_split.stratify"),
+        (VIDEOS, {"stratify": True}, "train_test_split.stratify"),
+        (IMAGES, {"group_by": "folder"}, None),
+        (VIDEOS, {"group_by": "segment:30"}, None),
+        (VIDEOS, {"group_by": "regex:^(\\w+)_"}, None),
+        ({**IMAGES, "labels": "folder"}, {"stratify": True}, None),
+        ({**VIDEOS, "labels": "folder"}, {"stratify": True}, None),
+        (COCO, {"stratify": True}, None),  # by each image's commonest category
+    ],
+)
+def test_what_the_source_config_refuses_is_a_request_error(source, split, refused):
+    errors = _config_errors(source, **split)
+    assert [where for where, _ in errors] == ([refused] if refused else [])
+
+
+def test_config_refusals_say_what_to_do():
+    [(_, stratify)] = _config_errors(IMAGES, stratify=True)
+    assert stratify.startswith("stratify needs a labelled source: 'MotoGP' has neither")
+    [(_, grouping)] = _config_errors(IMAGES, group_by="segment:30")
+    assert (
+        grouping
+        == "\"segment:30\" is for video sources (`kind: video`); 'MotoGP' is a source of images"
+    )
+
+
+def test_a_request_over_the_job_budget_for_any_listing_is_refused():
+    """limits.max_outputs_per_job below one image's outputs: no listing but an empty one
+    (itself a failed job) could run, so it is refused with the request."""
+    from motoray.config import Config
+    from motoray.spec import parse_for
+
+    config = Config.model_validate(
+        {"sources": {"MotoGP": IMAGES}, "limits": {"max_outputs_per_job": 3}}
+    )
+    with pytest.raises(RequestError) as info:
+        parse_for(config, SEED)  # 4 outputs per image
+    assert info.value.errors == [
+        {
+            "loc": ["augmentations"],
+            "msg": "makes 4 outputs per image; at most 3 per job (limits.max_outputs_per_job)",
+        }
+    ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from motoray.annotations.model import (
@@ -22,6 +23,9 @@ from motoray.annotations.model import (
     Category,
     ImageBoxes,
     SourceAnnotations,
+    Triage,
+    clipped,
+    polygon_bounds,
     problems_message,
 )
 from motoray.storage import Storage
@@ -29,22 +33,27 @@ from motoray.storage import Storage
 FOLDER = "annotations"  # in the job folder: annotations/<split>.json
 # No real image's side or coordinate: a bigger int would not even convert to a float.
 _BIG = 2**31
+_MAX_KEY = 1024  # a file_name longer than any storage's key is no file gone, only a bad entry
 
 
 def split_file(split: str) -> str:
     return f"{FOLDER}/{split}.json"
 
 
-def read(storage: Storage, path: str, keys: Sequence[str], max_bytes: int) -> SourceAnnotations:
+def read(
+    storage: Storage, path: str, keys: Sequence[str], max_bytes: int, on_error: str = "fail"
+) -> SourceAnnotations:
     """The COCO file at `path` below the source root, checked against the listing `keys`."""
     try:
         data = storage.read(path, max_bytes)
     except FileNotFoundError:
         raise AnnotationError(f"{path}: not found in the source {storage.uri}") from None
-    return parse(data, path, set(keys))
+    return parse(data, path, set(keys), on_error)
 
 
-def parse(data: bytes, path: str, keys: set[str]) -> SourceAnnotations:
+def parse(data: bytes, path: str, keys: set[str], on_error: str = "fail") -> SourceAnnotations:
+    """The file's boxes, its imperfect entries dealt with as `on_error` says (model.Triage).
+    What is wrong with the file as a whole (broken JSON, no lists) always fails the job."""
     try:
         document = json.loads(data)
     except json.JSONDecodeError as e:
@@ -58,62 +67,85 @@ def parse(data: bytes, path: str, keys: set[str]) -> SourceAnnotations:
     if not isinstance(document, dict):
         kind = type(document).__name__
         raise AnnotationError(f"{path}: a COCO file is a JSON object, got {kind}")
-    problems: list[str] = []
-    lists = {}
+    lists, not_lists = {}, []
     for name in ("images", "annotations", "categories"):
         value = document.get(name, [] if name == "annotations" else None)
         if not isinstance(value, list):
-            problems.append(f'"{name}" must be a list')
+            not_lists.append(f'"{name}" must be a list')
         lists[name] = value if isinstance(value, list) else []
-    categories, category_index = _categories(lists["categories"], problems)
-    images = _images(lists["images"], keys, problems)
-    found: dict[int, tuple[list[int], list[tuple[float, float, float, float]]]] = {
-        image_id: ([], []) for image_id in images
+    if not_lists:
+        raise AnnotationError(problems_message(path, not_lists))
+    triage = Triage(on_error)
+    categories, category_index = _categories(lists["categories"], path, triage)
+    listed = _images(lists["images"], keys, path, triage)
+    images = listed.taken
+    found: dict[int, list[tuple[int, tuple[float, float, float, float], bool]]] = {
+        image_id: [] for image_id in images
     }
     for index, entry in enumerate(lists["annotations"]):
         where = f"annotations[{index}]"
         if not isinstance(entry, dict):
-            problems.append(f"{where}: not an object")
+            triage.bad(path, where, "not an object")
             continue
         image_id, category_id = entry.get("image_id"), entry.get("category_id")
-        if image_id not in images:
-            problems.append(f"{where}: image_id {image_id!r} is not in images")
+        if not _is_int(image_id) or image_id not in images:
+            if (unknown := listed.unknown(image_id)) is not None:  # None: a failed image's
+                triage.bad(path, where, unknown)
             continue
-        if category_id not in category_index:
-            problems.append(f"{where}: unknown category_id {category_id!r}")
+        if not _is_int(category_id) or category_id not in category_index:
+            triage.bad(path, where, f"unknown category_id {_shown(category_id)}")
+            continue
+        crowd = entry.get("iscrowd", 0)
+        if crowd not in (0, 1) or isinstance(crowd, float):
+            triage.bad(path, where, f"iscrowd must be 0 or 1, got {_shown(crowd)}")
             continue
         _, width, height = images[image_id]
-        box = _box(entry.get("bbox"), width, height, where, problems)
+        box = _box(entry, width, height, path, where, triage)
         if box is not None:
-            found[image_id][0].append(category_index[category_id])
-            found[image_id][1].append(box)
-    if problems:
-        raise AnnotationError(problems_message(path, problems))
+            found[image_id].append((category_index[category_id], box, bool(crowd)))
+    if triage.problems:
+        raise AnnotationError(problems_message(path, triage.problems))
     boxes = {
         key: ImageBoxes(
-            tuple(found[image_id][0]),
-            tuple(found[image_id][1]),
+            tuple(category for category, _, _ in found[image_id]),
+            tuple(box for _, box, _ in found[image_id]),
             normalised=False,
             size=(width, height),
             origin=f"{path} {key}",
+            crowd=_crowd_flags(found[image_id]),
         )
         for image_id, (key, width, height) in images.items()
     }
-    return SourceAnnotations("coco", categories, boxes)
+    return SourceAnnotations(
+        "coco",
+        categories,
+        boxes,
+        failed=listed.failed,
+        mended=tuple(triage.mended),
+        polygons=triage.polygons,
+    )
 
 
-def _categories(entries: list, problems: list[str]) -> tuple[tuple[Category, ...], dict]:
+def _crowd_flags(found: list[tuple[int, tuple, bool]]) -> tuple[bool, ...]:
+    """ImageBoxes.crowd: one flag per box, or () when none is a crowd region."""
+    flags = tuple(crowd for _, _, crowd in found)
+    return flags if any(flags) else ()
+
+
+def _categories(
+    entries: list, path: str, triage: Triage
+) -> tuple[tuple[Category, ...], dict[int, int]]:
     categories, seen_names = [], set()
     for index, entry in enumerate(entries):
         where = f"categories[{index}]"
         if not isinstance(entry, dict):
-            problems.append(f"{where}: not an object")
+            triage.bad(path, where, "not an object")
             continue
         category_id, name = entry.get("id"), entry.get("name")
         if not _is_int(category_id) or not isinstance(name, str) or not name:
-            problems.append(f"{where}: needs an integer id and a name")
+            triage.bad(path, where, "needs an integer id and a name")
         elif any(c.id == category_id for c in categories) or name in seen_names:
-            problems.append(f"{where}: id {category_id} or name {name!r} is used twice")
+            triage.bad(path, where, f"id {category_id} or name {_shown(name)} is used twice")
         else:
             categories.append(Category(category_id, name))
             seen_names.add(name)
@@ -121,49 +153,114 @@ def _categories(entries: list, problems: list[str]) -> tuple[tuple[Category, ...
     return tuple(categories), {c.id: i for i, c in enumerate(categories)}
 
 
-def _images(entries: list, keys: set[str], problems: list[str]) -> dict[int, tuple[str, int, int]]:
-    """image id -> (source key, width, height)."""
-    images: dict[int, tuple[str, int, int]] = {}
+@dataclass
+class _Images:
+    """The images[] entries: those taken, by id (source key, width, height); under clip or
+    skip, the images they fail (by key, the reason: recorded failures of the job), the ids
+    of files gone (their annotations go with them) and of entries skipped."""
+
+    taken: dict[int, tuple[str, int, int]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    gone: set[int] = field(default_factory=set)
+    skipped: dict[int, str] = field(default_factory=dict)  # id -> "images[3]"
+
+    def unknown(self, image_id: Any) -> str | None:
+        """Why an annotation's image_id takes no image; None when its image is a failure."""
+        if _is_int(image_id) and image_id in self.gone:
+            return None
+        if _is_int(image_id) and image_id in self.skipped:
+            return f"image_id {image_id}: its entry {self.skipped[image_id]} was skipped"
+        return f"image_id {_shown(image_id)} is not in images"
+
+
+def _images(entries: list, keys: set[str], path: str, triage: Triage) -> _Images:
+    """The first entry of an id or a file_name is taken, a later one is bad. Under clip or
+    skip, an image whose file is gone, or whose only entry is bad, is a failure."""
+    images = _Images()
     named: set[str] = set()
     for index, entry in enumerate(entries):
         where = f"images[{index}]"
         if not isinstance(entry, dict):
-            problems.append(f"{where}: not an object")
+            triage.bad(path, where, "not an object")
             continue
         image_id, name = entry.get("id"), entry.get("file_name")
         width, height = entry.get("width"), entry.get("height")
-        if not _is_int(image_id) or not isinstance(name, str):
-            problems.append(f"{where}: needs an integer id and a file_name")
+        key = _key(name) if isinstance(name, str) else None
+        if not _is_int(image_id) or key is None:
+            problem = "needs an integer id and a file_name"
         elif not (_is_int(width) and _is_int(height) and 0 < width < _BIG and 0 < height < _BIG):
-            problems.append(f"{where}: needs a positive integer width and height")
-        elif image_id in images or _key(name) in named:
-            problems.append(f"{where}: id {image_id} or file_name {name!r} is used twice")
-        elif _key(name) not in keys:
-            problems.append(f"{where}: file_name {name!r} is not an image of the source")
+            problem = "needs a positive integer width and height"
+        elif image_id in images.taken or key in named:
+            problem = f"id {image_id} or file_name {_shown(name)} is used twice"
+        elif key not in keys and triage.lenient and len(key) <= _MAX_KEY:  # gone: a failure
+            images.failed[key] = f"{path} {where} lists it; it is not in the source"
+            images.gone.add(image_id)
+            continue
+        elif key not in keys:
+            problem = f"file_name {_shown(name)} is not an image of the source"
         else:
-            images[image_id] = (_key(name), width, height)
-            named.add(_key(name))
+            images.taken[image_id] = (key, width, height)
+            named.add(key)
+            continue
+        triage.bad(path, where, problem)
+        if triage.lenient and _is_int(image_id) and image_id not in images.taken:
+            images.skipped[image_id] = where
+        if triage.lenient and key in keys:
+            images.failed.setdefault(key, f"{path} {where} was skipped: {problem}")
+    images.failed = {key: reason for key, reason in images.failed.items() if key not in named}
     return images
 
 
-def _box(bbox: Any, width: int, height: int, where: str, problems: list[str]):
-    if not (
-        isinstance(bbox, list)
-        and len(bbox) == 4
-        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox)
-        and all(-_BIG < v < _BIG for v in bbox)  # False for NaN and infinities too
-    ):
-        problems.append(f"{where}: bbox must be 4 finite numbers [x, y, width, height]")
+def _box(entry: dict, width: int, height: int, path: str, where: str, triage: Triage):
+    """The entry's box (x, y, w, h); under clip or skip, a segmentation-only entry's box is
+    its polygons' bounds."""
+    bbox = entry.get("bbox")
+    if bbox in (None, []) and triage.lenient and (polygon := _polygon_box(entry)) is not None:
+        triage.polygons += 1
+        bbox = polygon
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+        triage.bad(path, where, "bbox must be 4 finite numbers [x, y, width, height]")
         return None
     x, y, w, h = (float(v) for v in bbox)
     if w < 0 or h < 0:
-        problems.append(f"{where}: bbox {bbox} has a negative size")
+        triage.bad(path, where, f"bbox {bbox} has a negative size")
         return None
     tolerance = EDGE_TOLERANCE_PX
     if x < -tolerance or y < -tolerance or x + w > width + tolerance or y + h > height + tolerance:
-        problems.append(f"{where}: bbox {bbox} is outside its image ({width}x{height})")
-        return None
+        reason = f"bbox {bbox} is outside its image ({width}x{height})"
+        inside = triage.outside(path, where, reason, (x, y, x + w, y + h), (width, height))
+        if inside is None:
+            return None
+        x0, y0, x1, y1 = inside
+        return (x0, y0, x1 - x0, y1 - y0)
     return (x, y, w, h)
+
+
+def _polygon_box(entry: dict) -> list[float] | None:
+    """[x, y, w, h] around every polygon of the entry's `segmentation` (COCO's list of flat
+    [x1, y1, x2, y2, ...] lists); None for none, or for RLE."""
+    polygons = entry.get("segmentation")
+    if not isinstance(polygons, list) or not polygons:
+        return None
+    bounds = []
+    for polygon in polygons:
+        if not (isinstance(polygon, list) and all(_is_number(v) for v in polygon)):
+            return None
+        if (found := polygon_bounds(polygon)) is None:
+            return None
+        bounds.append(found)
+    x0, y0 = min(b[0] for b in bounds), min(b[1] for b in bounds)
+    x1, y1 = max(b[2] for b in bounds), max(b[3] for b in bounds)
+    return [x0, y0, x1 - x0, y1 - y0]
+
+
+def _is_number(value: Any) -> bool:
+    """A finite JSON number of a size an image can have (False for NaN and infinities)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and -_BIG < value < _BIG
+
+
+def _shown(value: Any) -> str:
+    return clipped(repr(value))
 
 
 def _is_int(value: Any) -> bool:
@@ -214,7 +311,7 @@ class CocoWriter:
                         "category_id": self._id_of[box["category"]],
                         "bbox": box["bbox"],
                         "area": round(w * h, 3),
-                        "iscrowd": 0,
+                        "iscrowd": box.get("iscrowd", 0),
                     }
                 )
 

@@ -1,9 +1,11 @@
-"""What a source's annotations are once read: categories, and each image's boxes as its
-file gives them. Small and picklable: an image's boxes travel with it to the workers."""
+"""What a source's annotations are once read: categories, each image's boxes as its file
+gives them, and what the reader did with imperfect entries. Small and picklable: an image's
+boxes travel with it to the workers."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,20 +35,28 @@ class ImageBoxes:
     normalised: bool  # YOLO: fractions of the image's width and height; COCO: pixels
     size: tuple[int, int] | None  # COCO: the (width, height) the file declares
     origin: str  # named in errors: "annotations.json images[3]", "labels/a.txt"
+    # COCO's iscrowd per box: a region of many objects, not one; () when none is
+    crowd: tuple[bool, ...] = ()
 
     def to_json(self) -> str:
-        return json.dumps([self.category, self.xywh, self.normalised, self.size, self.origin])
+        fields = [self.category, self.xywh, self.normalised, self.size, self.origin, self.crowd]
+        return json.dumps(fields)
 
     @classmethod
     def from_json(cls, text: str) -> ImageBoxes:
-        category, xywh, normalised, size, origin = json.loads(text)
+        category, xywh, normalised, size, origin, crowd = json.loads(text)
         return cls(
             tuple(category),
             tuple(tuple(b) for b in xywh),
             normalised,
             None if size is None else tuple(size),
             origin,
+            tuple(crowd),
         )
+
+    def crowd_flags(self) -> np.ndarray:
+        """One bool per box: whether it is a crowd region."""
+        return np.array(self.crowd or [False] * len(self.category), bool)
 
     def corners(self, width: int, height: int) -> np.ndarray:
         """M x 4 corners (x0, y0, x1, y1) in the pixels of the image as decoded (upright,
@@ -64,12 +74,112 @@ class ImageBoxes:
 
 
 @dataclass(frozen=True)
+class Mended:
+    """An entry the reader clipped or skipped (annotations.on_error: clip or skip)."""
+
+    file: str  # "annotations.json", "labels/a.txt"
+    entry: str  # "annotations[17]", "images[3]", "line 2"
+    action: str  # "clipped" | "skipped"
+    reason: str
+
+
+@dataclass
+class Triage:
+    """A reader's imperfect entries, dealt with as `annotations.on_error` says. "fail": each
+    is a problem (the job fails, naming the first); "clip": a box past the image's edge is
+    clipped to it (skipped if nothing is left), anything else is skipped; "skip": every one
+    is skipped. Each clipped or skipped entry is recorded."""
+
+    on_error: str
+    problems: list[str] = field(default_factory=list)  # "entry: reason", for the error
+    mended: list[Mended] = field(default_factory=list)
+    polygons: int = 0  # boxes taken from a polygon's bounds
+
+    @property
+    def lenient(self) -> bool:
+        """Whether the job goes on past a bad entry (and a polygon may stand for a box)."""
+        return self.on_error != "fail"
+
+    def bad(self, file: str, entry: str, reason: str) -> None:
+        """An entry that cannot be used."""
+        if self.lenient:
+            self.mended.append(Mended(file, entry, "skipped", reason))
+        else:
+            self.problems.append(f"{entry}: {reason}")
+
+    def outside(
+        self,
+        file: str,
+        entry: str,
+        reason: str,
+        corners: tuple[float, float, float, float],
+        size: tuple[float, float],
+    ) -> tuple[float, float, float, float] | None:
+        """A box (x0, y0, x1, y1) past the edge of an image of `size`: clipped to it under
+        "clip" (None: nothing left inside), else bad."""
+        if self.on_error != "clip":
+            self.bad(file, entry, reason)
+            return None
+        width, height = size
+        x0, y0, x1, y1 = corners
+        x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
+        y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
+        if x1 <= x0 or y1 <= y0:
+            self.mended.append(Mended(file, entry, "skipped", f"{reason}: no area inside it"))
+            return None
+        self.mended.append(Mended(file, entry, "clipped", reason))
+        return x0, y0, x1, y1
+
+
+def clipped(text: str, most: int = 80) -> str:
+    """Text of a user's file in a message, clipped: an entry or a line may hold anything."""
+    return text if len(text) <= most else f"{text[: most - 3]}..."
+
+
+def polygon_bounds(values: Sequence[float]) -> tuple[float, float, float, float] | None:
+    """(x0, y0, x1, y1) of a flat polygon [x1, y1, x2, y2, ...] of at least 3 points."""
+    if len(values) < 6 or len(values) % 2:
+        return None
+    xs, ys = values[0::2], values[1::2]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+@dataclass(frozen=True)
 class SourceAnnotations:
     """Everything a source's annotations say."""
 
     format: str  # "coco" | "yolo"
     categories: tuple[Category, ...]
-    boxes: dict[str, ImageBoxes] = field(default_factory=dict)  # by image key; absent: none
+    boxes: dict[str, ImageBoxes] = field(default_factory=dict)  # by image key: the listed ones
+    # Images the annotations fail (an images[] entry whose file is gone or that was skipped,
+    # a label file that cannot be read), each with its reason: recorded failures of the job.
+    failed: dict[str, str] = field(default_factory=dict)
+    mended: tuple[Mended, ...] = ()  # entries clipped or skipped
+    polygons: int = 0  # boxes taken from a polygon's bounds
+    unlisted: tuple[str, ...] = ()  # images of the listing the annotations do not list
+    unlisted_action: str = "negative"  # what they are: "skip" (left out) or "negative"
+    on_error: str = "fail"
+
+    def usable(self, keys: Sequence[str]) -> list[str]:
+        """The images a job processes: the listing without those the annotations failed,
+        and without the unlisted ones under `unlisted: skip`."""
+        left_out = self.failed.keys() | (
+            set(self.unlisted) if self.unlisted_action == "skip" else set()
+        )
+        return [key for key in keys if key not in left_out]
+
+    def report(self) -> dict:
+        """job.json's `annotations`: the settings, what was done, each entry mended."""
+        actions = [m.action for m in self.mended]
+        return {
+            "unlisted": self.unlisted_action,
+            "on_error": self.on_error,
+            "unlisted_images": list(self.unlisted),
+            "clipped": actions.count("clipped"),
+            "skipped": actions.count("skipped"),
+            "from_polygons": self.polygons,
+            "entries": [m.__dict__ for m in self.mended],
+        }
 
     @property
     def names(self) -> tuple[str, ...]:

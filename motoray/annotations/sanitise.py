@@ -34,8 +34,8 @@ def records(
     boxes: Boxes, images: int, rules: BoxRules, names: Sequence[str]
 ) -> list[tuple[str, int]]:
     """For each of `images` outputs (the boxes' owners): the manifest's `boxes` JSON, a list
-    of {"bbox": [x, y, width, height], "category": name} in output pixels, and how many of
-    its boxes were dropped."""
+    of {"bbox": [x, y, width, height], "category": name} in output pixels (a crowd region
+    adds "iscrowd": 1), and how many of its boxes were dropped."""
     keep = kept(boxes, rules)
     total = np.bincount(boxes.owner, minlength=images)
     corners = boxes.visible[keep]
@@ -43,12 +43,13 @@ def records(
     xywh = np.round(xywh, DECIMALS) + 0.0  # + 0.0: no "-0.0" in the text
     quoted = [json.dumps(name) for name in names]
     texts: list[list[str]] = [[] for _ in range(images)]
-    for owner, category, (x, y, w, h) in zip(
-        boxes.owner[keep].tolist(), boxes.category[keep].tolist(), xywh.tolist()
+    crowd = boxes.is_crowd()[keep].tolist()
+    for owner, category, (x, y, w, h), is_crowd in zip(
+        boxes.owner[keep].tolist(), boxes.category[keep].tolist(), xywh.tolist(), crowd
     ):
         # Written out rather than json.dumps'd: the same text, several times faster.
-        box = f'{{"bbox": [{x!r}, {y!r}, {w!r}, {h!r}], "category": {quoted[category]}}}'
-        texts[owner].append(box)
+        box = f'{{"bbox": [{x!r}, {y!r}, {w!r}, {h!r}], "category": {quoted[category]}'
+        texts[owner].append(box + (', "iscrowd": 1}' if is_crowd else "}"))
     kept_per = np.bincount(boxes.owner[keep], minlength=images)
     return [
         ("[" + ", ".join(text) + "]", int(n - k))

@@ -23,6 +23,9 @@ from motoray.annotations.model import (
     Category,
     ImageBoxes,
     SourceAnnotations,
+    Triage,
+    clipped,
+    polygon_bounds,
     problems_message,
 )
 from motoray.storage import Refused, Storage
@@ -49,73 +52,109 @@ def label_key(image_key: str, labels: set[str]) -> str | None:
 
 
 def read(
-    storage: Storage, keys: Sequence[str], classes: Sequence[str], max_bytes: int
+    storage: Storage,
+    keys: Sequence[str],
+    classes: Sequence[str],
+    max_bytes: int,
+    on_error: str = "fail",
 ) -> SourceAnnotations:
-    """Every image's label file, read on a thread pool (their latency overlaps)."""
+    """Every image's label file, read on a thread pool (their latency overlaps); imperfect
+    lines dealt with as `on_error` says (model.Triage). Under clip or skip, an image whose
+    label file cannot be read is a failure of the job, not the job's end."""
     labels = set(storage.list((LABEL_EXTENSION,)))
     found = {key: path for key in keys if (path := label_key(key, labels)) is not None}
     with ThreadPoolExecutor(READ_THREADS) as pool:
         texts = dict(zip(found, pool.map(lambda p: _read(storage, p, max_bytes), found.values())))
-    boxes, problems = {}, []
+    triage = Triage(on_error)
+    boxes, failed, problems = {}, {}, []
     for key, path in found.items():
         try:
-            boxes[key] = parse(texts[key], path, len(classes))
+            boxes[key] = parse(texts[key], path, len(classes), triage)
         except AnnotationError as e:
-            problems.append(str(e))
+            if triage.lenient:
+                failed[key] = str(e)
+            else:
+                problems.append(str(e))
     if problems:
         more = f" (and {len(problems) - 1} more label files)" if len(problems) > 1 else ""
         raise AnnotationError(problems[0] + more)
     categories = tuple(Category(i + 1, name) for i, name in enumerate(classes))
-    return SourceAnnotations("yolo", categories, boxes)
+    return SourceAnnotations(
+        "yolo",
+        categories,
+        boxes,
+        failed=failed,
+        mended=tuple(triage.mended),
+        polygons=triage.polygons,
+    )
 
 
-def _read(storage: Storage, path: str, max_bytes: int) -> bytes:
+def _read(storage: Storage, path: str, max_bytes: int) -> bytes | AnnotationError:
     """A label file's bytes; one the storage refuses (a FIFO, too large) is named."""
     try:
         return storage.read(path, max_bytes)
     except Refused as e:
-        raise AnnotationError(f"{path}: {e}") from None
+        return AnnotationError(f"{path}: {e}")
 
 
-def parse(data: bytes, path: str, classes: int) -> ImageBoxes:
+def parse(
+    data: bytes | AnnotationError, path: str, classes: int, triage: Triage | None = None
+) -> ImageBoxes:
+    """One label file's boxes. AnnotationError for a file that cannot be read, and (under
+    `fail`) for any bad line."""
+    triage = triage or Triage("fail")
+    if isinstance(data, AnnotationError):
+        raise data
     try:
         text = data.decode()
     except UnicodeDecodeError as e:
         raise AnnotationError(f"{path}: not UTF-8 text: {e.reason}") from None
-    category, xywh, problems = [], [], []
+    category, xywh, problems = [], [], len(triage.problems)
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        parsed = _line(line.split(), classes)
-        if isinstance(parsed, str):
-            problems.append(f"line {number}: {parsed}")
-        else:
+        parsed = _line(line.split(), classes, path, f"line {number}", triage)
+        if parsed is not None:
             category.append(parsed[0])
             xywh.append(parsed[1])
-    if problems:
-        raise AnnotationError(problems_message(path, problems))
+    if len(triage.problems) > problems:
+        raise AnnotationError(problems_message(path, triage.problems[problems:]))
     return ImageBoxes(tuple(category), tuple(xywh), normalised=True, size=None, origin=path)
 
 
-def _line(values: list[str], classes: int):
-    """(class, (x, y, w, h) as fractions) or what is wrong with the line."""
-    if len(values) != 5:
-        return f"{len(values)} values, a box is 5: class cx cy w h"
+def _line(values: list[str], classes: int, path: str, where: str, triage: Triage):
+    """(class, (x, y, w, h) as fractions), or None for a line dealt with by `triage`. Under
+    clip or skip, a polygon line (`class x1 y1 x2 y2 ...`, Ultralytics' segments) gives its
+    bounds."""
+    polygon = len(values) >= 7 and len(values) % 2 == 1 and triage.lenient
+    if len(values) != 5 and not polygon:
+        return triage.bad(path, where, f"{len(values)} values, a box is 5: class cx cy w h")
     try:
         numbers = [float(v) for v in values]
     except ValueError:
-        return f"not a number in {' '.join(values)!r}"
+        return triage.bad(path, where, f"not a number in {clipped(' '.join(values))!r}")
     if not all(math.isfinite(v) for v in numbers):
-        return "not a finite number"
-    number, cx, cy, w, h = numbers
+        return triage.bad(path, where, "not a finite number")
+    number = numbers[0]
     if number != int(number) or not 0 <= number < classes:
-        return f"unknown class {values[0]} (classes: 0 to {classes - 1})"
-    if w < 0 or h < 0:
-        return f"negative size (w {values[3]}, h {values[4]})"
-    x0, y0, x1, y1 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+        return triage.bad(path, where, f"unknown class {values[0]} (classes: 0 to {classes - 1})")
+    if polygon:
+        triage.polygons += 1
+        x0, y0, x1, y1 = polygon_bounds(numbers[1:])
+        w, h = x1 - x0, y1 - y0
+    else:
+        cx, cy, w, h = numbers[1:]
+        if w < 0 or h < 0:
+            return triage.bad(path, where, f"negative size (w {values[3]}, h {values[4]})")
+        x0, y0, x1, y1 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
     tolerance = EDGE_TOLERANCE_FRACTION
     if min(x0, y0) < -tolerance or max(x1, y1) > 1 + tolerance:
-        return f"box outside the image ({' '.join(values[1:])}, normalised)"
+        shown = clipped(" ".join(values[1:])) if not polygon else "a polygon"
+        reason = f"box outside the image ({shown}, normalised)"
+        if (inside := triage.outside(path, where, reason, (x0, y0, x1, y1), (1, 1))) is None:
+            return None
+        x0, y0, x1, y1 = inside
+        w, h = x1 - x0, y1 - y0
     return int(number), (x0, y0, w, h)
 
 
@@ -128,9 +167,13 @@ def label_file(output_path: str) -> str:
 
 
 def label_text(boxes: list[dict], class_of: dict[str, int], width: int, height: int) -> bytes:
-    """One `class cx cy w h` line per box, normalised to the output's size, 6 decimals."""
+    """One `class cx cy w h` line per box, normalised to the output's size, 6 decimals. A
+    crowd region is left out: YOLO has no crowd flag, and as a box it would teach a detector
+    that a crowd is one object (data.yaml says how many were left out)."""
     lines = []
     for box in boxes:
+        if box.get("iscrowd"):
+            continue
         x, y, w, h = box["bbox"]
         cx, cy = (x + w / 2) / width, (y + h / 2) / height
         number = class_of[box["category"]]
@@ -138,9 +181,10 @@ def label_text(boxes: list[dict], class_of: dict[str, int], width: int, height: 
     return "".join(f"{line}\n" for line in lines).encode()
 
 
-def data_yaml(splits: Sequence[str], names: Sequence[str]) -> bytes:
+def data_yaml(splits: Sequence[str], names: Sequence[str], crowd: int = 0) -> bytes:
     """Ultralytics' dataset file. No `path`: Ultralytics then takes the folder of this file,
-    so the job folder can be moved or downloaded as it is."""
+    so the job folder can be moved or downloaded as it is. `crowd`: crowd regions left out
+    of the labels, said in a comment."""
     document: dict = {}
     for split in sorted(splits, key=list(ULTRALYTICS_SPLITS).index):
         document.setdefault(ULTRALYTICS_SPLITS[split], split)
@@ -148,4 +192,9 @@ def data_yaml(splits: Sequence[str], names: Sequence[str]) -> bytes:
         document["val"] = document.get("test", document.get("train"))
     document["names"] = dict(enumerate(names))
     header = "# motoray: the job's splits and classes, for `yolo train data=data.yaml`\n"
+    if crowd:
+        header += (
+            f"# {crowd} crowd regions (COCO iscrowd: 1) are left out of the labels: YOLO has "
+            "no crowd flag\n"
+        )
     return (header + yaml.safe_dump(document, sort_keys=False)).encode()

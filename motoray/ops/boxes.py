@@ -31,10 +31,15 @@ class Boxes:
     whole: np.ndarray  # M x 4 corners, never clipped: the box as if the image had no edges
     owner: np.ndarray  # M image indices (into the stack), ascending
     category: np.ndarray  # M category indices (into the source's categories)
+    crowd: np.ndarray | None = None  # M bools: a crowd region (COCO iscrowd); None: none is
 
     @classmethod
     def empty(cls) -> Boxes:
         return cls(np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0, np.intp), np.zeros(0, np.intp))
+
+    def is_crowd(self) -> np.ndarray:
+        """One bool per row."""
+        return np.zeros(len(self), bool) if self.crowd is None else self.crowd
 
     def __len__(self) -> int:
         return len(self.owner)
@@ -43,7 +48,8 @@ class Boxes:
         """The boxes of `images` (ascending stack indices), renumbered 0..len(images)-1."""
         rows = np.isin(self.owner, images)
         owner = np.searchsorted(images, self.owner[rows])
-        return Boxes(self.visible[rows], self.whole[rows], owner, self.category[rows])
+        crowd = None if self.crowd is None else self.crowd[rows]
+        return Boxes(self.visible[rows], self.whole[rows], owner, self.category[rows], crowd)
 
     def mapped(self, kernel: BoxKernel, params: list[dict], shape: Shape, out: Shape) -> Boxes:
         """Through one stage: both versions in one kernel call, then clipped to `out`."""
@@ -54,11 +60,12 @@ class Boxes:
             shape,
         )
         visible, whole = both[: len(self)], both[len(self) :]
-        return Boxes(clip(visible, out), whole, self.owner, self.category)
+        return Boxes(clip(visible, out), whole, self.owner, self.category, self.crowd)
 
     def of_image(self, image: int) -> np.ndarray:
-        """Visible corners of one image's boxes."""
-        return self.visible[self.owner == image]
+        """Visible corners of one image's objects, for a window placed on one: a crowd
+        region is many objects, not one, and never places a window."""
+        return self.visible[(self.owner == image) & ~self.is_crowd()]
 
 
 def clip(corners: np.ndarray, shape: Shape) -> np.ndarray:

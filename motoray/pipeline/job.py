@@ -34,6 +34,7 @@ from motoray.pipeline.jobspec import JobSpec, job_spec
 from motoray.pipeline.layout import JOB_FILE, MANIFEST_FILE
 from motoray.pipeline.manifest import ManifestWriter, manifest_columns
 from motoray.record import (
+    AnnotationReport,
     BoxCounts,
     Counts,
     Failure,
@@ -105,6 +106,9 @@ def run_job(
         record.source = SourceRef(name=request.name, uri=storage.uri)
         _check_budget(request, config, images)
         boxes = source.read_annotations(request, config, storage, keys)
+        if boxes is not None:  # images unlisted (`unlisted: skip`) or failed: not processed
+            keys, record.annotations = boxes.usable(keys), AnnotationReport(**boxes.report())
+            images = len(keys)
         assignment = source.place(request, config, keys, boxes=boxes, videos=videos)
         record.split = assignment.report
         mark("placed")
@@ -284,9 +288,16 @@ def _process(
     """Fan the images out to Ray Data, stream results into the manifest (and the COCO files).
     Returns the counts, the failures, every output's path and the files written by the
     driver or as shards (not the outputs themselves)."""
-    counts = Counts(images_total=images_expected)  # video: the frames promised, until done
+    # Images the annotations fail (a file gone since the export, an entry skipped) are
+    # failures before any task runs. Video: the frames promised, until done.
+    failed_early = boxes.failed if boxes is not None else {}
+    failures = [Failure(source_path=key, reason=reason) for key, reason in failed_early.items()]
+    counts = Counts(
+        images_total=images_expected + len(failures),
+        images_done=len(failures),
+        images_failed=len(failures),
+    )
     per_split: dict[str, SplitCounts] = defaultdict(SplitCounts)
-    failures: list[Failure] = []
     columns = manifest_columns(spec.sharded, spec.boxes is not None, spec.frames is not None)
     manifest = ManifestWriter(columns)
     coco_files = None
@@ -409,17 +420,22 @@ def _count_boxes(per_split: dict[str, SplitCounts], made: pa.Table, skipped: pa.
     """Boxes kept and dropped by the outputs of one block, and outputs skipped, per split
     (Arrow sums per split: a block has thousands of outputs)."""
     kept = pc.count_substring(made["boxes"], '{"bbox": ')
+    crowd = pc.count_substring(made["boxes"], '"iscrowd": 1')
     sums = (
-        pa.table({"split": made["split"], "kept": kept, "dropped": made["boxes_dropped"]})
+        pa.table(
+            {"split": made["split"], "kept": kept, "dropped": made["boxes_dropped"], "crowd": crowd}
+        )
         .group_by("split")
-        .aggregate([("kept", "sum"), ("dropped", "sum")])
+        .aggregate([("kept", "sum"), ("dropped", "sum"), ("crowd", "sum")])
     )
-    columns = (sums[name].to_pylist() for name in ("split", "kept_sum", "dropped_sum"))
-    for split, n, dropped in zip(*columns):
+    names = ("split", "kept_sum", "dropped_sum", "crowd_sum")
+    for split, n, dropped, crowds in zip(*(sums[name].to_pylist() for name in names)):
         counted = per_split[split].boxes = per_split[split].boxes or BoxCounts()
         counted.kept += n
         counted.dropped += dropped
         counted.in_ += n + dropped
+        if crowds:
+            counted.crowd = (counted.crowd or 0) + crowds
     for split, n in Counter(skipped["split"].to_pylist()).items():
         counted = per_split[split].boxes = per_split[split].boxes or BoxCounts()
         counted.outputs_skipped += n
@@ -433,7 +449,8 @@ def _write_box_files(
     files = coco_files.files() if coco_files is not None else {}
     if spec.boxes is not None and spec.boxes.yolo:
         splits = [name for name, c in per_split.items() if c.outputs]
-        files[yolo.DATA_FILE] = yolo.data_yaml(splits, spec.boxes.names)
+        crowd = sum((c.boxes.crowd or 0) for c in per_split.values() if c.boxes is not None)
+        files[yolo.DATA_FILE] = yolo.data_yaml(splits, spec.boxes.names, crowd)
     for name, data in files.items():
         spec.job_dir.write(name, data)
     return list(files)

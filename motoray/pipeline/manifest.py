@@ -33,16 +33,19 @@ ROWS_SCHEMA = pa.schema(
         # and what was done to show it as a player does (JSON: deinterlace, orientation,
         # sar, square_pixels)
         ("display", pa.string()),
+        ("notes", pa.string()),  # what was odd in a source file kept whole (its JPEG header)
         ("error", pa.string()),  # set on the one row of an image that failed
         ("skipped", pa.string()),  # an output not made, and why (no row in the manifest)
     ]
 )
 BOX_COLUMNS = ["boxes", "boxes_dropped"]
 VIDEO_COLUMNS = ["video", "time_ms", "display"]
+# Present once a row has a value, last: a manifest without notes is byte for byte as before.
+OPTIONAL_COLUMNS = ["notes"]
 MANIFEST_COLUMNS = [
     f.name
     for f in ROWS_SCHEMA
-    if f.name not in ("shard", "error", "skipped", *BOX_COLUMNS, *VIDEO_COLUMNS)
+    if f.name not in ("shard", "error", "skipped", *BOX_COLUMNS, *VIDEO_COLUMNS, *OPTIONAL_COLUMNS)
 ]
 
 
@@ -70,26 +73,47 @@ def sample_record(row: dict) -> bytes:
     record |= {field: row[field] for field in ("video", "time_ms") if row.get(field) is not None}
     if row.get("display"):
         record["display"] = json.loads(row["display"])
+    record |= {field: row[field] for field in OPTIONAL_COLUMNS if row.get(field) is not None}
     return json.dumps(record, sort_keys=True).encode()
 
 
 class ManifestWriter:
-    """Parquet with fixed-size row groups, whatever sizes the blocks come in."""
+    """Parquet with fixed-size row groups, whatever sizes the blocks come in. An optional
+    column joins once a row has a value; row groups written before are written again with
+    it (nulls), so the bytes are those of a manifest that had it from the start."""
 
     def __init__(self, columns: list[str]) -> None:
-        self._buffer = io.BytesIO()
-        self._writer = pq.ParquetWriter(
-            self._buffer, pa.schema([ROWS_SCHEMA.field(c) for c in columns])
-        )
-        self._columns = columns
+        self._columns = list(columns)
+        self._open()
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
 
+    def _open(self) -> None:
+        self._buffer = io.BytesIO()
+        self._writer = pq.ParquetWriter(
+            self._buffer, pa.schema([ROWS_SCHEMA.field(c) for c in self._columns])
+        )
+
     def add(self, table: pa.Table) -> None:
+        for name in OPTIONAL_COLUMNS:
+            if name not in self._columns and table[name].null_count < table.num_rows:
+                self._join(name)
         self._pending.append(table.select(self._columns))
         self._pending_rows += table.num_rows
         if self._pending_rows >= ROW_GROUP_ROWS:
             self._flush(final=False)
+
+    def _join(self, name: str) -> None:
+        self._writer.close()
+        written = pq.ParquetFile(io.BytesIO(self._buffer.getvalue()))
+        self._columns.append(name)
+        self._open()
+        for group in range(written.num_row_groups):
+            self._write(_with_nulls(written.read_row_group(group), name))
+        self._pending = [_with_nulls(table, name) for table in self._pending]
+
+    def _write(self, table: pa.Table) -> None:
+        self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
 
     def _flush(self, final: bool) -> None:
         table = pa.concat_tables(self._pending) if self._pending else None
@@ -98,7 +122,7 @@ class ManifestWriter:
             return
         cut = table.num_rows if final else table.num_rows - table.num_rows % ROW_GROUP_ROWS
         if cut:
-            self._writer.write_table(table.slice(0, cut), row_group_size=ROW_GROUP_ROWS)
+            self._write(table.slice(0, cut))
         if cut < table.num_rows:
             self._pending, self._pending_rows = [table.slice(cut)], table.num_rows - cut
 
@@ -106,3 +130,8 @@ class ManifestWriter:
         self._flush(final=True)
         self._writer.close()
         return self._buffer.getvalue()
+
+
+def _with_nulls(table: pa.Table, name: str) -> pa.Table:
+    field = ROWS_SCHEMA.field(name)
+    return table.append_column(field, pa.nulls(table.num_rows, field.type))

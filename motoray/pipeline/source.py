@@ -154,18 +154,8 @@ def sample(
 
 
 def _group_by(split, video: bool) -> str:
-    """The split's grouping, checked against the kind of source: frames of one video are
-    near-duplicates, so a video source groups by video unless told otherwise."""
-    if split is None:
-        return "video" if video else "image"
-    chosen = split.group_by if "group_by" in split.model_fields_set else None
-    if video:
-        if chosen == "image":
-            raise ValueError(
-                'group_by "image" on a video source would put frames of one video in several '
-                'splits: use "video" (the default), "segment:<seconds>", "folder" or "regex:"'
-            )
-        return chosen or "video"
-    if chosen == "video" or (chosen or "").startswith("segment:"):
-        raise ValueError(f'group_by "{chosen}" is for video sources (`kind: video`)')
-    return split.group_by
+    """The split's grouping: frames of one video are near-duplicates, so a video source
+    groups by video unless told otherwise. (A grouping of the other kind of source is
+    refused with the request: spec.source_errors.)"""
+    chosen = split.group_by if split is not None and "group_by" in split.model_fields_set else None
+    return chosen or ("video" if video else "image")

@@ -25,7 +25,7 @@ import numpy as np
 
 from motoray.annotations import AnnotationError, yolo
 from motoray.annotations.sanitise import records
-from motoray.imageio import DecodeError, encode_jpeg, load_image, upright_size
+from motoray.imageio import DecodeError, decode_image, encode_jpeg, upright_size
 from motoray.ops.boxes import Boxes, clip, scale_boxes
 from motoray.ops.steps import StepOutput, apply_step
 from motoray.pipeline.jobspec import JobSpec
@@ -57,6 +57,8 @@ class _Decoded(NamedTuple):
     image: np.ndarray
     boxes: np.ndarray | None  # M x 4 corners in the decoded (resized) image's pixels
     category: np.ndarray | None  # M category indices
+    notes: str | None = None  # what was odd in the file, kept whole (the manifest's `notes`)
+    crowd: np.ndarray | None = None  # M bools: crowd regions (COCO iscrowd); None: none is
 
 
 def outputs(spec: JobSpec, items: Sequence[Item], io: Executor | None = None) -> Iterator[Output]:
@@ -99,8 +101,9 @@ def _images(
     """Each item decoded (with its boxes), or its failure."""
     for item, fetched in zip(items, _fetched(spec, items, pool)):
         try:
-            image = _decode(spec, fetched)
-            yield _with_boxes(spec, item, fetched, image)
+            image, notes = _decode(spec, fetched)
+            decoded = _with_boxes(spec, item, fetched, image)
+            yield decoded._replace(notes="; ".join(notes)) if notes else decoded
         except (DecodeError, Refused, FileNotFoundError, AnnotationError) as e:
             yield _failed(item, str(e))
 
@@ -252,12 +255,13 @@ def _group_outputs(spec: JobSpec, group: list[_Decoded]) -> Iterator[Output]:
         by_shape[decoded.image.shape].append(decoded)
     for same_shape in by_shape.values():
         stack = [decoded.item for decoded in same_shape]
+        notes = [decoded.notes for decoded in same_shape]
         images = np.stack([decoded.image for decoded in same_shape])
         boxes = _stack_boxes(same_shape) if spec.boxes is not None else None
         if spec.original:
             kept = _box_records(spec, boxes, len(stack))
-            for item, image, box_record in zip(stack, images, kept):
-                yield _encoded(spec, item, "ORIGINAL", "original", {}, image, box_record)
+            for item, note, image, box_record in zip(stack, notes, images, kept):
+                yield _encoded(spec, item, "ORIGINAL", "original", {}, image, box_record, note)
         keys = [item.key for item in stack]
         for step in spec.steps:
             names = "-".join(stage.operator.name.lower() for stage in step.stages)
@@ -265,10 +269,11 @@ def _group_outputs(spec: JobSpec, group: list[_Decoded]) -> Iterator[Output]:
                 suffix = f"{step.index}-{names}-{out.copy}"
                 for member in out.skipped:
                     yield _skipped(stack[member], step.name, out)
-                made = [stack[member] for member in out.sources()]
-                kept = _box_records(spec, out.boxes, len(made))
-                for item, params, image, box_record in zip(made, out.params, out.images, kept):
-                    yield _encoded(spec, item, step.name, suffix, params, image, box_record)
+                members = out.sources()
+                kept = _box_records(spec, out.boxes, len(members))
+                for member, params, image, box_record in zip(members, out.params, out.images, kept):
+                    item, note = stack[member], notes[member]
+                    yield _encoded(spec, item, step.name, suffix, params, image, box_record, note)
 
 
 def _with_boxes(spec: JobSpec, item: Item, fetched: bytes, image: np.ndarray) -> _Decoded:
@@ -284,7 +289,8 @@ def _with_boxes(spec: JobSpec, item: Item, fetched: bytes, image: np.ndarray) ->
     sx = np.full(rows, image.shape[1] / width)
     sy = np.full(rows, image.shape[0] / height)
     category = np.array(item.boxes.category, np.intp)
-    return _Decoded(item, image, scale_boxes(corners, sx, sy), category)
+    crowd = item.boxes.crowd_flags() if item.boxes.crowd else None
+    return _Decoded(item, image, scale_boxes(corners, sx, sy), category, crowd=crowd)
 
 
 def _stack_boxes(same_shape: list[_Decoded]) -> Boxes:
@@ -293,7 +299,12 @@ def _stack_boxes(same_shape: list[_Decoded]) -> Boxes:
     corners = np.concatenate([d.boxes for d in same_shape])
     owner = np.repeat(np.arange(len(same_shape)), [len(d.boxes) for d in same_shape])
     category = np.concatenate([d.category for d in same_shape])
-    return Boxes(clip(corners, shape), corners, owner, category)
+    crowd = None
+    if any(d.crowd is not None for d in same_shape):
+        crowd = np.concatenate(
+            [np.zeros(len(d.boxes), bool) if d.crowd is None else d.crowd for d in same_shape]
+        )
+    return Boxes(clip(corners, shape), corners, owner, category, crowd)
 
 
 def _box_records(spec: JobSpec, boxes: Boxes | None, images: int) -> list[tuple[str, int] | None]:
@@ -304,6 +315,7 @@ def _box_records(spec: JobSpec, boxes: Boxes | None, images: int) -> list[tuple[
 
 
 def _yolo_label(spec: JobSpec, row: dict) -> tuple[str, bytes]:
+    """The output's YOLO label: its boxes but crowd regions (YOLO has no such flag)."""
     class_of = {name: i for i, name in enumerate(spec.boxes.names)}
     text = yolo.label_text(json.loads(row["boxes"]), class_of, row["width"], row["height"])
     return yolo.label_file(row["output_path"]), text
@@ -327,6 +339,7 @@ def _encoded(
     params: dict,
     image: np.ndarray,
     boxes: tuple[str, int] | None = None,
+    notes: str | None = None,
 ) -> Output:
     """The output's bytes and its manifest row (its name is the same on every retry)."""
     name = output_name(item.key, suffix)
@@ -347,6 +360,8 @@ def _encoded(
     }
     if boxes is not None:
         row["boxes"], row["boxes_dropped"] = boxes
+    if notes is not None:
+        row["notes"] = notes
     if spec.frames is not None:  # the video, the frame's time, how it was shown, as columns
         row |= video_frames.lineage(item.key) | {"display": item.display}
     return Output(row, data)
@@ -363,10 +378,10 @@ def _fetch(spec: JobSpec, item: Item) -> bytes | Exception:
         return e
 
 
-def _decode(spec: JobSpec, fetched: bytes | Exception) -> np.ndarray:
+def _decode(spec: JobSpec, fetched: bytes | Exception) -> tuple[np.ndarray, tuple[str, ...]]:
     if isinstance(fetched, Exception):
         raise fetched
-    return load_image(
+    return decode_image(
         fetched,
         spec.size,
         max_pixels=spec.limits.max_image_pixels,

@@ -85,6 +85,12 @@ CASES = [
      "0.train_test_split", "sum to 100"),
     ("split-negative", _with(("train_test_split", "train_ratio"), -20), JSON, 422,
      "0.train_test_split.train_ratio", "greater"),
+    ("split-group-by-video-on-images", _with(("train_test_split", "group_by"), "video"), JSON,
+     422, "0.train_test_split.group_by", "for video sources"),
+    ("split-segments-on-images", _with(("train_test_split", "group_by"), "segment:30"), JSON,
+     422, "0.train_test_split.group_by", "for video sources"),
+    ("split-stratify-without-labels", _with(("train_test_split", "stratify"), True), JSON, 422,
+     "0.train_test_split.stratify", "needs a labelled source"),
     ("split-nan", _raw(json.dumps([SEED]).replace('"test_ratio": 20', '"test_ratio": NaN')),
      JSON, 422, "0.train_test_split.test_ratio", "finite"),
     ("seed-negative", _with(("seed",), -1), JSON, 422, "0.seed", "greater"),
@@ -145,6 +151,24 @@ def test_every_error_of_every_request_is_reported(app_api):
     assert response.status_code == 422
     locs = {".".join(map(str, e["loc"])) for e in response.json()["errors"]}
     assert locs == {"0.seed", "0.output.quality", "1.name"}
+
+
+def test_a_config_that_refuses_the_request_is_a_422_at_post(app, app_api):
+    """What depends on the config (its limits, its source's kind and labels) is refused
+    with the request, not accepted and then FAILED."""
+
+    def one_output_per_job(config: dict) -> None:
+        config["limits"] = {"max_outputs_per_job": 1}
+
+    with app.edited_config(one_output_per_job):
+        response = post_json(app_api, [SEED])
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {
+            "loc": [0, "augmentations"],
+            "msg": "makes 4 outputs per image; at most 1 per job (limits.max_outputs_per_job)",
+        }
+    ]
 
 
 def test_many_errors_are_capped(app, app_api):

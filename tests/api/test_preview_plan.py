@@ -40,6 +40,17 @@ def test_preview_and_plan_reject_bad_requests_with_the_field(app_api):
     assert app_api.post("/data_prep/plan", content=b"{", headers=JSON).status_code == 400
 
 
+def test_preview_and_plan_refuse_what_the_source_cannot_do_with_the_field(app_api):
+    """The source of the app's config is of images, without labels."""
+    split = {"train_ratio": 80, "test_ratio": 20, "group_by": "segment:30", "stratify": True}
+    bad = {**SEED[0], "train_test_split": split}
+    for path in ("/data_prep/preview", "/data_prep/plan"):
+        response = app_api.post(path, content=json.dumps(bad), headers=JSON)
+        assert response.status_code == 422, response.text
+        locs = [error["loc"] for error in response.json()["errors"]]
+        assert locs == [["train_test_split", "group_by"], ["train_test_split", "stratify"]]
+
+
 def test_preview_and_plan_take_one_request_as_the_cli_does(app_api):
     for path in ("/data_prep/preview", "/data_prep/plan"):
         response = app_api.post(path, content=json.dumps(SEED * 2), headers=JSON)

@@ -4,6 +4,8 @@ image. Where the bright pixels land is where the box must land. No Ray, no JPEG.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -266,3 +268,38 @@ def test_bad_box_options_name_their_field(output, message):
             parse_requests(
                 {**body, "output": {}, "boxes": bad}, BUILTINS, ["frames"], annotated={"frames"}
             )
+
+
+def test_a_crowd_region_places_no_window_and_keeps_its_flag_through_every_stage():
+    """Image 0's only box that fits the crop is a crowd region: no window. Image 1's crowd
+    region and object both fit: every window holds the object, and the crowd flag follows
+    its box through a chain of crop and flip into the manifest's record."""
+    body = {"name": "M", "augmentations": [{"CHAIN": [
+        {"RANDOM_CROP": {"crop_dimensions": [12, 12], "target_count": 20,
+                         "placement": "contains_box"}},
+        {"FLIP": {}}]}]}  # fmt: skip
+    [request] = parse_requests(body, BUILTINS)
+    [step] = make_steps(request.steps, BUILTINS)
+    images = np.zeros((2, 30, 30, 3), np.uint8)
+    corners = np.array(
+        [[2.0, 2.0, 8.0, 8.0], [0.0, 0.0, 25.0, 25.0],  # image 0: crowd fits, object does not
+         [14.0, 14.0, 20.0, 20.0], [12.0, 18.0, 18.0, 24.0]]  # image 1: object, crowd
+    )  # fmt: skip
+    crowd = np.array([True, False, False, True])
+    boxes = Boxes(corners, corners, np.array([0, 0, 1, 1]), np.zeros(4, np.intp), crowd)
+    outputs = list(apply_step(step, images, ["a", "b"], seed=0, boxes=boxes))
+    assert all(out.skipped == (0,) for out in outputs if out.skipped)
+    made = [out for out in outputs if len(out.images)]
+    assert len(made) == 20 and all(list(out.members) == [1] for out in made)
+    crowd_records = 0
+    for out in made:
+        x, y = out.params[0]["chain"][0]["x"], out.params[0]["chain"][0]["y"]
+        assert x <= 14 and x + 12 >= 20 and y <= 14 and y + 12 >= 20  # the object, whole
+        assert out.boxes.crowd.tolist() == [False, True]
+        [(text, _)] = records(out.boxes, 1, BoxRules(min_visibility=0.0, min_area=0), ["bike"])
+        kept_boxes = json.loads(text)
+        assert [box.get("iscrowd") for box in kept_boxes] == [None, 1][: len(kept_boxes)]
+        crowd_records += len(kept_boxes) == 2
+        flipped = 12 - (20 - x)  # FLIP: x -> 12 - x of the crop's right edge
+        assert kept_boxes[0]["bbox"][0] == pytest.approx(flipped)
+    assert crowd_records > 0  # windows that kept part of the crowd region, flagged

@@ -7,9 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from motoray.config import VIDEO_EXTENSIONS, Config, FrameSampling, SourceConfig
-from motoray.pipeline import source
-from motoray.video.plan import VideoPlan
-from tests.conftest import parse_one
+from motoray.spec import RequestError, parse_one_for
 
 
 def refused(broadcast: dict) -> tuple[str, str]:
@@ -105,20 +103,29 @@ def _split(group_by: str) -> dict:
     return {"name": "broadcast", "input_image_size": [64, 64], "train_test_split": split}
 
 
+def _refused_request(group_by: str, source: SourceConfig) -> dict:
+    """The one error of a request grouped by `group_by`, at validation (a 422 at POST)."""
+    with pytest.raises(RequestError) as info:
+        parse_one_for(Config(sources={"broadcast": source}), _split(group_by))
+    [error] = info.value.errors
+    return error
+
+
 @pytest.mark.parametrize("group_by", ["video", "segment:30"])
 def test_video_groupings_are_refused_on_an_image_source(group_by):
-    config = Config(sources={"broadcast": SourceConfig(uri="frames/")})
-    with pytest.raises(ValueError) as info:
-        source.place(parse_one(_split(group_by), config), config, ["a.jpg", "b.jpg"])
-    assert str(info.value) == f'group_by "{group_by}" is for video sources (`kind: video`)'
+    error = _refused_request(group_by, SourceConfig(uri="frames/"))
+    assert error["loc"] == ["train_test_split", "group_by"]
+    assert error["msg"] == (
+        f"\"{group_by}\" is for video sources (`kind: video`); 'broadcast' is a source of images"
+    )
 
 
 def test_image_grouping_is_refused_on_a_video_source():
-    config = Config(sources={"broadcast": SourceConfig(**video(every_s=0.5))})
-    videos = VideoPlan({}, config.sources["broadcast"].frames, None)
-    with pytest.raises(ValueError) as info:
-        source.place(parse_one(_split("image"), config), config, [], videos=videos)
-    assert str(info.value).startswith('group_by "image" on a video source would put frames')
+    error = _refused_request("image", SourceConfig(**video(every_s=0.5)))
+    assert error["loc"] == ["train_test_split", "group_by"]
+    assert error["msg"].startswith(
+        "\"image\" on video source 'broadcast' would put frames of one video in several splits"
+    )
 
 
 def test_a_video_source_takes_no_annotations():
