@@ -31,9 +31,11 @@ def write_sample_videos(
     seed: int = 0,
     suffix: str = ".mp4",
     crf: int = 23,
+    interlaced: bool = False,
 ) -> list[Path]:
     """`count` clips clip{c:03d}<suffix> (.mp4, .mkv, .mov or .ts) of `seconds` at `fps`;
-    `crf` is x264's quality (lower: better and bigger)."""
+    `crf` is x264's quality (lower: better and bigger). `interlaced`: as 1080i broadcast is,
+    each frame two fields 1/(2 fps) s apart, top field first, field-coded."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     frames = round(seconds * fps)
@@ -41,12 +43,28 @@ def write_sample_videos(
     for clip in range(count):
         path = directory / f"clip{clip:03d}{suffix}"
         times = [Fraction(i, fps) for i in range(frames)]
-        write_clip(path, render_clip(clip, frames, size, seed), times, fps, crf=crf)
+        if interlaced:
+            images = _woven(render_clip(clip, 2 * frames, size, seed, counter=False))
+        else:
+            images = render_clip(clip, frames, size, seed)
+        write_clip(path, images, times, fps, crf=crf, interlaced=interlaced)
         paths.append(path)
     return paths
 
 
-def render_clip(clip: int, frames: int, size: tuple[int, int], seed: int = 0):
+def _woven(images):
+    """Pairs of frames at twice the rate woven into one: the first's rows are the top
+    field (shown first), the second's the bottom field; the counter is the pair's index."""
+    pairs = iter(images)
+    for index, (first, second) in enumerate(zip(pairs, pairs)):
+        first[1::2] = second[1::2]
+        draw_counter(first, index)
+        yield first
+
+
+def render_clip(
+    clip: int, frames: int, size: tuple[int, int], seed: int = 0, counter: bool = True
+):
     """The clip's frames as HxWx3 arrays, one at a time: scene cut at the half, ticker, bar."""
     scenes = [_Scene(size, seed, 2 * clip + n, max(frames // 2, 1)) for n in (0, 1)]
     ticker = _Ticker(size, seed + clip)
@@ -54,7 +72,8 @@ def render_clip(clip: int, frames: int, size: tuple[int, int], seed: int = 0):
         cut = index >= frames // 2
         image = scenes[cut].render(index - cut * (frames // 2))
         ticker.draw(image, index)
-        draw_counter(image, index)
+        if counter:
+            draw_counter(image, index)
         yield image
 
 
@@ -68,6 +87,7 @@ def write_clip(
     codec: str = "libx264",
     crf: int = 23,
     gop: int | None = None,
+    interlaced: bool = False,
 ) -> None:
     """Encode `images` shown at `times` (seconds, plus `start`): H.264 (x264, one thread, so
     the bytes are the same everywhere), a keyframe every `gop` frames (default GOP_SECONDS),
@@ -90,6 +110,8 @@ def write_clip(
                 stream.codec_context.gop_size = gop or GOP_SECONDS * fps
                 if codec == "libx264":
                     x264 = {"preset": "veryfast", "threads": "1", "crf": str(crf)}
+                    if interlaced:  # field-coded, top field first, flagged so per frame
+                        x264 |= {"flags": "+ilme+ildct", "x264-params": "interlaced=1:tff=1"}
                     stream.codec_context.options = x264
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts = round((start + time) / time_base)

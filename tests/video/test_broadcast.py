@@ -307,3 +307,19 @@ def test_a_dropout_is_recorded_and_never_shown_under_another_key(
     next_keyframe = (round(where * 1000) // 2000 + 1) * 2000  # keyframes every 2 s
     assert {t for t in targets if t < at} <= kept  # every frame before it
     assert {t for t in targets if t >= next_keyframe} <= kept  # from the next keyframe on
+
+
+def test_interlaced_sample_clips_are_1080i_style_and_come_out_deinterlaced(tmp_path):
+    folder = one_clip(tmp_path, "sample")
+    write_sample_videos(folder, 1, (320, 180), seconds=2, suffix=".ts", interlaced=True)
+    with av.open(str(folder / "clip000.ts")) as container:
+        stream = container.streams.video[0]
+        frames = list(container.decode(stream))
+        assert stream.codec_context.field_order == 2  # top field first
+    assert all(frame.interlaced_frame for frame in frames)
+    assert [frame_counter(f.to_ndarray(format="rgb24")) for f in frames] == list(range(50))
+    rows, files = run(folder, tmp_path / "out")
+    assert [r["time_ms"] for r in rows] == [0, 520, 1000, 1520]
+    for row in rows:
+        assert '"deinterlace": "bwdif"' in row["display"]
+        assert frame_counter(shown(files, row)) * 1000 // FPS == row["time_ms"]
