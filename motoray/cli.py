@@ -243,7 +243,13 @@ def serve(config_path, host, port, address) -> int:
 
 @cli.command(help="Send request(s) to a running service.")
 @click.argument("request")
-@click.option("--url", envvar="MOTORAY_URL", default="http://127.0.0.1:5000", show_default=True)
+@click.option(
+    "--url",
+    envvar="MOTORAY_URL",
+    default="http://127.0.0.1:5000",
+    show_default=True,
+    help="the service (default: $MOTORAY_URL, else this)",
+)
 @click.option("--token", envvar="MOTORAY_API_TOKEN", help="default: $MOTORAY_API_TOKEN")
 @click.option("--wait", is_flag=True, help="follow the jobs to the end")
 @click.option("--cacert", help="CA bundle to verify an HTTPS service with")
@@ -287,7 +293,7 @@ def plan(request, config_path, cpus) -> int:
 @click.argument("directory")
 @click.option("--count", type=int, default=60, show_default=True, help="frames, or clips")
 @click.option("--size", default="1280x720", show_default=True, help="WIDTHxHEIGHT")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="same seed, same files")
 @click.option(
     "--annotations",
     type=click.Choice(["coco", "yolo"]),
@@ -355,7 +361,7 @@ def sources(config_path) -> int:
     show_default=True,
     help="1080p frames (made if fewer than --images)",
 )
-@click.option("--images", type=int, default=6000, show_default=True)
+@click.option("--images", type=int, default=6000, show_default=True, help="frames per job")
 @click.option(
     "--slow-images",
     type=int,
@@ -363,9 +369,14 @@ def sources(config_path) -> int:
     show_default=True,
     help="images for the slow baselines (naive, ray_data)",
 )
-@click.option("--repeats", type=int, default=5, show_default=True)
+@click.option("--repeats", type=int, default=5, show_default=True, help="rounds of every variant")
 @click.option("--workers", type=int, help="default: the CPUs here")
-@click.option("--memory-check/--no-memory-check", default=True, show_default=True)
+@click.option(
+    "--memory-check/--no-memory-check",
+    default=True,
+    show_default=True,
+    help="peak memory at --slow-images and at --images",
+)
 @click.option(
     "--warm-up/--no-warm-up",
     default=True,

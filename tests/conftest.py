@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,7 @@ NEEDS_BY_MODULE = {
     "tests/test_architecture.py": "integration",
     "tests/api/test_client.py": "integration",
     "tests/api/test_server.py": "integration",
+    "tests/docs/test_examples.py": "integration",
 }
 # A slow test that starts what it needs itself: a Ray, unless its module says otherwise.
 NEEDS_WHEN_SLOW = {
@@ -100,6 +102,18 @@ def _need(item: pytest.Item) -> pytest.MarkDecorator:
         slow = (need for prefix, need in NEEDS_WHEN_SLOW.items() if path.startswith(prefix))
         needs.add(next(slow, "ray"))
     return getattr(pytest.mark, max(needs | {"unit"}, key=NEEDS.index))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """How many README and docs examples tests/docs/test_examples.py checked, by language."""
+    counts: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("passed", []):
+        for name, value in getattr(report, "user_properties", ()):
+            if name == "examples":
+                counts.update(json.loads(value))
+    if counts:
+        kinds = ", ".join(f"{n} {language}" for language, n in sorted(counts.items()))
+        terminalreporter.write_line(f"docs examples checked: {counts.total()} ({kinds})")
 
 
 def _rank(group: str) -> int:
