@@ -56,6 +56,7 @@ LONGEST_FIRST = (  # seconds in one run (pytest --junitxml), summed per group
     "tests/test_bench.py",  # 111
     "tests/cluster/test_node_loss.py",  # 67
     "tests/api/test_serve_alone.py",  # 60 (was two services: 50 + 33)
+    "tests/docs/test_examples.py",  # 45 (three pages run a job: a Ray each)
     "tests/cluster/test_autoscaling.py",  # 39
     "tests/api/test_server.py",  # 5
     "tests/test_cli.py",  # 21

@@ -4,6 +4,7 @@ found here by walking the models themselves, not through the generator's own rea
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from pathlib import Path
@@ -121,3 +122,14 @@ def test_every_generated_table_is_on_a_page_and_every_marker_names_one():
 def test_a_renamed_public_name_fails_loudly():
     with pytest.raises(RuntimeError, match=r"motoray\.spec\.no_such_model.*docgen/code\.py"):
         code.public("motoray.spec.no_such_model")
+
+
+def test_security_md_states_every_limit_with_its_real_default():
+    """SECURITY.md is written by hand: its limits table must agree with the code."""
+    text = (DOCS.parent / "SECURITY.md").read_text()
+    stated = dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|", text, re.MULTILINE))
+    units = {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
+    for name, default in code.config_model()().limits.model_dump().items():
+        assert name in stated, f"SECURITY.md does not state limits.{name}"
+        number, _, unit = stated[name].strip().replace(",", "").partition(" ")
+        assert float(number) * units.get(unit, 1) == default, f"limits.{name}: {stated[name]}"
