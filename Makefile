@@ -57,9 +57,10 @@ test-fast: setup
 	@start=$$(date +%s); $(BIN)/pytest -q -m "not slow" -x -n 2 --durations=5; status=$$?; \
 	echo "make test-fast: $$(( $$(date +%s) - start )) s of pytest"; exit $$status
 
-# The pure units (tests/conftest.py marks every test by what it needs).
+# The pure units (tests/conftest.py marks every test by what it needs): one process, as
+# two workers would each pay the collection.
 test-unit: setup
-	$(BIN)/pytest -q -m unit -x -n 2
+	$(BIN)/pytest -q -m unit -x
 
 bench: setup
 	$(BIN)/motoray bench --output bench/result.json
