@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= motoray.yaml
 SAMPLE := data/sample/MotoGP
 
-.PHONY: setup demo test test-fast test-all lint bench clean
+.PHONY: setup demo test test-fast test-unit lint docs bench clean
 
 setup: $(VENV)/.installed
 
@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	@# cache; pip took 34 s with a warm one. Byte-compiled: nothing writes .pyc files later
 	@# (none after a whole suite), and without them pytest took 369 and 459 s, not 278 to 335.
 	$(BIN)/pip install --quiet uv
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[test]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[test,docs]'
 	touch $@
 
 $(SAMPLE): | setup
@@ -36,24 +36,34 @@ demo: setup $(SAMPLE)
 	$(BIN)/motoray submit examples/requests/seed_sample.json --url http://127.0.0.1:5000 --wait --ready-timeout 180
 
 lint: setup
-	$(BIN)/ruff check motoray tests scripts bench
-	$(BIN)/ruff format --check motoray tests scripts bench
+	$(BIN)/ruff check motoray tests scripts bench docgen
+	$(BIN)/ruff format --check motoray tests scripts bench docgen
 
-# Everything, what CI runs (its wall time is printed at the end). Two pytest workers: most
-# of a run is waiting on clusters and services; tests/conftest.py groups what shares one.
-test: setup lint
+# The docs site (mkdocs.yml): reference tables generated from the code, into site/.
+docs: setup  # (NO_MKDOCS_2_WARNING: mkdocs-material's banner about its successor)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# Everything, what CI runs (its wall time is printed at the end): lint, the docs, then every
+# test on two pytest workers (most of a run is waiting on clusters and services;
+# tests/conftest.py groups what shares one).
+test: setup lint docs
 	@start=$$(date +%s); $(BIN)/pytest -q -n 2 --dist loadgroup --no-loadscope-reorder \
 		--durations=15; status=$$?; \
 	echo "make test: $$(( $$(date +%s) - start )) s of pytest"; exit $$status
 
-# The inner loop (< 90 s): no cluster, service, benchmark, notebook or schemathesis. Two
-# workers: these tests are CPU-bound (59 s instead of 89 s here).
+# The inner loop: no cluster, service, benchmark, notebook or schemathesis. Two workers:
+# these tests are CPU-bound.
 test-fast: setup
 	@start=$$(date +%s); $(BIN)/pytest -q -m "not slow" -x -n 2 --durations=5; status=$$?; \
 	echo "make test-fast: $$(( $$(date +%s) - start )) s of pytest"; exit $$status
+
+# The pure units (tests/conftest.py marks every test by what it needs): one process, as
+# two workers would each pay the collection.
+test-unit: setup
+	$(BIN)/pytest -q -m unit -x
 
 bench: setup
 	$(BIN)/motoray bench --output bench/result.json
 
 clean:
-	rm -rf outputs data/sample
+	rm -rf outputs data/sample site

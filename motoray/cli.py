@@ -243,7 +243,13 @@ def serve(config_path, host, port, address) -> int:
 
 @cli.command(help="Send request(s) to a running service.")
 @click.argument("request")
-@click.option("--url", envvar="MOTORAY_URL", default="http://127.0.0.1:5000", show_default=True)
+@click.option(
+    "--url",
+    envvar="MOTORAY_URL",
+    default="http://127.0.0.1:5000",
+    show_default=True,
+    help="the service (default: $MOTORAY_URL, else this)",
+)
 @click.option("--token", envvar="MOTORAY_API_TOKEN", help="default: $MOTORAY_API_TOKEN")
 @click.option("--wait", is_flag=True, help="follow the jobs to the end")
 @click.option("--cacert", help="CA bundle to verify an HTTPS service with")
@@ -287,7 +293,7 @@ def plan(request, config_path, cpus) -> int:
 @click.argument("directory")
 @click.option("--count", type=int, default=60, show_default=True, help="frames, or clips")
 @click.option("--size", default="1280x720", show_default=True, help="WIDTHxHEIGHT")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="same seed, same files")
 @click.option(
     "--annotations",
     type=click.Choice(["coco", "yolo"]),
@@ -297,16 +303,32 @@ def plan(request, config_path, cpus) -> int:
 @click.option("--video", is_flag=True, help="H.264 MP4 clips: bikes, a ticker, a scene cut")
 @click.option("--seconds", type=float, default=10, show_default=True, help="per clip (--video)")
 @click.option("--fps", type=int, default=25, show_default=True, help="frame rate (--video)")
+@click.option(
+    "--interlaced",
+    is_flag=True,
+    help="1080i-style MPEG-TS clips: two fields per frame, top field first (--video)",
+)
 @_bad_input
-def sample_data(directory, count, size, seed, annotations, video, seconds, fps) -> int:
+def sample_data(directory, count, size, seed, annotations, video, seconds, fps, interlaced) -> int:
     width, _, height = size.lower().partition("x")
     if video:
         from motoray.video.sample import write_sample_videos
 
+        suffix = ".ts" if interlaced else ".mp4"
         paths = write_sample_videos(
-            directory, count, (int(width), int(height)), seconds=seconds, fps=fps, seed=seed
+            directory,
+            count,
+            (int(width), int(height)),
+            seconds=seconds,
+            fps=fps,
+            seed=seed,
+            suffix=suffix,
+            interlaced=interlaced,
         )
-        click.echo(f"wrote {len(paths)} clips ({size}, {seconds:g} s at {fps} fps) to {directory}")
+        kind = "interlaced " if interlaced else ""
+        click.echo(
+            f"wrote {len(paths)} {kind}clips ({size}, {seconds:g} s at {fps} fps) to {directory}"
+        )
         return 0
     from motoray.sample_data import CLASSES, write_sample_frames
 
@@ -355,7 +377,7 @@ def sources(config_path) -> int:
     show_default=True,
     help="1080p frames (made if fewer than --images)",
 )
-@click.option("--images", type=int, default=6000, show_default=True)
+@click.option("--images", type=int, default=6000, show_default=True, help="frames per job")
 @click.option(
     "--slow-images",
     type=int,
@@ -363,9 +385,14 @@ def sources(config_path) -> int:
     show_default=True,
     help="images for the slow baselines (naive, ray_data)",
 )
-@click.option("--repeats", type=int, default=5, show_default=True)
+@click.option("--repeats", type=int, default=5, show_default=True, help="rounds of every variant")
 @click.option("--workers", type=int, help="default: the CPUs here")
-@click.option("--memory-check/--no-memory-check", default=True, show_default=True)
+@click.option(
+    "--memory-check/--no-memory-check",
+    default=True,
+    show_default=True,
+    help="peak memory at --slow-images and at --images",
+)
 @click.option(
     "--warm-up/--no-warm-up",
     default=True,

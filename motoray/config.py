@@ -24,11 +24,17 @@ class _Strict(BaseModel):
 
 
 class S3Settings(_Strict):
-    endpoint_url: str | None = Field(None, pattern=r"^https?://")  # absent = AWS
-    region: str | None = None
-    ca_bundle: str | None = None  # PEM file for a private HTTPS endpoint, on every node
-    # Set: every object written uses SSE-KMS with it. "" is an error, not "no encryption".
-    kms_key_id: str | None = Field(None, min_length=1)
+    endpoint_url: str | None = Field(
+        None, pattern=r"^https?://", description="an S3-compatible endpoint; absent: AWS"
+    )
+    region: str | None = Field(None, description="the AWS region; absent: the AWS chain's")
+    ca_bundle: str | None = Field(
+        None, description="PEM file of the CA of a private HTTPS endpoint, on every node"
+    )
+    # "" is an error, not "no encryption".
+    kms_key_id: str | None = Field(
+        None, min_length=1, description="a KMS key: every object written uses SSE-KMS with it"
+    )
 
     def merged(self, override: S3Settings | None) -> S3Settings:
         if override is None:
@@ -39,30 +45,37 @@ class S3Settings(_Strict):
 class _AnnotationPolicy(_Strict):
     """What a job does with images the annotations do not list, and with imperfect entries."""
 
-    # An image of the source the annotations do not list (COCO: not in images[]; YOLO: no
-    # label file): left out of the job ("skip"), taken as a picture of no object
-    # ("negative"), or the job fails ("fail"). Never annotated is not annotated empty.
-    unlisted: Literal["skip", "negative", "fail"] = "skip"
-    # An entry that cannot be used as it is (a box past the image's edge, a segmentation
-    # without a box, an unknown category, an images[] entry whose file is gone): the job
-    # fails ("fail"), or it is recorded in job.json and the job goes on, boxes past the edge
-    # clipped ("clip") or left out ("skip").
-    on_error: Literal["fail", "clip", "skip"] = "fail"
+    # Never annotated is not annotated empty.
+    unlisted: Literal["skip", "negative", "fail"] = Field(
+        "skip",
+        description="an image the annotations do not list (COCO: not in images[]; YOLO: no"
+        " label file): left out of the job (skip), a picture of no object (negative), or the"
+        " job fails (fail)",
+    )
+    on_error: Literal["fail", "clip", "skip"] = Field(
+        "fail",
+        description="an entry that cannot be used as it is (a box past the edge, a"
+        " segmentation without a box, an unknown category, an images[] entry whose file is"
+        " gone): the job fails (fail), or it is recorded in job.json and the job goes on,"
+        " boxes past the edge clipped (clip) or left out (skip)",
+    )
 
 
 class CocoAnnotations(_AnnotationPolicy):
     """One COCO file for the whole source; images matched by `file_name`."""
 
-    format: Literal["coco"]
-    path: str = Field("annotations.json", min_length=1)  # a key below the source's uri
+    format: Literal["coco"] = Field(description="one COCO file for the whole source")
+    path: str = Field(
+        "annotations.json", min_length=1, description="its key below the source's uri"
+    )
 
 
 class YoloAnnotations(_AnnotationPolicy):
     """Ultralytics labels: `<stem>.txt` beside each image, or under a `labels/` mirror of
     its `images/` folder; class i of a line is classes[i]."""
 
-    format: Literal["yolo"]
-    classes: list[str] = Field(min_length=1)
+    format: Literal["yolo"] = Field(description="Ultralytics label files")
+    classes: list[str] = Field(min_length=1, description="class names, in class-number order")
 
     @model_validator(mode="after")
     def _distinct(self) -> YoloAnnotations:
@@ -84,26 +97,59 @@ class FrameSampling(_Strict):
     """Which frames of a video source become images: one of every_s, fps, every_n or
     keyframes, optionally between start_s and end_s (seconds from the video's start)."""
 
-    every_s: float | None = Field(None, ge=_MS, allow_inf_nan=False, multiple_of=_MS)
-    fps: float | None = Field(None, gt=0, le=1000, allow_inf_nan=False)
-    # Every n-th frame of the stream's nominal rate: n / rate seconds apart, on timestamps
-    # (a variable frame rate video has no stable frame numbers).
-    every_n: PositiveInt | None = None
-    keyframes: Literal[True] | None = None
-    start_s: float = Field(0, ge=0, allow_inf_nan=False, multiple_of=_MS)
-    end_s: float | None = Field(None, gt=0, allow_inf_nan=False, multiple_of=_MS)
-    # Seconds of video one task decodes. Changes how work is cut, never an output byte.
-    range_s: float = Field(60, ge=0.1, allow_inf_nan=False, multiple_of=_MS)
-    # Frames as a player shows them. Interlaced frames through FFmpeg's bwdif: those the
-    # decoder flags (or all of a stream whose field order says so) under `auto`, every frame
-    # under `always`, none under `off`.
-    deinterlace: Literal["auto", "off", "always"] = "auto"
-    # Non-square pixels resampled to the display width (as players show them); false: kept
-    # as coded, with the ratio in the manifest's `display`.
-    square_pixels: bool = True
-    # The container's stream index to decode; default: the one ffmpeg picks (the largest
-    # picture, a default-disposition stream first).
-    stream: NonNegativeInt | None = None
+    every_s: float | None = Field(
+        None,
+        ge=_MS,
+        allow_inf_nan=False,
+        multiple_of=_MS,
+        description="a frame every this many seconds: the first shown at or after each target",
+    )
+    fps: float | None = Field(
+        None, gt=0, le=1000, allow_inf_nan=False, description="this many frames a second"
+    )
+    # On timestamps: a variable frame rate video has no stable frame numbers.
+    every_n: PositiveInt | None = Field(
+        None, description="every n-th frame of the stream's nominal rate (n / rate seconds)"
+    )
+    keyframes: Literal[True] | None = Field(
+        None, description="every keyframe (the others are not decoded)"
+    )
+    start_s: float = Field(
+        0,
+        ge=0,
+        allow_inf_nan=False,
+        multiple_of=_MS,
+        description="first target, seconds from the video's start",
+    )
+    end_s: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        multiple_of=_MS,
+        description="no target from here on, seconds from the video's start",
+    )
+    range_s: float = Field(
+        60,
+        ge=0.1,
+        allow_inf_nan=False,
+        multiple_of=_MS,
+        description="seconds of video one task decodes: how work is cut, never an output byte",
+    )
+    deinterlace: Literal["auto", "off", "always"] = Field(
+        "auto",
+        description="interlaced frames through FFmpeg's bwdif: those the decoder flags, or all"
+        " of a stream whose field order says interlaced (auto); every frame (always); none (off)",
+    )
+    square_pixels: bool = Field(
+        True,
+        description="non-square pixels resampled to the display width, as players show them;"
+        " false: kept as coded, the ratio in the manifest's display",
+    )
+    stream: NonNegativeInt | None = Field(
+        None,
+        description="the container's stream index to decode; default: the one ffmpeg picks"
+        " (the largest picture, a default-disposition stream first)",
+    )
 
     @model_validator(mode="after")
     def _one_rule(self) -> FrameSampling:
@@ -119,14 +165,23 @@ class FrameSampling(_Strict):
 
 
 class SourceConfig(_Strict):
-    uri: str
-    extensions: list[str] = Field(default_factory=lambda: [".jpg", ".jpeg", ".png"])
-    s3: S3Settings | None = None  # per-source override of the top-level `s3:`
-    labels: Literal["folder"] | None = None
-    annotations: Annotations | None = None  # bounding boxes that follow the pixels
-    description: str = ""
-    kind: Literal["images", "video"] = "images"
-    frames: FrameSampling | None = None  # video: which frames become images
+    uri: str = Field(description="a folder (relative to this file) or s3://bucket/prefix")
+    extensions: list[str] = Field(
+        default_factory=lambda: [".jpg", ".jpeg", ".png"],
+        description="files listed, case-insensitive (video: .mp4 .mkv .mov .ts)",
+    )
+    s3: S3Settings | None = Field(None, description="this source's override of the top `s3:`")
+    labels: Literal["folder"] | None = Field(
+        None, description="folder: an image's class is its top-level folder"
+    )
+    annotations: Annotations | None = Field(
+        None, description="bounding boxes that follow the pixels: coco or yolo"
+    )
+    description: str = Field("", description="shown by `motoray sources` and /data_sources")
+    kind: Literal["images", "video"] = Field(
+        "images", description="video: the files are videos, their sampled frames the images"
+    )
+    frames: FrameSampling | None = Field(None, description="video: which frames become images")
 
     @model_validator(mode="after")
     def _video_settings(self) -> SourceConfig:
@@ -143,71 +198,121 @@ class SourceConfig(_Strict):
 
 
 class OutputConfig(_Strict):
-    uri: str = "./outputs"
-    s3: S3Settings | None = None
+    uri: str = Field("./outputs", description="the output root (a folder or s3://bucket/prefix)")
+    s3: S3Settings | None = Field(None, description="the output's override of the top `s3:`")
 
 
 class TLSConfig(_Strict):
-    certfile: str
-    keyfile: str
+    certfile: str = Field(description="PEM certificate (chain), relative to this file")
+    keyfile: str = Field(description="its PEM private key")
 
 
 class ServerConfig(_Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(5000, ge=1, le=65535)
-    auth_token: str | None = None
-    tls: TLSConfig | None = None
-    max_pending_jobs: PositiveInt = 4  # more jobs than CPUs starve the API on a small head
+    host: str = Field("127.0.0.1", description="address the API listens on")
+    port: int = Field(5000, ge=1, le=65535, description="its port")
+    auth_token: str | None = Field(
+        None, description="the API's bearer token; $MOTORAY_API_TOKEN wins"
+    )
+    tls: TLSConfig | None = Field(None, description="serve HTTPS on the same port")
+    # More jobs than CPUs starve the API on a small head.
+    max_pending_jobs: PositiveInt = Field(
+        4, description="queued and running jobs; more: 429 with Retry-After"
+    )
 
 
 class LimitsConfig(_Strict):
     """What one request or file may cost. Request budgets are checked before any pixel is
     read: at POST (422 naming the field) or, where the listing is needed, at job start."""
 
-    max_image_pixels: PositiveInt = 50_000_000  # a source image larger: a recorded failure
-    max_file_bytes: PositiveInt = 64 * 1024 * 1024  # a source file larger: a recorded failure
-    max_outputs_per_image: PositiveInt = 1000  # every step (and CHAIN) of a request together
-    max_outputs_per_job: PositiveInt = 50_000_000  # listing-aware: checked at job start
-    max_resize_side: PositiveInt = 8192  # input_image_size, per side
-    max_resize_pixels: PositiveInt = 40_000_000  # input_image_size, width x height
-    task_bytes: PositiveInt = 512 * 1024 * 1024  # pixels a task holds at once (in + out)
-    preview_max_images: PositiveInt = 32  # images per contact sheet: a preview, not a job
-    preview_max_outputs: PositiveInt = 2000  # images x outputs per image, per contact sheet
-    preview_timeout_s: float = Field(8, gt=0, le=600)  # /preview and /plan: then a 422
-    # /preview and /plan: memory one may add to its Ray worker (reserved and enforced), then
-    # a 422; and how many run at once per API replica, then a 429.
-    preview_memory_bytes: PositiveInt = 1024**3
-    preview_max_running: PositiveInt = 4
-    job_timeout_s: float = Field(24 * 3600, gt=0)  # a job running longer ends FAILED
-    max_failed_fraction: float = Field(0.5, ge=0, le=1)  # more images failed: the job FAILED
-    max_annotation_bytes: PositiveInt = 1024**3  # a source's COCO file: read whole by the driver
+    max_image_pixels: PositiveInt = Field(
+        50_000_000, description="a source image (or video frame) larger: a recorded failure"
+    )
+    max_file_bytes: PositiveInt = Field(
+        64 * 1024 * 1024, description="a source image file larger: a recorded failure"
+    )
+    max_outputs_per_image: PositiveInt = Field(
+        1000, description="every step (and CHAIN) of a request together"
+    )
+    max_outputs_per_job: PositiveInt = Field(
+        50_000_000, description="images x outputs per image, checked at job start"
+    )
+    max_resize_side: PositiveInt = Field(8192, description="input_image_size, per side")
+    max_resize_pixels: PositiveInt = Field(
+        40_000_000, description="input_image_size, width x height"
+    )
+    task_bytes: PositiveInt = Field(
+        512 * 1024 * 1024, description="pixels a task holds at once, in and out"
+    )
+    preview_max_images: PositiveInt = Field(32, description="images per contact sheet")
+    preview_max_outputs: PositiveInt = Field(
+        2000, description="images x outputs per image, per contact sheet"
+    )
+    preview_timeout_s: float = Field(
+        8, gt=0, le=600, description="/preview and /plan: seconds, then a 422"
+    )
+    preview_memory_bytes: PositiveInt = Field(
+        1024**3,
+        description="/preview and /plan: memory one may add to its Ray worker (reserved and "
+        "enforced), then a 422",
+    )
+    preview_max_running: PositiveInt = Field(
+        4, description="/preview and /plan at once per API replica, then a 429"
+    )
+    job_timeout_s: float = Field(24 * 3600, gt=0, description="a job running longer ends FAILED")
+    max_failed_fraction: float = Field(
+        0.5, ge=0, le=1, description="more of the images (or videos) failed: the job FAILED"
+    )
+    max_annotation_bytes: PositiveInt = Field(
+        1024**3, description="a source's COCO file, read whole by the job's driver"
+    )
 
 
 class OperatorsConfig(_Strict):
-    disabled: list[str] = Field(default_factory=list)
-    plugins: list[str] = Field(default_factory=list)  # importable modules that register operators
+    disabled: list[str] = Field(
+        default_factory=list, description="built-in operators turned off (requests: 422)"
+    )
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="operator plugins: module paths or `motoray.operators` entry point names",
+    )
 
 
 class LoggingConfig(_Strict):
     """Job log lines (job id, source, stage, counts): where they go and how they look."""
 
-    # "handler": keep the sink's own formatter (python-logstash's sends every field as its own).
-    format: Literal["json", "text", "handler"] = "json"
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # DEBUG: also per-block progress
-    # "package.module:factory": factory(**sink_options) returns a logging.Handler (watchtower's
-    # CloudWatchLogHandler, logging.handlers.SysLogHandler, ...); absent: the console (stderr).
-    sink: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-    sink_options: dict[str, Any] = Field(default_factory=dict)
+    format: Literal["json", "text", "handler"] = Field(
+        "json", description="handler: keep the sink's own formatter (python-logstash's)"
+    )
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="DEBUG: also per-block progress"
+    )
+    sink: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$",
+        description='"package.module:factory" returning a logging.Handler (watchtower\'s '
+        "CloudWatchLogHandler, logging.handlers.SysLogHandler, ...); absent: stderr",
+    )
+    sink_options: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of the sink's factory"
+    )
 
 
 class Config(_Strict):
-    sources: dict[str, SourceConfig] = Field(default_factory=dict)
-    output: OutputConfig = Field(default_factory=OutputConfig)
-    s3: S3Settings = Field(default_factory=S3Settings)
-    server: ServerConfig = Field(default_factory=ServerConfig)
-    limits: LimitsConfig = Field(default_factory=LimitsConfig)
-    operators: OperatorsConfig = Field(default_factory=OperatorsConfig)
-    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    sources: dict[str, SourceConfig] = Field(
+        default_factory=dict, description="data sources by name: what a request's name picks"
+    )
+    output: OutputConfig = Field(default_factory=OutputConfig, description="where jobs write")
+    s3: S3Settings = Field(
+        default_factory=S3Settings, description="defaults for every S3 source and output"
+    )
+    server: ServerConfig = Field(default_factory=ServerConfig, description="the HTTP API")
+    limits: LimitsConfig = Field(
+        default_factory=LimitsConfig, description="what one request or file may cost"
+    )
+    operators: OperatorsConfig = Field(
+        default_factory=OperatorsConfig, description="built-ins turned off, plugins added"
+    )
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="job log lines")
     path: str | None = Field(None, exclude=True)  # where it was loaded from
 
     def api_token(self) -> str:

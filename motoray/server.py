@@ -10,6 +10,7 @@ started: a local Ray with its jobs; on a joined cluster, its Serve application
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import shutil
@@ -30,6 +31,7 @@ from motoray.waiting import wait_until
 DEFAULT_DASHBOARD_PORT = 8265
 CONFIG_ENV = "MOTORAY_CONFIG"
 EXAMPLE_REQUEST = "examples/requests/seed_sample.json"
+SERVE_LOGGER = "ray.serve"
 
 
 class _Stop(BaseException):
@@ -199,6 +201,8 @@ def serve(
 
         from motoray.api.deployment import APP_NAME, build_app
 
+        # Serve's own INFO lines ("Started Serve", "Deleting app") say less than ours below.
+        logging.getLogger(SERVE_LOGGER).setLevel(logging.WARNING)
         app = build_app(config.path)
         ray.init(address=address, logging_level="WARNING", log_to_driver=False)
         for signum in (signal.SIGINT, signal.SIGTERM):  # ray.init installed its own
@@ -262,7 +266,11 @@ def _leave_ray(
             _report_stopped(JobService(address).stop_all())
 
         _attempt(stop_jobs)
-    if serve_was_running:  # others' apps may be on it: remove only ours, if we deployed it
+    if serve_was_running or local:
+        # Others' apps may be on a joined cluster: remove only ours. On our own Ray, Serve
+        # goes with it: `serve.shutdown()` there only made noise (its controller kills
+        # itself while the call waits on it, which Ray prints as "(raylet) Task
+        # ServeController.graceful_shutdown failed ... killed by ray.kill").
         if deployed:
             _attempt(lambda: ray_serve.delete(APP_NAME))
     else:

@@ -1,16 +1,19 @@
 """Shared fixtures: one real local Ray per test session, real JPEG frames.
 
-Slow tests (`make test-fast` leaves them out: `pytest -m "not slow"`) are those that start a
-cluster, a service, a benchmark, the notebook or schemathesis, or run for more than a few
-seconds. A test that needs one of the session's clusters (`ray_local` here, `api_ray` and the
-service in tests/api) is marked slow by the hook below, whether its module says so or not;
-the others carry @pytest.mark.slow or a module-wide `pytestmark`.
+Every test is marked by what it needs, by the rules below, never by hand: `unit` (nothing but
+this process and its files), `integration` (FFmpeg on real clips, or a child process), `ray`
+(a local Ray), `service` (a live server on 127.0.0.1: motoray's API, moto's S3, a stand-in
+metadata service) or `cluster` (Ray nodes of its own). A test that needs one of the
+session's clusters is also marked `slow`; the others that start something of their own
+carry @pytest.mark.slow or a module-wide `pytestmark`. `make test-fast` runs
+`-m "not slow"`; `pytest -m unit` runs the pure units.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,32 @@ from motoray.config import Config, OutputConfig, SourceConfig
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples" / "requests"
 CLUSTER_FIXTURES = {"ray_local", "api_ray"}  # the service and its clients depend on api_ray
+# What a test needs, from the fixtures it uses (their dependencies included).
+NEEDS_BY_FIXTURE = {
+    "ray_local": "ray",
+    "api_ray": "service",  # the API tests' cluster and its `motoray serve`
+    "s3_endpoint": "service",  # moto's S3 server
+    "s3_https_endpoint": "service",
+    "imds": "service",  # a stand-in EC2 instance metadata service
+    "ssm": "service",  # moto's SSM
+}
+# What a module's tests need that no fixture shows: FFmpeg on real clips, or a child process
+# (the `motoray` command, a fresh interpreter).
+NEEDS_BY_MODULE = {
+    "tests/video/": "integration",
+    "tests/test_cli.py": "integration",
+    "tests/test_architecture.py": "integration",
+    "tests/api/test_client.py": "integration",
+    "tests/api/test_server.py": "integration",
+    "tests/docs/test_examples.py": "integration",
+}
+# A slow test that starts what it needs itself: a Ray, unless its module says otherwise.
+NEEDS_WHEN_SLOW = {
+    "tests/api/": "service",
+    "tests/test_bench.py": "service",
+    "tests/cluster/": "cluster",
+}
+NEEDS = ("unit", "integration", "ray", "service", "cluster")  # the most a test needs names it
 GROUP = pytest.StashKey[str]()
 LONGEST_FIRST = (  # seconds in one run (pytest --junitxml), summed per group
     "api_ray",  # 130
@@ -27,6 +56,7 @@ LONGEST_FIRST = (  # seconds in one run (pytest --junitxml), summed per group
     "tests/test_bench.py",  # 111
     "tests/cluster/test_node_loss.py",  # 67
     "tests/api/test_serve_alone.py",  # 60 (was two services: 50 + 33)
+    "tests/docs/test_examples.py",  # 45 (three pages run a job: a Ray each)
     "tests/cluster/test_autoscaling.py",  # 39
     "tests/api/test_server.py",  # 5
     "tests/test_cli.py",  # 21
@@ -43,6 +73,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         clusters = CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ()))
         if clusters:
             item.add_marker(pytest.mark.slow)
+        item.add_marker(_need(item))
         # `pytest -n 2 --dist loadgroup` (make test): a session cluster's tests on one
         # worker, so no cluster starts twice; any other module's tests together, so its
         # module fixtures are made once.
@@ -61,6 +92,29 @@ def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:
     alone and each worker started its own copy of a session cluster. Stop loudly instead."""
     if node.config.getvalue("dist") == "loadgroup" and ids and "@" not in ids[0]:
         pytest.exit(f"xdist lost the test groups ({ids[0]}): see pytest-xdist#1386", 3)
+
+
+def _need(item: pytest.Item) -> pytest.MarkDecorator:
+    """What `item` needs to run, by the rules above: the last of NEEDS that applies."""
+    path = item.nodeid.split("::")[0]
+    needs = {NEEDS_BY_FIXTURE.get(name, "unit") for name in getattr(item, "fixturenames", ())}
+    needs |= {need for prefix, need in NEEDS_BY_MODULE.items() if path.startswith(prefix)}
+    if item.get_closest_marker("slow"):
+        slow = (need for prefix, need in NEEDS_WHEN_SLOW.items() if path.startswith(prefix))
+        needs.add(next(slow, "ray"))
+    return getattr(pytest.mark, max(needs | {"unit"}, key=NEEDS.index))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """How many README and docs examples tests/docs/test_examples.py checked, by language."""
+    counts: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("passed", []):
+        for name, value in getattr(report, "user_properties", ()):
+            if name == "examples":
+                counts.update(json.loads(value))
+    if counts:
+        kinds = ", ".join(f"{n} {language}" for language, n in sorted(counts.items()))
+        terminalreporter.write_line(f"docs examples checked: {counts.total()} ({kinds})")
 
 
 def _rank(group: str) -> int:

@@ -1,7 +1,7 @@
 """INVERT: an example motoray plugin, every pixel v becomes 255 - v.
 
 Enable it in motoray.yaml (the module must be importable where the job's driver runs;
-motoray ships it to the Ray workers, see README "Plugins"):
+motoray ships it to the Ray workers, see docs/operators.md, "Writing an operator"):
 
     operators:
       plugins: [motoray_invert]

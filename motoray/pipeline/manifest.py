@@ -11,33 +11,34 @@ import pyarrow.parquet as pq
 
 ROW_GROUP_ROWS = 65_536  # fixed, so the manifest's bytes do not depend on block sizes
 
-ROWS_SCHEMA = pa.schema(
-    [
-        ("output_path", pa.string()),
-        ("source_path", pa.string()),
-        ("split", pa.string()),
-        ("label", pa.string()),  # null: the source is not labelled
-        ("group", pa.string()),  # null: the image is a split group of its own
-        ("operator", pa.string()),
-        ("params", pa.string()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("bytes", pa.int64()),
-        # A source with annotations: the output's boxes, JSON [{"bbox": [x, y, w, h],
-        # "category": name}] in its pixels, and how many of the image's boxes it dropped.
-        ("boxes", pa.string()),
-        ("boxes_dropped", pa.int32()),
-        ("shard", pa.string()),  # webdataset: the tar that holds output_path (a member name)
-        ("video", pa.string()),  # a video source: the frame's video (source_path = video#t=ms)
-        ("time_ms", pa.int64()),  # and its presentation time, ms from the video's start
-        # and what was done to show it as a player does (JSON: deinterlace, orientation,
-        # sar, square_pixels)
-        ("display", pa.string()),
-        ("notes", pa.string()),  # what was odd in a source file kept whole (its JPEG header)
-        ("error", pa.string()),  # set on the one row of an image that failed
-        ("skipped", pa.string()),  # an output not made, and why (no row in the manifest)
-    ]
-)
+# Every column a row may carry, with what it holds (the docs' manifest reference).
+COLUMNS: list[tuple[str, pa.DataType, str]] = [
+    ("output_path", pa.string(), "the output, relative to the job folder"),
+    ("source_path", pa.string(), "the source image's key (a frame's: `<video>#t=<ms>`)"),
+    ("split", pa.string(), "train, validation, test, or all"),
+    ("label", pa.string(), "the image's class; null: the source is not labelled"),
+    ("group", pa.string(), "the image's split group; null: a group of its own"),
+    ("operator", pa.string(), "what made it: CROP, RANDOM_CROP+FLIP (a CHAIN), ORIGINAL"),
+    ("params", pa.string(), "JSON: the concrete parameters (crop box, factors, seed)"),
+    ("width", pa.int32(), "output width, pixels"),
+    ("height", pa.int32(), "output height, pixels"),
+    ("bytes", pa.int64(), "size of the encoded output"),
+    ("boxes", pa.string(), 'JSON [{"bbox": [x, y, w, h], "category": name}], output pixels'),
+    ("boxes_dropped", pa.int32(), "the image's boxes this output dropped (min_visibility...)"),
+    ("shard", pa.string(), "the tar that holds output_path (a member name)"),
+    ("video", pa.string(), "the frame's video"),
+    ("time_ms", pa.int64(), "the frame's presentation time, ms from the video's start"),
+    (
+        "display",
+        pa.string(),
+        "JSON: what was done to show the frame as a player does (deinterlace, orientation,"
+        " sar, square_pixels)",
+    ),
+    ("notes", pa.string(), "what was odd in a source file kept whole (its JPEG header)"),
+    ("error", pa.string(), "set on the one row of an image that failed (not in the manifest)"),
+    ("skipped", pa.string(), "an output not made, and why (not in the manifest)"),
+]
+ROWS_SCHEMA = pa.schema([(name, kind) for name, kind, _ in COLUMNS])
 BOX_COLUMNS = ["boxes", "boxes_dropped"]
 VIDEO_COLUMNS = ["video", "time_ms", "display"]
 # Present once a row has a value, last: a manifest without notes is byte for byte as before.

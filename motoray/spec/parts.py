@@ -23,8 +23,8 @@ class StrictModel(BaseModel):
 class TrainTestSplit(StrictModel):
     """Percentages summing to 100, or fractions summing to 1 (validation included)."""
 
-    train_ratio: Ratio
-    test_ratio: Ratio
+    train_ratio: Ratio = Field(description="share of images in `train`")
+    test_ratio: Ratio = Field(description="share of images in `test`")
     validation_ratio: Ratio | None = Field(None, description="a third split, `validation`")
     group_by: str = Field(
         "image",

@@ -34,12 +34,16 @@ class RequestBase(StrictModel):
     input_image_size: tuple[Side, Side] | None = Field(
         None, description="[width, height]: resize every image to exactly this first"
     )
-    train_test_split: TrainTestSplit | None = None
+    train_test_split: TrainTestSplit | None = Field(
+        None, description="train/test (and validation) split; omitted: one `all` split"
+    )
     seed: int = Field(0, strict=True, ge=0, le=2**63 - 1, description="seed of every random choice")
     include_original: bool | None = Field(
         None, description="also write the resized image itself (default: only if no augmentations)"
     )
-    output: OutputOptions = Field(default_factory=OutputOptions)
+    output: OutputOptions = Field(
+        default_factory=OutputOptions, description="how outputs are written"
+    )
     boxes: BoxOptions | None = Field(
         None,
         exclude_if=lambda value: value is None,  # requests without boxes dump as they did
@@ -136,7 +140,12 @@ def _request_model(operators: tuple[tuple[str, Operator], ...]) -> type[RequestB
         __base__=RequestBase,
         augmentations=(
             list[augmentation],  # type: ignore[valid-type]
-            Field(default_factory=list, max_length=64),
+            Field(
+                default_factory=list,
+                max_length=64,
+                description="steps, each {OPERATOR: params, ...}: every operator applies to "
+                "the resized image on its own",
+            ),
         ),
     )
 

@@ -62,9 +62,7 @@ def _woven(images):
         yield first
 
 
-def render_clip(
-    clip: int, frames: int, size: tuple[int, int], seed: int = 0, counter: bool = True
-):
+def render_clip(clip: int, frames: int, size: tuple[int, int], seed: int = 0, counter: bool = True):
     """The clip's frames as HxWx3 arrays, one at a time: scene cut at the half, ticker, bar."""
     scenes = [_Scene(size, seed, 2 * clip + n, max(frames // 2, 1)) for n in (0, 1)]
     ticker = _Ticker(size, seed + clip)

@@ -10,7 +10,7 @@ def filter_failure(context, failure, case, response) -> bool:
     """Keep every failure but one the contract asks for.
 
     DELETE /data_prep/{id} cancels a job, and the job stays readable with state
-    STOPPED (README, HTTP API): a 200 for it after the DELETE is not a use after free.
+    STOPPED (docs/api.md): a 200 for it after the DELETE is not a use after free.
     """
     if getattr(failure, "code", None) != "ST301":
         return True

@@ -13,13 +13,10 @@ Two halves, split where a case stops or starts reaching a job:
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -33,27 +30,31 @@ HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 
 pytestmark = pytest.mark.slow
 
-# Built at import: schemathesis parametrizes the test from the schema when it is collected
-# (also when `-m "not slow"` then deselects it: hence atexit, not a fixture, cleans up).
-APP_DIR = Path(tempfile.mkdtemp(prefix="motoray-contract-"))
-atexit.register(shutil.rmtree, APP_DIR, ignore_errors=True)
-APP = in_process_app(APP_DIR)
-SCHEMA = schemathesis.openapi.from_asgi(
-    "/openapi.json",
-    APP.app,
-    config=SchemathesisConfig.from_dict(
-        {
-            "seed": 1,
-            "headers": {"Authorization": f"Bearer {APP.token}"},
-            "phases": {
-                "examples": {"enabled": False},
-                "fuzzing": {"enabled": False},
-                "stateful": {"enabled": False},
-            },
-            "generation": {"mode": "negative"},
-        }
-    ),
-).include(method="POST")
+
+@pytest.fixture(scope="module")
+def contract_schema(tmp_path_factory):
+    """The schema of the app in process, loaded when the test runs (not at collection: a run
+    that deselects this module pays nothing for it)."""
+    app = in_process_app(tmp_path_factory.mktemp("contract"))
+    return schemathesis.openapi.from_asgi(
+        "/openapi.json",
+        app.app,
+        config=SchemathesisConfig.from_dict(
+            {
+                "seed": 1,
+                "headers": {"Authorization": f"Bearer {app.token}"},
+                "phases": {
+                    "examples": {"enabled": False},
+                    "fuzzing": {"enabled": False},
+                    "stateful": {"enabled": False},
+                },
+                "generation": {"mode": "negative"},
+            }
+        ),
+    )
+
+
+SCHEMA = schemathesis.pytest.from_fixture("contract_schema").include(method="POST")
 
 
 @SCHEMA.parametrize()

@@ -169,6 +169,10 @@ def test_https_only_and_a_clean_shutdown(alone):
     assert stop_service(alone.process) == 0
     log = alone.log.read_text()
     assert "stopped 2 unfinished job(s)" in log, log  # not the Ray Jobs submitted above
+    # Nothing of Ray's own after ours (once a "(raylet) Task ServeController.graceful_shutdown
+    # failed ..." line): only the service's own lines.
+    after = log.split("stopping ...\n", 1)[1].splitlines()
+    assert all(line.startswith("stopped") for line in after if line.strip()), after
     _, left = psutil.wait_procs(started, timeout=30)
     assert not left, [p.cmdline() for p in left]
     assert not (Path(running["output"]) / JOB_FILE).exists()  # stopped: no job.json

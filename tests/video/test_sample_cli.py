@@ -104,3 +104,24 @@ def test_sample_data_video_writes_the_clips_the_help_describes(tmp_path):
         overlap = [(masks[0] & m).sum() / (masks[0] | m).sum() for m in masks[1:]]
         assert max(overlap) < 0.7, overlap
     assert difference(*firsts).mean() > 10  # two clips, two scenes
+
+
+def test_sample_data_interlaced_writes_field_coded_ts_clips(tmp_path):
+    folder = tmp_path / "1080i"
+    args = ["--video", "--interlaced", "--count", "1", "--size", "320x180", "--seconds", "1"]
+    result = subprocess.run(
+        [sys.executable, "-m", "motoray.cli", "sample-data", str(folder), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"wrote 1 interlaced clips (320x180, 1 s at 25 fps) to {folder}"
+    )
+    with av.open(str(folder / "clip000.ts")) as container:
+        [stream] = container.streams.video
+        frames = list(container.decode(stream))
+        assert stream.codec_context.field_order == 2  # interlaced, top field first
+    assert len(frames) == 25 and all(frame.interlaced_frame for frame in frames)
+    assert [frame_counter(f.to_ndarray(format="rgb24")) for f in frames] == list(range(25))
