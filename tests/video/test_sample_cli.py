@@ -36,6 +36,16 @@ def decoded(path: Path) -> tuple[tuple, list[np.ndarray]]:
     return stated, [frame.to_ndarray(format="rgb24") for frame in frames]
 
 
+def sample_data(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """`motoray sample-data FOLDER ARGS` as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "motoray.cli", "sample-data", str(folder), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(a.astype(np.int16) - b.astype(np.int16))
 
@@ -44,12 +54,7 @@ def test_sample_data_video_writes_the_clips_the_help_describes(tmp_path):
     folder = tmp_path / "broadcast"
     size = f"{WIDTH}x{HEIGHT}"
     args = ["--video", "--count", "2", "--size", size, "--seconds", str(SECONDS), "--fps", str(FPS)]
-    result = subprocess.run(
-        [sys.executable, "-m", "motoray.cli", "sample-data", str(folder), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = sample_data(folder, *args)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"wrote 2 clips (320x180, 4 s at 20 fps) to {folder}"
     assert sorted(p.name for p in folder.iterdir()) == ["clip000.mp4", "clip001.mp4"]
@@ -109,12 +114,7 @@ def test_sample_data_video_writes_the_clips_the_help_describes(tmp_path):
 def test_sample_data_interlaced_writes_field_coded_ts_clips(tmp_path):
     folder = tmp_path / "1080i"
     args = ["--video", "--interlaced", "--count", "1", "--size", "320x180", "--seconds", "1"]
-    result = subprocess.run(
-        [sys.executable, "-m", "motoray.cli", "sample-data", str(folder), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = sample_data(folder, *args)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
         f"wrote 1 interlaced clips (320x180, 1 s at 25 fps) to {folder}"
