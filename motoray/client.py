@@ -102,7 +102,7 @@ def _follow(http: httpx.Client, job_id: str, poll_s: float) -> str:
     """A progress bar until the job ends, then its summary; returns the final state."""
     from tqdm import tqdm
 
-    from motoray.record import Outcome, summary_lines
+    from motoray.jobs.record import Outcome, summary_lines
 
     bar = tqdm(desc=job_id, unit="img", file=sys.stderr, total=None)
     last_ok = time.monotonic()
@@ -144,6 +144,13 @@ def _follow(http: httpx.Client, job_id: str, poll_s: float) -> str:
     finally:
         bar.close()
     outcome = Outcome.model_validate(status["summary"]) if status.get("summary") else None
-    lines = summary_lines(job_id, status["state"], status["output"], outcome, status.get("error"))
+    lines = summary_lines(
+        job_id,
+        status["state"],
+        status["output"],
+        outcome,
+        status.get("error"),
+        status.get("resumed", 0),
+    )
     print("\n".join(lines))
     return status["state"]

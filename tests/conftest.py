@@ -169,7 +169,7 @@ def parse_one(body: dict, config: Config | None = None):
 def run_job(request, config: Config, job_id: str, on_progress=None) -> dict:
     """A request (a body or a parsed request) accepted and run as a job on the current Ray,
     as the service would: the record it returns, as job.json holds it."""
-    from motoray.jobs import accept
+    from motoray.jobs.record import accept
     from motoray.pipeline import job
 
     request = parse_one(request, config) if isinstance(request, dict) else request

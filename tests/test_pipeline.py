@@ -9,13 +9,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from motoray.imageio import load_image
+from motoray.jobs.folder import JobExistsError
 from motoray.pipeline import source, worker
-from motoray.pipeline.job import JobExistsError
 from motoray.pipeline.jobspec import job_spec
 from motoray.pipeline.layout import job_folder
 from tests.conftest import copy_frames, parse_one, run_job
@@ -240,13 +239,14 @@ def test_a_small_job_left_early_ends_after_its_other_tasks(ray_local, tmp_path):
     from motoray.pipeline import ray_data
 
     def block(batch, spec):
-        if batch["key"][0] != "first":
+        [key] = batch["key"].to_pylist()
+        if key != "first":
             time.sleep(2)
-            Path(spec, batch["key"][0]).touch()
-        return pa.table({"key": batch["key"]})
+            Path(spec, key).touch()
+        return batch
 
     rows = [{"key": key} for key in ("first", "second", "third")]
-    results = ray_data._as_tasks(block, str(tmp_path), rows, blocks=3)
+    results = ray_data._as_tasks(block, str(tmp_path), rows)
     assert next(results)["key"].to_pylist() == ["first"]
     results.close()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["second", "third"]

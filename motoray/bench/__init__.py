@@ -221,7 +221,7 @@ class Bench:
         self._run_here(config, "boxes")
 
     def _run_here(self, config, name: str) -> None:
-        from motoray.jobs import accept
+        from motoray.jobs.record import accept
         from motoray.pipeline.job import run_job
         from motoray.spec import parse_for
 
@@ -546,7 +546,7 @@ def s3_latency(bench: Bench, paths: list[Path], latencies=(0.0, 0.03, 0.1)) -> d
     latency, per-file and WebDataset outputs; the same job in this process each time."""
     from motoray.bench.s3_standin import S3StandIn
     from motoray.config import Config, OutputConfig, S3Settings, SourceConfig
-    from motoray.jobs import accept
+    from motoray.jobs.record import accept
     from motoray.pipeline.job import run_job
     from motoray.spec import parse_for
 

@@ -125,6 +125,13 @@ class JobsTripwire:
         return reached
 
 
+def ray_job_ids(ray: LocalRay) -> set[str]:
+    """Every job Ray's job API knows on the cluster, by submission id."""
+    headers = {"Authorization": f"Bearer {ray.env['RAY_AUTH_TOKEN']}"}
+    response = httpx.get(f"{ray.dashboard_url}/api/jobs/", headers=headers, timeout=60)
+    return {job["submission_id"] for job in response.raise_for_status().json()}
+
+
 def motoray_bin() -> str:
     return str(Path(sys.executable).with_name("motoray"))
 
