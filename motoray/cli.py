@@ -1,5 +1,5 @@
-"""motoray run | serve | submit | logs | preview | plan | bench | sample-data | operators |
-sources. Exit status: 0 done, 1 a job failed, 2 bad input (request, config, flags)."""
+"""motoray run | serve | submit | logs | preview | plan | sample-data | operators | sources.
+Exit status: 0 done, 1 a job failed, 2 bad input (request, config, flags)."""
 
 from __future__ import annotations
 
@@ -365,85 +365,6 @@ def operators(config_path) -> int:
 def sources(config_path) -> int:
     for name, source in load_config(config_path).sources.items():
         click.echo(f"{name}\t{source.uri}\t{source.description}")
-    return 0
-
-
-@cli.command(help="motoray against its floor and the usual ways, side by side.")
-@click.option(
-    "--frames",
-    type=Path,
-    default=Path("data/bench/frames"),
-    show_default=True,
-    help="1080p frames (made if fewer than --images)",
-)
-@click.option("--images", type=int, default=6000, show_default=True)
-@click.option(
-    "--slow-images",
-    type=int,
-    default=600,
-    show_default=True,
-    help="images for the slow baselines (naive, ray_data)",
-)
-@click.option("--repeats", type=int, default=5, show_default=True)
-@click.option("--workers", type=int, help="default: the CPUs here")
-@click.option("--memory-check/--no-memory-check", default=True, show_default=True)
-@click.option(
-    "--warm-up/--no-warm-up",
-    default=True,
-    show_default=True,
-    help="run every variant once, untimed, first (only timings need it)",
-)
-@click.option(
-    "--service-jobs",
-    type=int,
-    default=5,
-    show_default=True,
-    help="jobs timed POST -> RUNNING on a service",
-)
-@click.option(
-    "--s3-images",
-    type=int,
-    default=300,
-    show_default=True,
-    help="frames for the S3-latency runs (0: skip them)",
-)
-@click.option("--output", type=Path, help="write the result as JSON here")
-@click.option("--videos", type=int, default=12, show_default=True, help="clips (0: no video)")
-@click.option("--video-seconds", type=float, default=60, show_default=True, help="per clip")
-def bench(
-    frames,
-    images,
-    slow_images,
-    repeats,
-    workers,
-    memory_check,
-    warm_up,
-    service_jobs,
-    s3_images,
-    output,
-    videos,
-    video_seconds,
-):
-    import os
-
-    from motoray.bench import run as run_bench
-
-    if output:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    run_bench(
-        frames,
-        images,
-        slow_images,
-        repeats,
-        workers or os.cpu_count() or 2,
-        memory_check,
-        output,
-        service_jobs,
-        s3_images,
-        videos=videos,
-        video_seconds=video_seconds,
-        warm_up=warm_up,
-    )
     return 0
 
 

@@ -135,7 +135,7 @@ class Timings(BaseModel):
     duration_s: float
     listing_s: float | None = None
     # Seconds from the start at which each stage ended: listed, placed, first_result,
-    # last_result, manifest, checked. Where a job's time went (`motoray bench` reads it).
+    # last_result, manifest, checked. Where a job's time went (the bench reads it).
     marks_s: dict[str, float] = Field(default_factory=dict)
 
 

@@ -36,10 +36,10 @@ import psutil
 import pytest
 import yaml
 
-from motoray.bench.service import spawn_service
 from motoray.server import LocalRay, start_local_ray
 from motoray.waiting import wait_until
 from tests.conftest import last_test_using
+from tests.service import spawn_service
 
 FRAMES = 6
 FRAME_SIZE = (320, 180)  # small: API tests are about the service, not pixels
@@ -191,7 +191,7 @@ def start_service(
     verify: str | bool = True,
     timeout: float = 240,
 ) -> tuple[subprocess.Popen, str, Path]:
-    """motoray.bench.service.spawn_service for a test: a service that does not come up fails it."""
+    """tests.service.spawn_service for a test: a service that does not come up fails it."""
     log_path = config_path.with_suffix(".serve.log")
     try:
         process, url = spawn_service(

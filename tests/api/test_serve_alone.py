@@ -29,12 +29,12 @@ import psutil
 import pytest
 import yaml
 
-from motoray.bench.service import spawn_service
 from motoray.commands import bin_dir
 from motoray.pipeline.layout import JOB_FILE
 from motoray.waiting import wait_until
 from tests.api.conftest import motoray_bin, self_signed, stop_service, wait_for
 from tests.conftest import EXAMPLES, REPO, full_hd_jitter
+from tests.service import spawn_service
 
 pytestmark = pytest.mark.slow
 
