@@ -78,6 +78,12 @@ def start_local_ray(
     env.setdefault("RAY_num_workers_soft_limit", str(2 * cpus))
     # Workers at 0, not Ray's 15, so that the API outranks the pipeline (motoray/priority.py).
     env.setdefault(RAY_WORKER_NICENESS, "0")
+    # Idle costs little (docs/lifecycle.md has the per-process table): Serve's controller
+    # looks at its deployments every second, not ten times a second, and its proxy and
+    # replica hand their metrics to Ray's every second, not ten times (Ray exports them
+    # every 10 s anyway). A replica that dies is replaced up to a second later.
+    env.setdefault("RAY_SERVE_CONTROL_LOOP_INTERVAL_S", "1")
+    env.setdefault("RAY_SERVE_METRICS_EXPORT_INTERVAL_MS", "1000")
     ray_cli = installed_command("ray")
     if env["RAY_AUTH_MODE"] == "token" and not _has_ray_token(env):
         subprocess.run(

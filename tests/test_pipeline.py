@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import ray
 
 from motoray.imageio import load_image
 from motoray.jobs.folder import JobExistsError
@@ -231,6 +232,13 @@ def test_a_small_job_runs_as_plain_tasks_with_the_bytes_of_a_dataset(
         _, as_dataset = _run(config, seed_request, "as-dataset")
     assert _hashes(as_tasks) == _hashes(as_dataset)
     assert len(_hashes(as_tasks)) == 4 * 50 + 1  # the outputs and the manifest
+
+    # The dataset is named after its job: Ray's dashboard (its Data view, which reads Ray
+    # Data's stats actor) shows it as that job's.
+    from ray.data._internal.stats import get_or_create_stats_actor
+
+    datasets = ray.get(get_or_create_stats_actor().get_datasets.remote())
+    assert any(tag.startswith("as-dataset_") for tag in datasets), sorted(datasets)
 
 
 def test_a_small_job_left_early_ends_after_its_other_tasks(ray_local, tmp_path):

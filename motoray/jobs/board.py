@@ -8,6 +8,8 @@ whether it has ended. It holds no more than it can lose: job folders hold the re
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import OrderedDict
 
 import ray
@@ -116,7 +118,29 @@ class Board:
 
 @ray.remote(num_cpus=0, max_restarts=-1)
 class JobBoard(Board):
-    """The board as an actor: one per cluster (`job_board`)."""
+    """The board as an actor: one per cluster (`job_board`). Async, for `wait_ended`: a
+    client waiting for a job's end is answered when it ends, without polling."""
+
+    def __init__(self, capacity: int = CAPACITY) -> None:
+        super().__init__(capacity)
+        self._ends: dict[str, asyncio.Event] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def wait_ended(self, job_id: str, timeout_s: float) -> None:
+        """Returns once the job has ended (at once for one ended or not held), or after
+        `timeout_s`."""
+        info = self._jobs.get(job_id)
+        if info is None or info.status.is_terminal():
+            return
+        self._loop = asyncio.get_running_loop()
+        event = self._ends.setdefault(job_id, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout_s)
+
+    def _put(self, info: JobInfo) -> None:
+        super()._put(info)
+        if info.status.is_terminal() and (event := self._ends.pop(info.job_id, None)):
+            self._loop.call_soon_threadsafe(event.set)
 
 
 def job_board():

@@ -92,8 +92,16 @@ class JobRunner:
     def _run(self, run: Run) -> None:
         try:
             run_and_report(run.inputs, self._board, run.stop)
-        except Exception:
+        except Exception as e:  # its folder or the board failed it: it ends, saying so
+            from motoray.pipeline.job import give_up, reason
+
             logging.getLogger(__name__).exception("job %s: the runner failed", run.inputs.job_id)
+            with contextlib.suppress(Exception):  # else it stays unended: tried again later
+                folder = JobFolder.of(run.inputs)
+                if folder.record() is None:  # FAILED, unless it had ended already
+                    give_up(run.inputs, error=f"the runner could not run it: {reason(e)}")
+                record = folder.record()
+                _finish(run.inputs, self._board, record.state, record, record.error)
         finally:
             with self._lock:
                 self._runs.pop(run.inputs.job_id, None)
@@ -102,9 +110,10 @@ class JobRunner:
     def _keep_up(self, output_root: str | None) -> None:
         """Resume what the output root lists as accepted and unended, then, every KEEP_UP_S,
         what the board holds and no run does."""
-        if output_root is not None:
-            with contextlib.suppress(Exception):  # an output root it cannot read: the loop
-                for uri in AcceptedJobs.at(output_root, self._s3).folders():
+        folders = AcceptedJobs.at(output_root, self._s3).folders() if output_root else ()
+        with contextlib.suppress(Exception):  # an output root it cannot list: the board's
+            for uri in folders:
+                with contextlib.suppress(Exception):  # one job's folder it cannot read
                     inputs = JobFolder.at(uri, self._s3).inputs()
                     if inputs is not None:
                         self.start(inputs)

@@ -27,7 +27,6 @@ from motoray.waiting import wait_until
 # Requests of one API replica that may wait for a job's end at once (GET ?wait_s=): the
 # replica takes 32 at once (api/deployment.py); the others stay free for everything else.
 MAX_WAITING = 16
-WAIT_POLL_S = 0.25
 ACTOR_CALL_S = 10
 ENDED_KEPT = 1000  # ended jobs read from their folders, cached (they never change)
 
@@ -125,21 +124,13 @@ class JobService:
 
     async def until_ended(self, job_id: str, wait_s: float) -> None:
         """Returns once the job has ended (or the board does not know it), or after
-        `wait_s`; at once when MAX_WAITING requests already wait. It asks the job board
-        every WAIT_POLL_S: an actor call costs a fraction of an HTTP request through Serve."""
+        `wait_s`; at once when MAX_WAITING requests already wait (so that waiting clients
+        never take every slot of the replica). One board call, answered at the end."""
         if self._waiting.locked():
             return
-        deadline = time.monotonic() + wait_s
         async with self._waiting:
-            while True:
-                try:
-                    info = await self.board.get.remote(job_id)
-                except ray.exceptions.RayError:
-                    return  # a restarting board: the status read next tells what is known
-                left = deadline - time.monotonic()
-                if info is None or info.status.is_terminal() or left <= 0:
-                    return
-                await asyncio.sleep(min(WAIT_POLL_S, left))
+            with contextlib.suppress(ray.exceptions.RayError):  # a restarting board: the
+                await self.board.wait_ended.remote(job_id, wait_s)  # status read next tells
 
     def stop(self, job_id: str, config: Config, wait_s: float = 15) -> JobInfo | None:
         """Stop a job and wait (bounded) until it has ended. The stop is marked in its
