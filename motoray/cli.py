@@ -137,7 +137,7 @@ def _run_jobs(config: Config, jobs: list, address: str | None, quiet: bool) -> i
     runner, in the runner (the same bytes, without starting workers and imports again).
     Either way the job's life goes through `jobs.status.advance`. Each is accepted as it
     starts: its time limit counts from there, not from Ray's start or an earlier job's."""
-    from motoray.jobs.record import accept
+    from motoray.jobs.record import JobStatus, accept
     from motoray.jobs.runner import existing_runner
     from motoray.pipeline.ray_data import warm_workers
 
@@ -150,7 +150,7 @@ def _run_jobs(config: Config, jobs: list, address: str | None, quiet: bool) -> i
         [inputs] = accept([request], config, job_id)
         progress = _progress(inputs.job_id, quiet)
         info = _in_runner(runner, inputs, progress) if runner else _here(inputs, progress)
-        if info.status is not info.status.SUCCEEDED:
+        if info.status is not JobStatus.SUCCEEDED:
             exit_code = 1
         click.echo("\n".join(info.summary_lines()))
     return exit_code

@@ -22,6 +22,7 @@ EXAMPLES = REPO / "examples" / "requests"
 CLUSTER_FIXTURES = {"ray_local", "api_ray"}  # the service and its clients depend on api_ray
 GROUP = pytest.StashKey[str]()
 LONGEST_FIRST = (  # seconds in one run (pytest --junitxml), summed per group
+    "tests/api/test_resume.py",  # 200 (a service owning its Ray, started twice)
     "api_ray",  # 130
     "ray_local",  # 121
     "tests/test_bench.py",  # 111
