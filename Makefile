@@ -36,8 +36,8 @@ demo: setup $(SAMPLE)
 	$(BIN)/motoray submit examples/requests/seed_sample.json --url http://127.0.0.1:5000 --wait --ready-timeout 180
 
 lint: setup
-	$(BIN)/ruff check motoray tests scripts bench docgen
-	$(BIN)/ruff format --check motoray tests scripts bench docgen
+	$(BIN)/ruff check motoray tests scripts benchmarks docgen
+	$(BIN)/ruff format --check motoray tests scripts benchmarks docgen
 
 # The docs site (mkdocs.yml): reference tables generated from the code, into site/.
 docs: setup  # (NO_MKDOCS_2_WARNING: mkdocs-material's banner about its successor)
@@ -62,8 +62,9 @@ test-fast: setup
 test-unit: setup
 	$(BIN)/pytest -q -m unit -x
 
+# The harness is not installed: benchmarks/ runs from the repository (python -m benchmarks).
 bench: setup
-	$(BIN)/motoray bench --output bench/result.json
+	$(BIN)/python -m benchmarks --output benchmarks/result.json
 
 clean:
 	rm -rf outputs data/sample site

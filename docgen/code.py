@@ -64,9 +64,9 @@ def manifest_column_sets() -> Any:
 
 def job_record() -> type:
     """job.json's model."""
-    return public("motoray.record.JobRecord")
+    return public("motoray.jobs.record.JobRecord")
 
 
 def bench_results() -> list[Path]:
     """The committed benchmark results, one table each on the benchmarks page."""
-    return sorted((REPO / "bench").glob("result*.json"))
+    return sorted((REPO / "benchmarks").glob("result*.json"))

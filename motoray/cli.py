@@ -1,8 +1,9 @@
-"""motoray run | run-job | serve | submit | preview | plan | bench | sample-data | operators |
-sources. Exit status: 0 done, 1 a job failed, 2 bad input (request, config, flags)."""
+"""motoray run | serve | submit | logs | preview | plan | sample-data | operators | sources.
+Exit status: 0 done, 1 a job failed, 2 bad input (request, config, flags)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -79,16 +80,16 @@ def cli() -> None:
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @_bad_input
 def run(request, config_path, seed, job_id, address, quiet) -> int:
-    from motoray import jobs
+    from motoray.jobs.record import job_ids, new_job_id
 
     config = load_config(config_path)
     requests = read_requests(request, config)
     if seed is not None:
         requests = [r.model_copy(update={"seed": seed}) for r in requests]
-    accepted = jobs.accept(requests, config, job_id or jobs.new_job_id())
+    ids = job_ids(len(requests), job_id or new_job_id())
     _init_ray(address)
     _refuse_output_in_upload(config)
-    return _run_jobs(accepted, address, quiet)
+    return _run_jobs(config, list(zip(requests, ids)), address, quiet)
 
 
 def _refuse_output_in_upload(config: Config) -> None:
@@ -114,38 +115,6 @@ def _refuse_output_in_upload(config: Config) -> None:
         )
 
 
-@cli.command("run-job", help="Run a job the service accepted (its driver: inputs from Ray).")
-@click.argument("job_id")
-@address_option
-@_bad_input
-def run_job(job_id, address) -> int:
-    """Follows the run the service started in its warm runner; when the runner does not know
-    the job (it restarted, or died mid-run), runs it here from the job's metadata."""
-    import ray
-
-    from motoray import jobs, runner
-    from motoray.board import job_board
-    from motoray.record import Outcome, summary_lines
-
-    ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-    try:
-        state = runner.follow(job_id)
-    except ray.exceptions.RayActorError:
-        state = None
-    if state is None:
-        from motoray.pipeline.job import hard_deadline
-
-        inputs = jobs.load_inputs(job_id, ray.get_runtime_context().gcs_address)
-        _init_ray(address)
-        with hard_deadline(inputs):
-            state = runner.run_and_report(inputs)
-    entry = ray.get(job_board().get.remote(job_id), timeout=10) or {}
-    outcome = Outcome.model_validate_json(entry["outcome"]) if entry.get("outcome") else None
-    lines = summary_lines(job_id, state, entry.get("output", ""), outcome, entry.get("error"))
-    click.echo("\n".join(lines))
-    return 0 if state == "SUCCEEDED" else 1
-
-
 def _init_ray(address: str | None) -> None:
     import ray
 
@@ -163,45 +132,72 @@ def _init_ray(address: str | None) -> None:
     logging.getLogger("ray.data").setLevel(os.environ["RAY_DATA_LOG_LEVEL"])
 
 
-def _run_jobs(accepted: list, address: str | None, quiet: bool) -> int:
+def _run_jobs(config: Config, jobs: list, address: str | None, quiet: bool) -> int:
     """Each job in this driver; or, on a cluster where a motoray service keeps a warm
-    runner, in the runner (the same bytes, without starting workers and imports again)."""
-    from motoray.pipeline.job import hard_deadline, run_job
+    runner, in the runner (the same bytes, without starting workers and imports again).
+    Either way the job's life goes through `jobs.status.advance`. Each is accepted as it
+    starts: its time limit counts from there, not from Ray's start or an earlier job's."""
+    from motoray.jobs.record import JobStatus, accept
+    from motoray.jobs.runner import existing_runner
     from motoray.pipeline.ray_data import warm_workers
-    from motoray.runner import existing_runner, run_in
 
     _init_ray(address)
     runner = existing_runner()
     if runner is None:
         warm_workers()
     exit_code = 0
-    for inputs in accepted:
-        try:
-            with hard_deadline(inputs):
-                if runner is not None:
-                    record = _delegated(runner, inputs, run_in)
-                else:
-                    record = run_job(inputs, on_progress=_progress(inputs.job_id, quiet))
-        except Exception as e:
-            click.echo(f"\njob {inputs.job_id} FAILED: {type(e).__name__}: {e}", err=True)
+    for request, job_id in jobs:
+        [inputs] = accept([request], config, job_id)
+        progress = _progress(inputs.job_id, quiet)
+        info = _in_runner(runner, inputs, progress) if runner else _here(inputs, progress)
+        if info.status is not JobStatus.SUCCEEDED:
             exit_code = 1
-            continue
-        click.echo("\n".join(record.summary_lines()))
+        click.echo("\n".join(info.summary_lines()))
     return exit_code
 
 
-def _delegated(runner, inputs, run_in):
-    """The runner's job.json, once it has run the job; its error if it did not succeed."""
-    from motoray.pipeline.layout import JOB_FILE
-    from motoray.record import JobRecord
-    from motoray.storage import open_storage
+def _here(inputs, progress):
+    """The job in this process, its life through `advance` as in the runner; past its
+    give-up time, whatever it is stuck in, the process ends (exit status 3)."""
+    from motoray.jobs.folder import JobFolder
+    from motoray.jobs.record import JobStatus
+    from motoray.jobs.status import JobInfo, advance
+    from motoray.pipeline.job import hard_deadline, reason, run_job
 
-    state = run_in(runner, inputs)
-    folder = open_storage(inputs.output, inputs.config.output_s3())
-    record = JobRecord.model_validate_json(folder.read(JOB_FILE)) if state != "STOPPED" else None
-    if state != "SUCCEEDED":
-        raise RuntimeError(record.error if record else f"the job ended {state}")
-    return record
+    info = advance(JobInfo.accepted(inputs), JobStatus.RUNNING)
+    try:
+        with hard_deadline(inputs):
+            record = run_job(inputs, on_progress=progress)
+    except Exception as e:
+        error = reason(e)
+        click.echo(f"\njob {inputs.job_id} FAILED: {error}", err=True)
+        record = None
+        with contextlib.suppress(Exception):  # job.json FAILED, with its counts, if it got one
+            record = JobFolder.of(inputs).record()
+        if record is None:
+            return advance(info, JobStatus.FAILED, error=error)
+        return advance(info, JobStatus.FAILED, error=record.error or error,
+                       counts=record.counts, outcome=record.summary())  # fmt: skip
+    return advance(info, record.state, counts=record.counts, outcome=record.summary())
+
+
+def _in_runner(runner, inputs, progress):
+    """The job accepted by the cluster's service and run by its warm runner, followed from
+    here; SIGTERM (`ray job stop`) stops it."""
+    import signal
+
+    from motoray.jobs.service import JobService
+
+    service = JobService(runner)
+    service.submit([inputs])
+
+    def stop(signum, frame) -> None:
+        service.stop(inputs.job_id, inputs.config, wait_s=0)
+        click.echo(f"job {inputs.job_id}: stopping", err=True)
+        sys.exit(1)
+
+    signal.signal(signal.SIGTERM, stop)
+    return service.follow(inputs.job_id, lambda info: info.counts and progress(info.counts))
 
 
 def _progress(job_id: str, quiet: bool):
@@ -259,6 +255,31 @@ def submit(request, url, token, wait, cacert, ready_timeout) -> int:
     from motoray.client import submit as send
 
     return send(request, url, token, wait, cacert, ready_timeout)
+
+
+@cli.command(help="A job's log lines, every run's (a job the service accepted).")
+@click.argument("job_id")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line, as stored")
+@_bad_input
+def logs(job_id, config_path, as_json) -> int:
+    from motoray.jobs.folder import find
+
+    config = load_config(config_path)
+    folder = find(config, job_id)
+    if folder is None:
+        sources = ", ".join(config.sources) or "none"
+        raise BadInput(f"no job {job_id!r} under {config.output.uri} (sources: {sources})")
+    for line in folder.log_lines():
+        click.echo(json.dumps(line) if as_json else _log_text(line))
+    return 0
+
+
+def _log_text(line: dict) -> str:
+    """`time LEVEL message key=value ...`, as the console's text format writes it."""
+    fields = {k: v for k, v in line.items() if k not in ("time", "level", "logger", "message")}
+    pairs = " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in fields.items())
+    return f"{line.get('time', '')} {line.get('level', '')} {line.get('message', '')} {pairs}"
 
 
 @cli.command(help="Contact sheet PNG of what a request will produce.")
@@ -366,90 +387,6 @@ def operators(config_path) -> int:
 def sources(config_path) -> int:
     for name, source in load_config(config_path).sources.items():
         click.echo(f"{name}\t{source.uri}\t{source.description}")
-    return 0
-
-
-@cli.command(help="motoray against its floor and the usual ways, side by side.")
-@click.option(
-    "--frames",
-    type=Path,
-    default=Path("data/bench/frames"),
-    show_default=True,
-    help="1080p frames (made if fewer than --images)",
-)
-@click.option("--images", type=int, default=6000, show_default=True, help="frames per job")
-@click.option(
-    "--slow-images",
-    type=int,
-    default=600,
-    show_default=True,
-    help="images for the slow baselines (naive, ray_data)",
-)
-@click.option("--repeats", type=int, default=5, show_default=True, help="rounds of every variant")
-@click.option("--workers", type=int, help="default: the CPUs here")
-@click.option(
-    "--memory-check/--no-memory-check",
-    default=True,
-    show_default=True,
-    help="peak memory at --slow-images and at --images",
-)
-@click.option(
-    "--warm-up/--no-warm-up",
-    default=True,
-    show_default=True,
-    help="run every variant once, untimed, first (only timings need it)",
-)
-@click.option(
-    "--service-jobs",
-    type=int,
-    default=5,
-    show_default=True,
-    help="jobs timed POST -> RUNNING on a service",
-)
-@click.option(
-    "--s3-images",
-    type=int,
-    default=300,
-    show_default=True,
-    help="frames for the S3-latency runs (0: skip them)",
-)
-@click.option("--output", type=Path, help="write the result as JSON here")
-@click.option("--videos", type=int, default=12, show_default=True, help="clips (0: no video)")
-@click.option("--video-seconds", type=float, default=60, show_default=True, help="per clip")
-def bench(
-    frames,
-    images,
-    slow_images,
-    repeats,
-    workers,
-    memory_check,
-    warm_up,
-    service_jobs,
-    s3_images,
-    output,
-    videos,
-    video_seconds,
-):
-    import os
-
-    from motoray.bench import run as run_bench
-
-    if output:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    run_bench(
-        frames,
-        images,
-        slow_images,
-        repeats,
-        workers or os.cpu_count() or 2,
-        memory_check,
-        output,
-        service_jobs,
-        s3_images,
-        videos=videos,
-        video_seconds=video_seconds,
-        warm_up=warm_up,
-    )
     return 0
 
 

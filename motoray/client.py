@@ -14,7 +14,6 @@ import httpx
 
 from motoray.waiting import wait_until
 
-TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 BUSY_RETRY_S = 300  # keep retrying a busy (429) service this long
 TRANSIENT_S = 120  # tolerate an unreachable or restarting service this long while following
 
@@ -102,14 +101,14 @@ def _follow(http: httpx.Client, job_id: str, poll_s: float) -> str:
     """A progress bar until the job ends, then its summary; returns the final state."""
     from tqdm import tqdm
 
-    from motoray.record import Outcome, summary_lines
+    from motoray.jobs.record import JobStatus, Outcome, summary_lines
 
     bar = tqdm(desc=job_id, unit="img", file=sys.stderr, total=None)
     last_ok = time.monotonic()
     status: dict = {}
     next_at = 0.0
     try:
-        while status.get("state") not in TERMINAL:
+        while not (status and JobStatus(status["state"]).is_terminal()):
             time.sleep(max(0.0, next_at - time.monotonic()))  # a busy service answers at once
             next_at = time.monotonic() + poll_s
             try:
@@ -144,6 +143,13 @@ def _follow(http: httpx.Client, job_id: str, poll_s: float) -> str:
     finally:
         bar.close()
     outcome = Outcome.model_validate(status["summary"]) if status.get("summary") else None
-    lines = summary_lines(job_id, status["state"], status["output"], outcome, status.get("error"))
+    lines = summary_lines(
+        job_id,
+        status["state"],
+        status["output"],
+        outcome,
+        status.get("error"),
+        status.get("resumed", 0),
+    )
     print("\n".join(lines))
     return status["state"]

@@ -25,11 +25,11 @@ from motoray.storage import MemoryStorage
 
 SAMPLE_IMAGES = 8  # processed to estimate output bytes, spread evenly over the listing
 
-# `motoray bench` on the seed request (1920x1080 JPEG -> 480x270, one 270x270 crop, three
+# `make bench` on the seed request (1920x1080 JPEG -> 480x270, one 270x270 crop, three
 # 80x80 random crops, JPEG q90) measured ~100-150 images/s per CPU including listing, split,
 # writes and manifest. The low end, as heavier requests (bigger or more outputs) are slower.
 IMAGES_PER_CPU_SECOND = 100.0
-# A video source also decodes every frame it does not sample: `motoray bench` decoded ~620
+# A video source also decodes every frame it does not sample: `make bench` decoded ~620
 # frames of 1280x720 H.264 per CPU-second (with the seed request's outputs). Half that, as
 # broadcast is often 1080p and busier than the synthetic race.
 VIDEO_FRAMES_PER_CPU_SECOND = 300.0

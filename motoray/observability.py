@@ -5,7 +5,8 @@ one per result block at DEBUG), each carrying `job_id`, `source`, `stage` and th
 so far, as JSON (or text) to the console or to any `logging.Handler` that a factory named
 in the config makes (`logging.sink: "package.module:factory"`, called with
 `logging.sink_options`). The fields are attributes of the LogRecord too, for handlers that
-format records themselves (`logging.format: handler`).
+format records themselves (`logging.format: handler`). A job the service runs also keeps
+its lines, as JSON, in its folder (`GET /data_prep/{id}/logs`, `motoray logs ID`).
 
 Metrics: Ray's metrics API, so they appear on every node's Prometheus endpoint (Ray
 prefixes `ray_`, counters end in `_total`), tagged by source. They are recorded on the
@@ -26,12 +27,13 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from motoray.config import LoggingConfig
-from motoray.record import Counts, JobRecord
+from motoray.jobs.record import Counts, JobRecord
 
 LOGGER = "motoray.job"
 DURATION_BOUNDARIES_S = [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200]
@@ -45,13 +47,26 @@ _lock = threading.Lock()
 class JobTelemetry:
     """One job's log lines and metrics."""
 
-    def __init__(self, config: LoggingConfig, job_id: str, source: str) -> None:
+    def __init__(
+        self,
+        config: LoggingConfig,
+        job_id: str,
+        source: str,
+        keep: Callable[[dict], None] | None = None,
+    ) -> None:
+        """`keep`: given every line logged (at or above the config's level) as a JSON dict."""
         self._logger = job_logger(config)
         self._fields = {"job_id": job_id, "source": source}
         self._tags = {"source": source}
+        self._keep = keep
 
     def log(self, stage: str, message: str, level: int = logging.INFO, **fields: Any) -> None:
-        self._logger.log(level, message, extra={**self._fields, "stage": stage, **fields})
+        extra = {**self._fields, "stage": stage, **fields}
+        self._logger.log(level, message, extra=extra)
+        if self._keep is not None and self._logger.isEnabledFor(level):
+            record = logging.LogRecord(LOGGER, level, "", 0, message, None, None)
+            record.__dict__.update(extra)
+            self._keep(json_line(record))
 
     def block(self, images: int, failed: int, outputs: int, nbytes: int, counts: Counts) -> None:
         """One result block: add to the counters; the running counts at DEBUG."""
@@ -161,17 +176,22 @@ def _time(record: logging.LogRecord) -> str:
     return f"{seconds}.{int(record.msecs):03d}Z"
 
 
+def json_line(record: logging.LogRecord) -> dict[str, Any]:
+    """time, level, logger, message, then the record's fields."""
+    return {
+        "time": _time(record),
+        "level": record.levelname,
+        "logger": record.name,
+        "message": record.getMessage(),
+        **_fields(record),
+    }
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, then the record's fields."""
+    """One JSON object per line: `json_line`, and the exception if any."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = {
-            "time": _time(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            **_fields(record),
-        }
+        line = json_line(record)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)

@@ -3,17 +3,16 @@ small cluster) must keep answering /healthz and status polls while jobs run.
 
 Ray starts its worker processes at niceness 15 (`RAY_worker_niceness`), actors included,
 so the API's replica and proxy would share the CPU evenly with pipeline tasks and lose it
-to every job's supervisor and driver (Ray runs those at 0). motoray's Ray starts workers
-at 0, and everything else lowers itself: pipeline tasks most, job drivers less, and a job's
-waiting processes (its `run-job` follower and Ray's supervisor of it) as much as tasks.
+to every Ray Job's supervisor and driver (Ray runs those at 0). motoray's Ray starts
+workers at 0, and everything else lowers itself: pipeline tasks most, the job runner (the
+drivers of the service's jobs) less.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 
-BATCH_NICENESS = 10  # pipeline tasks, and processes that only wait for a job
+BATCH_NICENESS = 10  # pipeline tasks
 DRIVER_NICENESS = 5  # job drivers: above their own tasks, below the API
 RAY_WORKER_NICENESS = "RAY_worker_niceness"  # read by the raylet when `ray start` runs
 
@@ -29,16 +28,3 @@ def lower_priority(niceness: int, pid: int = 0) -> None:
 
 def as_batch_work() -> None:
     lower_priority(BATCH_NICENESS)
-
-
-def as_job_follower() -> None:
-    """A Ray Job entrypoint that only follows a run: it, and the supervisor Ray started for
-    it (an ancestor process that relays its logs), wait at batch priority."""
-    import psutil
-
-    as_batch_work()
-    with contextlib.suppress(psutil.Error, PermissionError):
-        for parent in psutil.Process().parents():
-            if parent.cmdline()[:1] == ["ray::JobSupervisor"]:
-                lower_priority(BATCH_NICENESS, parent.pid)
-                return

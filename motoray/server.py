@@ -4,8 +4,9 @@ It joins the Ray cluster at --address / $RAY_ADDRESS, or starts a local one.
 A local Ray is a `ray start --head --block` child with its own temp dir and free
 ports, so it neither collides with nor gets joined by other Ray instances on the
 machine (a notebook's `ray.init()`, tests). On exit it takes down only what it
-started: a local Ray with its jobs; on a joined cluster, its Serve application
-(and Serve, if it started it), leaving the jobs running.
+started: a local Ray, whose unended jobs resume when a service starts again on the
+same config and output root; on a joined cluster, its Serve application (and Serve,
+if it started it), leaving the jobs running in the cluster's runner.
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ def start_local_ray(
     env.setdefault("RAY_num_workers_soft_limit", str(2 * cpus))
     # Workers at 0, not Ray's 15, so that the API outranks the pipeline (motoray/priority.py).
     env.setdefault(RAY_WORKER_NICENESS, "0")
+    # Idle costs little (docs/lifecycle.md has the per-process table): Serve's controller
+    # looks at its deployments every second, not ten times a second, and its proxy and
+    # replica hand their metrics to Ray's every second, not ten times (Ray exports them
+    # every 10 s anyway). A replica that dies is replaced up to a second later.
+    env.setdefault("RAY_SERVE_CONTROL_LOOP_INTERVAL_S", "1")
+    env.setdefault("RAY_SERVE_METRICS_EXPORT_INTERVAL_MS", "1000")
     ray_cli = installed_command("ray")
     if env["RAY_AUTH_MODE"] == "token" and not _has_ray_token(env):
         subprocess.run(
@@ -258,14 +265,17 @@ def _leave_ray(
 
     from motoray.api.deployment import APP_NAME
 
-    if local:  # its Ray goes away: stop the jobs cleanly first
+    if local:  # its Ray goes away, and with it the runs of its jobs: they resume next time
 
-        def stop_jobs() -> None:
-            from motoray.jobs import JobService
+        def report_unended() -> None:
+            from motoray.jobs.board import existing_board
 
-            _report_stopped(JobService(address).stop_all())
+            board = existing_board()
+            if board is not None:
+                unended = ray.get(board.unended.remote(), timeout=10)
+                _report_unended([info.job_id for info in unended])
 
-        _attempt(stop_jobs)
+        _attempt(report_unended)
     if serve_was_running or local:
         # Others' apps may be on a joined cluster: remove only ours. On our own Ray, Serve
         # goes with it: `serve.shutdown()` there only made noise (its controller kills
@@ -285,9 +295,13 @@ def _attempt(step) -> None:
         print(f"cleanup: {type(e).__name__}: {e}", file=sys.stderr)
 
 
-def _report_stopped(job_ids: list[str]) -> None:
+def _report_unended(job_ids: list[str]) -> None:
     if job_ids:
-        print(f"stopped {len(job_ids)} unfinished job(s): {', '.join(job_ids)}", flush=True)
+        print(
+            f"{len(job_ids)} unfinished job(s) resume when motoray serve starts again on this "
+            f"config: {', '.join(sorted(job_ids))}",
+            flush=True,
+        )
 
 
 def _config_file(config, path: str) -> str:

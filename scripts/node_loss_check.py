@@ -32,7 +32,7 @@ from ray._private import ray_constants
 from ray.cluster_utils import Cluster
 
 from motoray.config import Config, OutputConfig, SourceConfig
-from motoray.jobs import accept
+from motoray.jobs.record import accept
 from motoray.ops import operators_for
 from motoray.pipeline.job import run_job
 from motoray.pipeline.layout import JOB_FILE, job_folder

@@ -51,6 +51,7 @@ NEEDS_WHEN_SLOW = {
 NEEDS = ("unit", "integration", "ray", "service", "cluster")  # the most a test needs names it
 GROUP = pytest.StashKey[str]()
 LONGEST_FIRST = (  # seconds in one run (pytest --junitxml), summed per group
+    "tests/api/test_resume.py",  # 200 (a service owning its Ray, started twice)
     "api_ray",  # 130
     "ray_local",  # 121
     "tests/test_bench.py",  # 111
@@ -223,7 +224,7 @@ def parse_one(body: dict, config: Config | None = None):
 def run_job(request, config: Config, job_id: str, on_progress=None) -> dict:
     """A request (a body or a parsed request) accepted and run as a job on the current Ray,
     as the service would: the record it returns, as job.json holds it."""
-    from motoray.jobs import accept
+    from motoray.jobs.record import accept
     from motoray.pipeline import job
 
     request = parse_one(request, config) if isinstance(request, dict) else request

@@ -14,7 +14,7 @@ import yaml
 from motoray.annotations import AnnotationError
 from motoray.config import Config, OutputConfig, SourceConfig
 from motoray.imageio import load_image
-from motoray.record import JobRecord
+from motoray.jobs.record import JobRecord
 from motoray.sample_data import write_sample_frames
 from tests.conftest import run_job
 from tests.test_annotation_policies import COCO_EXPORT, YOLO_EXPORT, H, W

@@ -1,4 +1,5 @@
-"""`motoray bench` at toy size: every part of it runs and reports what it says it reports.
+"""The bench (`python -m benchmarks`, `make bench`) at toy size: every part of it runs and
+reports what it says it reports.
 
 No speed is asserted here (a timed test on a shared machine only measures the neighbours),
 and nothing that holds for any speed either. What is asserted: the report's structure (every
@@ -10,11 +11,13 @@ its time. A child process: the bench starts and stops its own Ray cluster and se
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +31,7 @@ VARIANTS = {
     "boxes",
     "ray_data",
 }
-IMAGES, SLOW_IMAGES, SERVICE_JOBS, S3_IMAGES = 4, 2, 1, 2
+IMAGES, SLOW_IMAGES, SERVICE_JOBS, S3_IMAGES, FIXED_JOBS = 4, 2, 1, 2, 2
 # Where the last service job's time went, from POST to the client seeing SUCCEEDED, in order.
 BUDGET_PARTS = [
     "post_to_job_start_s",
@@ -43,15 +46,18 @@ BUDGET_PARTS = [
 
 def test_bench_runs_every_part_and_reports_it(tmp_path):
     output = tmp_path / "result.json"
-    motoray = str(Path(sys.executable).with_name("motoray"))
     command = [
-        motoray, "bench", "--frames", str(tmp_path / "frames"),
+        sys.executable, "-m", "benchmarks", "--frames", str(tmp_path / "frames"),
         "--images", str(IMAGES), "--slow-images", str(SLOW_IMAGES), "--repeats", "1",
         "--workers", "2", "--service-jobs", str(SERVICE_JOBS), "--s3-images", str(S3_IMAGES),
         "--videos", "2", "--video-seconds", "2", "--output", str(output),
+        "--fixed-jobs", str(FIXED_JOBS), "--idle-seconds", "1", "--quiet-seconds", "0",
         "--no-warm-up",  # for timings only; ~25 s of this test (a `ray job submit` among them)
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=540, cwd=tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # the harness is not installed
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=540, cwd=tmp_path, env=env
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(output.read_text())
 
@@ -66,7 +72,23 @@ def test_bench_runs_every_part_and_reports_it(tmp_path):
     assert result["service_post_to_running"]["jobs"] == SERVICE_JOBS
     assert set(result["cold"]["per_run"]) == {"motoray_run_s", "ray_start_stop_s"}
     assert all(len(runs) == 1 for runs in result["cold"]["per_run"].values())
-    assert "ray_job_submit_true_s" in result
+
+    # The service's costs beside the pixels: per 1-image job, `ray job submit`'s, idle.
+    fixed = result["fixed_cost"]
+    assert fixed["jobs"] == len(fixed["wall_s"]) == FIXED_JOBS
+    assert fixed["task_cpu_s"] > 0 and fixed["wall_s_median"] > 0
+    small = result["small_job"]
+    assert {"plain_tasks", "dataset"} <= set(small) and small["dataset"]["cpu_s"] > 0
+    submit = result["ray_job_submit"]
+    assert submit["per_run"]["motoray_run_s"] and submit["per_run"]["true_s"]
+    assert submit["overhead_s"] == pytest.approx(submit["motoray_run_s"] - submit["true_s"])
+    for idle in result["idle"].values():
+        titles = {row["title"] for row in idle["processes"]}
+        # every process of the service and its Ray: its GCS, the runner, the API replica
+        assert {"gcs_server", "ray::JobRunner", "ray::ServeReplica"} <= titles, titles
+        assert idle["cores"] == pytest.approx(
+            sum(row["cores"] for row in idle["processes"]), abs=0.01
+        )
     for layout in ("files", "webdataset"):
         s3 = result["s3_images_per_s_per_core"][layout]
         assert set(s3) == {"0ms", "30ms", "100ms", "30ms / 0ms"}, s3
@@ -95,6 +117,10 @@ def test_bench_runs_every_part_and_reports_it(tmp_path):
         "S3 webdataset img/s per core",
         "video (2 clips",
         "cold `motoray run` (1 image, no Ray running before)",
-        "`ray job submit -- true` on the warm cluster",
+        "1-image POST -> SUCCEEDED on the warm service",
+        "a 1-image job from this process",
+        "`ray job submit` overhead beyond `ray job submit -- true`",
+        "idle right after start:",
+        "idle after the last job:",
     ]:
         assert line in done.stdout, line

@@ -23,9 +23,9 @@ import yaml
 from moto.server import DomainDispatcherApplication, create_backend_app
 
 from motoray.config import LimitsConfig
+from motoray.jobs.record import Counts
 from motoray.pipeline.job import JobFailed, JobTimeout, _check_files
 from motoray.pipeline.jobspec import job_spec
-from motoray.record import Counts
 from motoray.storage import LocalStorage
 from motoray.storage.s3 import S3Storage, s3_client
 from tests.conftest import (

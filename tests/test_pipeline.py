@@ -9,13 +9,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import ray
 
 from motoray.imageio import load_image
+from motoray.jobs.folder import JobExistsError
 from motoray.pipeline import source, worker
-from motoray.pipeline.job import JobExistsError
 from motoray.pipeline.jobspec import job_spec
 from motoray.pipeline.layout import job_folder
 from tests.conftest import copy_frames, parse_one, run_job
@@ -233,6 +233,13 @@ def test_a_small_job_runs_as_plain_tasks_with_the_bytes_of_a_dataset(
     assert _hashes(as_tasks) == _hashes(as_dataset)
     assert len(_hashes(as_tasks)) == 4 * 50 + 1  # the outputs and the manifest
 
+    # The dataset is named after its job: Ray's dashboard (its Data view, which reads Ray
+    # Data's stats actor) shows it as that job's.
+    from ray.data._internal.stats import get_or_create_stats_actor
+
+    datasets = ray.get(get_or_create_stats_actor().get_datasets.remote())
+    assert any(tag.startswith("as-dataset_") for tag in datasets), sorted(datasets)
+
 
 def test_a_small_job_left_early_ends_after_its_other_tasks(ray_local, tmp_path):
     """A stopped or failed job leaves the loop over its results before reading them all: it
@@ -240,13 +247,14 @@ def test_a_small_job_left_early_ends_after_its_other_tasks(ray_local, tmp_path):
     from motoray.pipeline import ray_data
 
     def block(batch, spec):
-        if batch["key"][0] != "first":
+        [key] = batch["key"].to_pylist()
+        if key != "first":
             time.sleep(2)
-            Path(spec, batch["key"][0]).touch()
-        return pa.table({"key": batch["key"]})
+            Path(spec, key).touch()
+        return batch
 
     rows = [{"key": key} for key in ("first", "second", "third")]
-    results = ray_data._as_tasks(block, str(tmp_path), rows, blocks=3)
+    results = ray_data._as_tasks(block, str(tmp_path), rows)
     assert next(results)["key"].to_pylist() == ["first"]
     results.close()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["second", "third"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import tarfile
 from itertools import pairwise
 from pathlib import Path
@@ -180,10 +181,8 @@ def test_same_request_same_shard_bytes_whoever_writes_them(sharded_job, tmp_path
     items = source.items(keys, source.place(request, config, keys))
     spec = job_spec(request, config, storage, LocalStorage(tmp_path))
     task = next(t for t in ray_data.shards(spec, items) if t["shard"] == "train/shard-000001.tar")
-    shard_items = [
-        source.Item(row["key"], row["split"], row["label"] or None, row["group"] or None)
-        for row in json.loads(task["items"])
-    ]
+    shard_items = pickle.loads(task["items"])  # as the task gets them: the Items themselves
+    assert all(isinstance(item, source.Item) for item in shard_items)
     worker.write_shard(spec, task["shard"], shard_items)
     written = (tmp_path / task["shard"]).read_bytes()
     assert written == (job_dir / task["shard"]).read_bytes()

@@ -11,7 +11,7 @@ import motoray
 from motoray.api import errors
 from motoray.api.deps import ConfigFile, get_operators
 from motoray.api.routes import catalog, data_prep
-from motoray.jobs import JobService
+from motoray.jobs.service import JobService
 from motoray.spec import MAX_REQUESTS_PER_BODY, SEED_REQUEST, request_model
 
 

@@ -14,8 +14,8 @@ APP_NAME = "motoray"
 
 @serve.deployment(
     name="MotorayAPI",
-    # No CPU: it answers from Ray and storage, leaving the CPUs to jobs. On the head: the
-    # dashboard (Ray's job API) listens on the head's loopback only, and no spot node.
+    # No CPU: it answers from Ray and storage, leaving the CPUs to jobs. On the head, with
+    # the runner (whose job folders it reads), and no spot node.
     ray_actor_options={"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}},
     max_ongoing_requests=32,
     # Beyond this many queued requests Serve answers 429 + Retry-After itself.
@@ -34,7 +34,9 @@ class MotorayAPI:
         from motoray.api.app import create_app
 
         app = create_app(self._config_path, self._token)
-        app.state.jobs.connect()  # the job board and the warm runner, now, not on a POST
+        # The job board and the warm runner, now, not on a POST; the runner resumes what
+        # the config's output root lists as unended.
+        app.state.jobs.connect(app.state.config_file.get())
         offload.warm_up()  # and a worker for previews and plans
         return app
 

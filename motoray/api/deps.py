@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from motoray.config import Config, load_config
-from motoray.jobs import JobService
+from motoray.jobs.service import JobService
 from motoray.ops import Operator, operators_for
 
 log = logging.getLogger("motoray.api")

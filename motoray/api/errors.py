@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
 
-from motoray.jobs import RequestTooLarge, TooManyJobs
+from motoray.jobs.service import TooManyJobs
 from motoray.spec import RequestError
 
 log = logging.getLogger("motoray.api")
@@ -64,10 +64,6 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(TooManyJobs)
     async def _too_many(request: Request, e: TooManyJobs):
         return error_response(429, str(e), headers={"Retry-After": str(RETRY_AFTER_S)})
-
-    @app.exception_handler(RequestTooLarge)
-    async def _too_large(request: Request, e: RequestTooLarge):
-        return error_response(413, str(e))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, e: RequestValidationError):
@@ -122,12 +118,11 @@ def _out_of_memory(e: Exception) -> bool:
 
 
 def _ray_unreachable(e: Exception) -> bool:
-    """Ray's job server or GCS down or restarting: the service's fault, and temporary.
-    (jobs.RayJobs turns the job server's own 5xx into RayUnavailable, a ConnectionError.)
-    Not a task's own error (RayTaskError): Ray ran the task, and "retry later" would lie."""
-    import requests
+    """Ray's GCS or an actor (the job board) down or restarting: the service's fault, and
+    temporary. Not a task's own error (RayTaskError): Ray ran the task, and "retry later"
+    would lie."""
     from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
     if isinstance(e, RayTaskError):
         return False
-    return isinstance(e, ConnectionError | requests.ConnectionError | GetTimeoutError | RayError)
+    return isinstance(e, ConnectionError | GetTimeoutError | RayError)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from motoray.record import Counts, Outcome, State
+from motoray.jobs.record import Counts, JobStatus, Outcome
 
 
 class ErrorItem(BaseModel):
@@ -41,9 +41,11 @@ class Progress(BaseModel):
         return cls.model_validate(counts.model_dump(include=set(cls.model_fields)))
 
 
-class JobStatus(BaseModel):
+class JobView(BaseModel):
+    """A job as GET /data_prep/{job_id} shows it."""
+
     job_id: str
-    state: State
+    state: JobStatus
     source: str
     output: str = Field(description="the job folder: images, manifest.parquet, job.json")
     submitted_at: datetime | None = None
@@ -55,6 +57,16 @@ class JobStatus(BaseModel):
         "(all are in job.json) and timings",
     )
     error: str | None = None
+    resumed: int = Field(0, description="runs of the job cut short (a runner or service that "
+                         "stopped) after which it was resumed")  # fmt: skip
+
+
+class JobLogs(BaseModel):
+    job_id: str
+    lines: list[dict[str, Any]] = Field(
+        description="the job's log lines, every run's, as JSON objects: time, level, message, "
+        "stage, job_id, source and the stage's own fields"
+    )
 
 
 class DataSource(BaseModel):

@@ -8,6 +8,6 @@
     layout.py    where a job's files go and what they are called
     shards.py    WebDataset tar bytes
 
-Nothing is imported here: `jobs.py` (in the API replica) reads `layout` without paying for
+Nothing is imported here: `motoray.jobs` (in the API replica) reads `layout` without paying for
 Ray Data, pyarrow or the JPEG codec.
 """

@@ -4,19 +4,19 @@
     tasks (worker: read, decode, resize, steps, encode, write) -> manifest.parquet
     (+ annotation files) -> job.json
 
-`run_job` runs wherever the job's driver is (`motoray run`, a Ray Job, a notebook); it never
-touches pixels. A job that fails still writes job.json (state FAILED, with the error); only
-a stopped job leaves none.
+`run_job` runs wherever the job's driver is (the service's warm runner, `motoray run`, a
+notebook); it never touches pixels. A job that fails still writes job.json (state FAILED,
+with the error); only a stopped job leaves none.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import platform
 import sys
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -27,32 +27,31 @@ import pyarrow.compute as pc
 
 import motoray
 from motoray.annotations import SourceAnnotations, coco, yolo
-from motoray.observability import JobTelemetry
-from motoray.ops import operators_for
-from motoray.pipeline import ray_data, source
-from motoray.pipeline.jobspec import JobSpec, job_spec
-from motoray.pipeline.layout import JOB_FILE, MANIFEST_FILE
-from motoray.pipeline.manifest import ManifestWriter, manifest_columns
-from motoray.record import (
+from motoray.jobs.deadline import Deadline
+from motoray.jobs.folder import JobExistsError, JobFolder
+from motoray.jobs.record import (
     AnnotationReport,
     BoxCounts,
     Counts,
     Failure,
     JobInputs,
     JobRecord,
+    JobStatus,
     SourceRef,
     SplitCounts,
     Timings,
 )
+from motoray.observability import JobTelemetry
+from motoray.ops import operators_for
+from motoray.pipeline import ray_data, source
+from motoray.pipeline.jobspec import JobSpec, job_spec
+from motoray.pipeline.layout import JOB_FILE, MANIFEST_FILE
+from motoray.pipeline.manifest import ManifestWriter, manifest_columns
 from motoray.spec import RequestBase, outputs_per_image, parse_one_for
-from motoray.storage import CHANGED, open_storage
+from motoray.storage import CHANGED
 from motoray.video.sampling import parse_frame_key, video_of
 
 Progress = Callable[[Counts], None]
-
-
-class JobExistsError(FileExistsError):
-    pass
 
 
 class JobTimeout(TimeoutError):
@@ -67,23 +66,28 @@ def run_job(
     inputs: JobInputs,
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    run: int = 0,
+    keep_log: Callable[[dict], None] | None = None,
 ) -> JobRecord:
     """Run one accepted job to completion; returns what job.json records. A job that ends
     FAILED raises JobFailed (or the error that ended it) after writing its job.json; one
     stopped (`should_stop` answered True between two result blocks) raises JobStopped and
-    writes none."""
+    writes none. `run`: how many runs of it were cut short before this one; `keep_log`
+    gets each of its log lines as well."""
     started = time.time()
     config = inputs.config
     request = parse_request(inputs)
-    job_dir = open_storage(inputs.output, config.output_s3())
+    folder = JobFolder.of(inputs)
+    job_dir = folder.storage
     if job_dir.exists(JOB_FILE):
         raise JobExistsError(f"job {inputs.job_id} already finished: {job_dir.uri}/{JOB_FILE}")
     record = JobRecord(
         job_id=inputs.job_id,
-        state="RUNNING",
+        state=JobStatus.RUNNING,
         request=request.model_dump(mode="json"),
         output=job_dir.uri,
         versions=_versions(),
+        resumed=run,
     )
     telemetry = None
     listed = None
@@ -92,9 +96,14 @@ def run_job(
     def mark(stage: str) -> None:
         marks[stage] = round(time.time() - started, 3)
 
+    deadline = Deadline.of(inputs).at
     try:
-        telemetry = JobTelemetry(config.logging, inputs.job_id, request.name)
-        telemetry.log("started", f"job {inputs.job_id} started", output=job_dir.uri)
+        telemetry = JobTelemetry(config.logging, inputs.job_id, request.name, keep_log)
+        resumed = f" (resumed: run {run + 1})" if run else ""
+        telemetry.log("started", f"job {inputs.job_id} started{resumed}", output=job_dir.uri,
+                      resumed=run)  # fmt: skip
+        if time.time() > deadline:  # resumed after its time was up
+            raise JobTimeout("still running past limits.job_timeout_s")
         storage, listed_versions = source.list_versions(request, config)
         keys = list(listed_versions)
         videos = source.probe(request, config, storage, keys, listed_versions)  # videos' metadata
@@ -114,7 +123,6 @@ def run_job(
         mark("placed")
         splits = {name: s["images"] for name, s in assignment.report["splits"].items()}
         telemetry.log("split", "images per split", splits=splits)
-        deadline = started + config.limits.job_timeout_s
         spec = job_spec(request, config, storage, job_dir, boxes)
         spec = dataclasses.replace(spec, job_id=inputs.job_id, deadline=deadline)
         ray_data.ship_plugins(config.operators)
@@ -136,34 +144,31 @@ def run_job(
         _check_files(spec, outputs, files)
         job_dir.sync()  # every output on disk before the commit marker says so
         mark("checked")
-        record.state = "SUCCEEDED"
+        record.state = JobStatus.SUCCEEDED
         record.timings = _timings(started, listed, marks)
     except JobStopped:
         if telemetry is not None:
             telemetry.log("stopped", f"job {inputs.job_id} stopped")
         raise
     except Exception as e:
-        record.state, record.error = "FAILED", reason(e)
+        record.state, record.error = JobStatus.FAILED, reason(e)
         record.timings = _timings(started, listed, marks)
-        _commit(job_dir, record)
+        folder.commit(record)
         if telemetry is not None:
             telemetry.finished(record)
         raise
-    _commit(job_dir, record)
+    folder.commit(record)
     telemetry.finished(record)
     return record
 
 
 @contextmanager
 def hard_deadline(inputs: JobInputs) -> Iterator[None]:
-    """For a job's own driver process (`motoray run`, `run-job`): past limits.job_timeout_s,
-    whatever the job is stuck in (a storage call that never returns, a task that never
-    ends), write job.json FAILED and end the process, which frees the job's slot. The loop
-    in `_process` ends a job that is only slow more gently, a little earlier."""
-    limit = inputs.config.limits.job_timeout_s
-    timer = threading.Timer(limit * 1.05 + 1, _give_up, args=(inputs,))
-    timer.daemon = True
-    timer.start()
+    """For a job's own driver process (`motoray run`): past its give-up time, whatever the
+    job is stuck in (a storage call that never returns, a task that never ends), write
+    job.json FAILED and end the process. The loop in `_process` ends a job that is only
+    slow more gently, a little earlier."""
+    timer = Deadline.of(inputs).watchdog(lambda: _give_up(inputs))
     try:
         yield
     finally:
@@ -176,19 +181,28 @@ def _give_up(inputs: JobInputs) -> None:
     os._exit(3)
 
 
-def give_up(inputs: JobInputs) -> str:
-    """A stuck job's job.json: FAILED, past its time limit. Returns the error."""
-    limit = inputs.config.limits.job_timeout_s
+def give_up(
+    inputs: JobInputs,
+    run: int = 0,
+    keep_log: Callable[[dict], None] | None = None,
+    error: str | None = None,
+) -> str:
+    """A stuck job's job.json: FAILED, past its time limit (`error`: why, if not stuck).
+    Returns the error."""
+    error = error or Deadline.of(inputs).reason()
     record = JobRecord(
         job_id=inputs.job_id,
-        state="FAILED",
+        state=JobStatus.FAILED,
         request=inputs.request,
         output=inputs.output,
-        error=f"JobTimeout: stuck past limits.job_timeout_s ({limit:g} s)",
+        error=error,
+        resumed=run,
     )
     with contextlib.suppress(Exception):  # nothing may keep this from returning now
-        _commit(open_storage(inputs.output, inputs.config.output_s3()), record)
-    return record.error
+        JobFolder.of(inputs).commit(record)
+        telemetry = JobTelemetry(inputs.config.logging, inputs.job_id, inputs.source, keep_log)
+        telemetry.log("failed", f"FAILED: {error}", logging.ERROR, error=error)
+    return error
 
 
 def reason(e: BaseException) -> str:
@@ -264,14 +278,6 @@ def _check_files(spec: JobSpec, outputs: list[str], files: list[str]) -> None:
             f"the job folder does not hold what the manifest lists: {len(missing)} missing, "
             f"{len(extra)} unexpected (e.g. {example})"
         )
-
-
-def _commit(job_dir, record: JobRecord) -> None:
-    """job.json, written last and create-only: its presence means the job finished. A PUT
-    retried after it had landed sees 412: then what is there must be what we wrote."""
-    data = record.to_json()
-    if not job_dir.write_new(JOB_FILE, data) and job_dir.read(JOB_FILE) != data:
-        raise JobExistsError(f"job {record.job_id} finished twice: {job_dir.uri}/{JOB_FILE}")
 
 
 def _process(

@@ -1,27 +1,25 @@
 """The Ray Data adapter: items fanned out to tasks running the worker, rows streamed back.
 
-Everything here is about Ray: how work is cut into blocks and shards, how items travel in
-Ray's batches, how plugin code reaches the workers. The worker itself never sees Ray.
-A job of one block's worth of work runs as plain Ray tasks instead (`_as_tasks`): a
-dataset's start costs more than such a job.
+Everything here is about Ray: how work is cut into blocks and shards, how items travel to
+tasks, how plugin code reaches the workers. The worker itself never sees Ray. A task's
+items (a block's, or a shard's) travel as one pickled value in one binary column, the
+Items themselves, nothing rebuilt on the other side. A job of one block's worth of work
+runs as plain Ray tasks instead (`_as_tasks`): a dataset's start costs more than such a job.
 """
 
 from __future__ import annotations
 
-import json
-import threading
+import pickle
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
-import numpy as np
 import pyarrow as pa
 import ray
 from ray import cloudpickle
 
-from motoray.annotations import ImageBoxes
-from motoray.board import BOARD_NAME, NAMESPACE
 from motoray.config import OperatorsConfig
+from motoray.jobs.board import existing_board
 from motoray.ops import load_plugin
 from motoray.pipeline import worker
 from motoray.pipeline.jobspec import JobSpec
@@ -37,8 +35,6 @@ RANGES_PER_BLOCK = 1  # a video range is seconds of decoding already
 WARMED_WORKERS = 16  # at most, by warm_workers
 UNREAD_WAIT_S = 60  # a small job that ends early waits this long for its other tasks
 ASK_BOARD_EVERY_S = 1.0  # how often a task asks whether its job has ended
-PLACEMENT = ("split", "label", "group")
-COLUMNS = ("key", *PLACEMENT, "boxes", "span", "version")  # what an item travels as
 
 
 def ship_plugins(config: OperatorsConfig) -> None:
@@ -72,39 +68,45 @@ def process_files(spec: JobSpec, items: list[Item]) -> Iterator[pa.Table]:
     cpus = int(ray.cluster_resources().get("CPU", 1))
     per_block = RANGES_PER_BLOCK if spec.frames else IMAGES_PER_BLOCK
     blocks = max(-(-len(items) // per_block), min(len(items), 2 * cpus))
-    rows = [_columns(item) for item in items]
+    rows = [{"items": _packed(block)} for block in _cut(items, blocks)]
     if len(items) <= per_block:  # one block's worth of work: no dataset for it
-        yield from _as_tasks(_write_files, spec, rows, blocks)
+        yield from _as_tasks(_write_files, spec, rows)
         return
-    yield from _mapped(_write_files, spec, rows, blocks, None)
+    yield from _mapped(_write_files, spec, rows)
 
 
-def process_shards(spec: JobSpec, tasks: list[dict[str, str]]) -> Iterator[pa.Table]:
-    """Format "webdataset": the same for the tasks of `shards`, one shard per call
-    (batch_size=1), so what a shard holds never depends on blocks."""
+def process_shards(spec: JobSpec, tasks: list[dict]) -> Iterator[pa.Table]:
+    """Format "webdataset": the same for the tasks of `shards`, one shard per call, so what
+    a shard holds never depends on blocks."""
     if not tasks:
         return
     if len(tasks) == 1:
-        yield from _as_tasks(_write_shard, spec, tasks, 1)
+        yield from _as_tasks(_write_shard, spec, tasks)
         return
-    yield from _mapped(_write_shard, spec, tasks, len(tasks), 1)
+    yield from _mapped(_write_shard, spec, tasks)
 
 
-_SETTING = threading.Lock()  # the runner's jobs make their datasets in threads of one process
+def _cut(items: list[Item], blocks: int) -> Iterator[list[Item]]:
+    """`items` in `blocks` runs of sizes differing by one at most, in order."""
+    size, extra = divmod(len(items), blocks)
+    start = 0
+    for block in range(blocks):
+        end = start + size + (block < extra)
+        yield items[start:end]
+        start = end
 
 
-def _mapped(
-    task: Callable[..., pa.Table],
-    spec: JobSpec,
-    rows: list[dict],
-    blocks: int,
-    batch_size: int | None,
-) -> Iterator[pa.Table]:
-    """`task(batch, spec)` over `rows` cut in `blocks`: its result tables in row order.
+def _packed(items: list[Item]) -> bytes:
+    return pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
 
-    Four settings differ from Ray Data's defaults, for this dataset only (it keeps a copy of
-    the context it was made from; the process's own is put back, so that other Ray Data
-    pipelines in the process, a notebook's or the bench's baseline, keep the defaults):
+
+def _mapped(task: Callable[..., pa.Table], spec: JobSpec, rows: list[dict]) -> Iterator[pa.Table]:
+    """`task(row, spec)` over `rows`, one row per block and per call, as a Ray Data dataset
+    named after the job (so it shows in Ray's dashboard): its result tables in row order.
+
+    Four settings differ from Ray Data's defaults, on this dataset's own context (each
+    dataset carries a copy; the process's stays as it is for other Ray Data pipelines, a
+    notebook's or the bench's baseline):
     - results in row order, whatever order tasks finish in: the manifest's bytes depend on it;
     - no resources reserved per operator: with one map there is nothing to share them with,
       and the reservation held back every task but the first until one had finished, then
@@ -113,36 +115,22 @@ def _mapped(
     - a task's error arrives as itself (RayTaskError(PermissionError), say, with `.cause`),
       not wrapped in UserCodeException: job.reason reports it;
     - no progress bars: the job's own progress and summary say what happens."""
-    with _SETTING:
-        context = ray.data.DataContext.get_current()
-        defaults = (
-            context.execution_options.preserve_order,
-            context.op_resource_reservation_enabled,
-            context.raise_original_map_exception,
-            context.enable_progress_bars,
-        )
-        context.execution_options.preserve_order = True
-        context.op_resource_reservation_enabled = False
-        context.raise_original_map_exception = True
-        context.enable_progress_bars = False
-        try:
-            dataset = ray.data.from_items(rows, override_num_blocks=blocks)
-        finally:
-            context.execution_options.preserve_order = defaults[0]
-            context.op_resource_reservation_enabled = defaults[1]
-            context.raise_original_map_exception = defaults[2]
-            context.enable_progress_bars = defaults[3]
+    dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
+    context = dataset.context
+    context.execution_options.preserve_order = True
+    context.op_resource_reservation_enabled = False
+    context.raise_original_map_exception = True
+    context.enable_progress_bars = False
+    dataset.set_name(spec.job_id or None)
     dataset = dataset.map_batches(
-        task, fn_kwargs={"spec": spec}, batch_size=batch_size, batch_format="numpy"
+        task, fn_kwargs={"spec": spec}, batch_size=1, batch_format="pyarrow"
     )
     yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")
 
 
-def _as_tasks(
-    task: Callable[..., pa.Table], spec: JobSpec, rows: list[dict], blocks: int
-) -> Iterator[pa.Table]:
+def _as_tasks(task: Callable[..., pa.Table], spec: JobSpec, rows: list[dict]) -> Iterator[pa.Table]:
     """What `_mapped` does, for a job of one block's worth of work: a plain Ray task per
-    block, results in block order. A dataset costs its first execution on a fresh Ray
+    row, results in row order. A dataset costs its first execution on a fresh Ray
     ~1.2 s more than a plain task (a one-image `motoray run` is mostly Ray's start-up), and
     a few actor calls per job on a warm one; its streaming only pays for many blocks.
     Retried as Ray Data retries its own tasks: whatever a lost node or worker took.
@@ -151,11 +139,7 @@ def _as_tasks(
     (at most UNREAD_WAIT_S): none of them writes into its folder after it has ended. Not
     `ray.cancel`: in Ray 2.60 cancelling a task as it finishes can abort the caller's
     process ("Tried to complete task that was not pending"; it killed a test's driver)."""
-    size = -(-len(rows) // blocks)
-    pending = deque(
-        _one_block.remote(task, rows[start : start + size], spec)
-        for start in range(0, len(rows), size)
-    )
+    pending = deque(_one_block.remote(task, row, spec) for row in rows)
     try:
         while pending:
             yield ray.get(pending[0])
@@ -166,23 +150,23 @@ def _as_tasks(
 
 
 @ray.remote(num_cpus=1, max_retries=-1, retry_exceptions=[ray.exceptions.RaySystemError])
-def _one_block(task: Callable[..., pa.Table], rows: list[dict], spec: JobSpec) -> pa.Table:
-    """`task` on one block of `rows`, given as Ray Data gives it: a numpy batch."""
-    return task({column: np.array([row[column] for row in rows]) for column in rows[0]}, spec)
+def _one_block(task: Callable[..., pa.Table], row: dict, spec: JobSpec) -> pa.Table:
+    """`task` on one row, given as Ray Data gives it: a table of one row."""
+    return task(pa.Table.from_pylist([row]), spec)
 
 
-def shards(spec: JobSpec, items: list[Item]) -> list[dict[str, str]]:
+def shards(spec: JobSpec, items: list[Item]) -> list[dict]:
     """One task per shard: each split's images in key order, cut every N images, N sized
     from a fixed sample (in a task: the driver touches no pixels). Shards are numbered per
-    split from 0; a task carries its images as one JSON string."""
+    split from 0."""
     per_shard = ray.get(_images_per_shard.remote(spec, worker.shard_sample(items)))
-    by_split: dict[str, list[dict]] = defaultdict(list)
+    by_split: dict[str, list[Item]] = defaultdict(list)
     for item in items:
-        by_split[item.split].append(_columns(item))
+        by_split[item.split].append(item)
     return [
-        {"shard": shard_name(split, n), "items": json.dumps(rows[start : start + per_shard])}
-        for split, rows in sorted(by_split.items())
-        for n, start in enumerate(range(0, len(rows), per_shard))
+        {"shard": shard_name(split, n), "items": _packed(placed[start : start + per_shard])}
+        for split, placed in sorted(by_split.items())
+        for n, start in enumerate(range(0, len(placed), per_shard))
     ]
 
 
@@ -192,49 +176,20 @@ def _images_per_shard(spec: JobSpec, sample: list[Item]) -> int:
     return worker.images_per_shard(spec, sample)
 
 
-def _columns(item: Item) -> dict[str, str]:
-    """Ray's numpy batches turn None into NaN: "not applicable" travels as "", a video
-    range as "start,end" (ms; "" for an open end)."""
-    boxes = "" if item.boxes is None else item.boxes.to_json()
-    span = "" if item.span is None else ",".join("" if t is None else str(t) for t in item.span)
-    placement = {c: v or "" for c, v in item.placement().items()}
-    version = item.version or ""
-    return {"key": item.key, **placement, "boxes": boxes, "span": span, "version": version}
+def _unpacked(batch: pa.Table) -> list[Item]:
+    [packed] = batch["items"].to_pylist()
+    return pickle.loads(packed)
 
 
-def _items(columns: dict[str, Sequence[str]]) -> list[Item]:
-    return [
-        Item(
-            key,
-            split,
-            label or None,
-            group or None,
-            ImageBoxes.from_json(b) if b else None,
-            _span(span),
-            version or None,
-        )
-        for key, split, label, group, b, span, version in zip(*(columns[c] for c in COLUMNS))
-    ]
-
-
-def _span(text: str) -> tuple[int | None, int | None] | None:
-    if not text:
-        return None
-    start, end = text.split(",")
-    return (int(start) if start else None, int(end) if end else None)
-
-
-def _write_files(batch: dict[str, np.ndarray], spec: JobSpec) -> pa.Table:
+def _write_files(batch: pa.Table, spec: JobSpec) -> pa.Table:
     as_batch_work()
-    items = _items({c: batch[c].tolist() for c in COLUMNS})
+    items = _unpacked(batch)
     return rows_table(worker.write_files(spec, items, _board_says_ended(spec.job_id)))
 
 
-def _write_shard(batch: dict[str, np.ndarray], spec: JobSpec) -> pa.Table:
+def _write_shard(batch: pa.Table, spec: JobSpec) -> pa.Table:
     as_batch_work()
-    [name], [encoded] = batch["shard"].tolist(), batch["items"].tolist()
-    rows = json.loads(encoded)
-    items = _items({c: [row[c] for row in rows] for c in COLUMNS})
+    [name], items = batch["shard"].to_pylist(), _unpacked(batch)
     return rows_table(worker.write_shard(spec, name, items, _board_says_ended(spec.job_id)))
 
 
@@ -252,10 +207,11 @@ def _board_says_ended(job_id: str) -> Callable[[], bool]:
             return False  # most tasks end before their first look: they never ask
         asked = time.monotonic()
         try:
-            board = board or ray.get_actor(BOARD_NAME, namespace=NAMESPACE)
+            board = board or existing_board()
+            if board is None:  # no board on this cluster
+                asking = False
+                return False
             return ray.get(board.ended.remote(job_id), timeout=ASK_BOARD_EVERY_S)
-        except ValueError:  # no board on this cluster
-            asking = False
         except ray.exceptions.RayError:  # it did not answer in time: ask again later
             pass
         return False

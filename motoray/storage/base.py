@@ -77,6 +77,10 @@ class Storage(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def delete(self, key: str) -> None:
+        """Remove `key` if it is there (a job's bookkeeping; never a job's outputs)."""
+        ...
+
     def child(self, prefix: str) -> Storage:
         """The storage rooted at `prefix` below this one."""
         ...

@@ -123,6 +123,9 @@ class LocalStorage:
         # Files only, as on S3 where a "folder" is not an object.
         return self._path(key).is_file()
 
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
     def write(self, key: str, data: bytes) -> None:
         # In place, not temp-file-and-rename: that doubled the cost of a small output. A
         # killed task may leave half a file, but its retry rewrites the same bytes, and

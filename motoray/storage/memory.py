@@ -58,6 +58,9 @@ class MemoryStorage:
     def exists(self, key: str) -> bool:
         return self._key(key) in self.files
 
+    def delete(self, key: str) -> None:
+        self.files.pop(self._key(key), None)
+
     def write(self, key: str, data: bytes) -> None:
         self.files[self._key(key)] = bytes(data)
 

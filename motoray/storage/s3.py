@@ -208,6 +208,10 @@ class S3Storage:
             return False
         return True
 
+    def delete(self, key: str) -> None:
+        with _os_errors(f"{self.uri}/{key}"):
+            self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
     def write(self, key: str, data: bytes) -> None:
         # A PUT is atomic on S3: readers see the old object or the whole new one.
         with _os_errors(f"{self.uri}/{key}"):

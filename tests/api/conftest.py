@@ -36,10 +36,10 @@ import psutil
 import pytest
 import yaml
 
-from motoray.bench.service import spawn_service
 from motoray.server import LocalRay, start_local_ray
 from motoray.waiting import wait_until
 from tests.conftest import last_test_using
+from tests.service import spawn_service
 
 FRAMES = 6
 FRAME_SIZE = (320, 180)  # small: API tests are about the service, not pixels
@@ -125,6 +125,13 @@ class JobsTripwire:
         return reached
 
 
+def ray_job_ids(ray: LocalRay) -> set[str]:
+    """Every job Ray's job API knows on the cluster, by submission id."""
+    headers = {"Authorization": f"Bearer {ray.env['RAY_AUTH_TOKEN']}"}
+    response = httpx.get(f"{ray.dashboard_url}/api/jobs/", headers=headers, timeout=60)
+    return {job["submission_id"] for job in response.raise_for_status().json()}
+
+
 def motoray_bin() -> str:
     return str(Path(sys.executable).with_name("motoray"))
 
@@ -184,7 +191,7 @@ def start_service(
     verify: str | bool = True,
     timeout: float = 240,
 ) -> tuple[subprocess.Popen, str, Path]:
-    """motoray.bench.service.spawn_service for a test: a service that does not come up fails it."""
+    """tests.service.spawn_service for a test: a service that does not come up fails it."""
     log_path = config_path.with_suffix(".serve.log")
     try:
         process, url = spawn_service(

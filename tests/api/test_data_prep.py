@@ -1,4 +1,5 @@
-"""POST /data_prep -> Ray Jobs -> the same dataset as the core pipeline; status, stop, catalog.
+"""POST /data_prep -> the warm runner -> the same dataset as the core pipeline; status, log
+lines, stop, catalog.
 
 What reaches a job runs on the live service; the rest (400, 404 of an id no job can have,
 the catalog, the OpenAPI document) on the app in process."""
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from motoray.pipeline.layout import JOB_FILE, MANIFEST_FILE
 from motoray.pipeline.manifest import MANIFEST_COLUMNS
 from motoray.priority import BATCH_NICENESS, DRIVER_NICENESS
 from motoray.waiting import wait_until
-from tests.api.conftest import FRAMES, TERMINAL, post_json, wait_for
+from tests.api.conftest import FRAMES, TERMINAL, motoray_bin, post_json, ray_job_ids, wait_for
 from tests.conftest import EXAMPLES, full_hd_jitter, outputs_in_memory
 
 SEED_FILE = EXAMPLES / "seed_sample.json"
@@ -141,11 +143,9 @@ def test_delete_stops_a_job_and_leaves_no_job_json(service, api, long_source):
     # stops at its next result block, which a busy machine can take longer to make.
     assert stopped.json()["state"] in ("STOPPED", "RUNNING")
     assert wait_for(api, job["job_id"], states=TERMINAL)["state"] == "STOPPED"
-    # Once the driver's process is gone it can write nothing more: then no job.json.
+    # Once its run has logged its end it writes nothing more: then no job.json.
     wait_until(
-        lambda: not service.processes_with(f"run-job {job['job_id']}"),
-        60,
-        what=f"the driver of {job['job_id']} to exit",
+        lambda: "stopped" in stages(api, job["job_id"]), 60, what=f"{job['job_id']}'s run to end"
     )
     assert not (Path(stopped.json()["output"]) / JOB_FILE).exists()
     assert api.get(f"/data_prep/{job['job_id']}").json()["state"] == "STOPPED"
@@ -175,10 +175,10 @@ def test_delete_stops_the_work_of_a_job_already_in_its_tasks(service, api):
 
 
 def test_the_api_outranks_the_pipeline_for_the_cpu(service, api, long_source):
-    """Ray would start every worker at niceness 15, the API's replica and proxy among them,
-    and job supervisors at 0. The service's Ray starts workers at 0: the API's processes
-    stay there, the job's driver (in the runner) runs below them, its tasks lower still,
-    with the job's follower and the supervisor Ray started for it (they only wait)."""
+    """Ray would start every worker at niceness 15, the API's replica and proxy among them.
+    The service's Ray starts workers at 0: the API's processes stay there, the job's driver
+    (in the runner) runs below them, its tasks lower still. A POST starts no process of its
+    own: no Ray Job (no supervisor, no entrypoint), no driver; the job is no Ray Job."""
     with service.motogp_from(long_source):
         [job] = post_json(api, json.loads(SEED_FILE.read_text())).json()["jobs"]
 
@@ -200,18 +200,44 @@ def test_the_api_outranks_the_pipeline_for_the_cpu(service, api, long_source):
     assert niceness("ServeReplica:motoray") == niceness("ProxyActor") == {0}
     assert niceness("JobBoard") == {0}
     assert niceness("JobRunner") == {DRIVER_NICENESS}
-    follower = f"run-job {job['job_id']}"
-    wait_until(lambda: niceness(follower) == batch, 60, what="the follower at batch priority")
-    [process] = processes(follower)
-    # Its title: "ray::JobSupervisor", or with the method it runs at that moment.
-    titles = {p: " ".join(p.cmdline()) for p in process.parents()}
-    supervisors = [p for p, title in titles.items() if title.startswith("ray::JobSupervisor")]
-    assert len(supervisors) == 1, titles
-    [supervisor] = supervisors
-    # The follower starts low (`nice` in its entrypoint), then lowers its supervisor.
-    wait_until(lambda: supervisor.nice() == BATCH_NICENESS, 60, what="the supervisor lowered")
+    assert processes("JobSupervisor") == {} and processes(job["job_id"]) == {}
+    assert job["job_id"] not in ray_job_ids(service.ray)
     # Seen: stop it if it still runs (a fast machine may have finished it: 409).
     assert api.delete(f"/data_prep/{job['job_id']}").status_code in (200, 409)
+
+
+def stages(api, job_id: str) -> list[str]:
+    response = api.get(f"/data_prep/{job_id}/logs")
+    assert response.status_code == 200, response.text
+    return [line["stage"] for line in response.json()["lines"]]
+
+
+def test_a_jobs_log_lines_over_http_and_on_the_command_line(seed_job, service, api):
+    """motoray's structured lines of the job, each with its id: over HTTP and from
+    `motoray logs ID` (which reads them where the service keeps them, by the config)."""
+    job_id = seed_job["link"]["job_id"]
+    lines = api.get(f"/data_prep/{job_id}/logs").json()["lines"]
+    assert [line["stage"] for line in lines] == ["started", "listed", "split", "finished"]
+    assert {line["job_id"] for line in lines} == {job_id}
+    assert lines[-1]["message"].startswith("SUCCEEDED in ")
+    assert lines[1]["images"] == FRAMES
+    done = subprocess.run(
+        [motoray_bin(), "logs", job_id, "--config", str(service.config_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert [line.split(" ")[1:3] for line in done.stdout.splitlines()] == [
+        ["INFO", "job"],
+        ["INFO", str(FRAMES)],
+        ["INFO", "images"],
+        ["INFO", "SUCCEEDED"],
+    ]
+    assert f"job_id={job_id}" in done.stdout
+    unknown = subprocess.run(
+        [motoray_bin(), "logs", "nope", "--config", str(service.config_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert unknown.returncode == 2 and "no job 'nope'" in unknown.stderr
 
 
 def test_delete_of_a_finished_job_is_409(seed_job, api):
@@ -222,11 +248,13 @@ def test_delete_of_a_finished_job_is_409(seed_job, api):
 
 @pytest.mark.parametrize("job_id", ["20990101-000000-abcdef", "nope", "a..b"])
 def test_unknown_job_is_404(api, job_id):
-    """Ids a job could have: the service asks Ray's job API, which knows none of them."""
+    """Ids a job could have: the service asks the board, then the output root's folders;
+    neither knows them."""
     for method in ("GET", "DELETE"):
         response = api.request(method, f"/data_prep/{job_id}")
         assert response.status_code == 404, (method, job_id, response.text)
         assert response.json()["error"].startswith("unknown job")
+    assert api.get(f"/data_prep/{job_id}/logs").status_code == 404
     start = time.monotonic()
     response = api.get(f"/data_prep/{job_id}", params={"wait_s": 30}, timeout=60)
     assert response.status_code == 404 and time.monotonic() - start < 30  # no job to wait for

@@ -206,11 +206,10 @@ def test_only_ray_itself_being_down_is_a_503():
     from ray.exceptions import GetTimeoutError, RayTaskError
 
     from motoray.api.errors import _ray_unreachable
-    from motoray.jobs import RayUnavailable
 
     task_error = RayTaskError(
         "plan", "traceback", OverflowError("int too large")
     ).as_instanceof_cause()
     assert not _ray_unreachable(task_error)
     assert _ray_unreachable(GetTimeoutError("no answer"))
-    assert _ray_unreachable(RayUnavailable("job server: status code 500"))
+    assert _ray_unreachable(ConnectionError("GCS unreachable"))

@@ -1,4 +1,4 @@
-"""bench/load.py for a few seconds: no 5xx, no lost job (the real run is a benchmark).
+"""benchmarks/load.py for a few seconds: no 5xx, no lost job (the real run is a benchmark).
 
 Four clients against a service that takes two pending jobs at a time: most POSTs are
 refused with 429 and Retry-After, which the clients honour, and every accepted job is
@@ -6,7 +6,7 @@ followed to its end."""
 
 from __future__ import annotations
 
-from bench.load import run_load
+from benchmarks.load import run_load
 
 
 def test_load_smoke(service):

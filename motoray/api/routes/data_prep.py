@@ -1,4 +1,4 @@
-"""/data_prep: submit jobs, read their status, stop them."""
+"""/data_prep: submit jobs, read their status and log lines, stop them."""
 
 from __future__ import annotations
 
@@ -14,15 +14,14 @@ from motoray.api import offload
 from motoray.api.auth import require_token
 from motoray.api.deps import ConfigDep, JobsDep, OperatorsDep
 from motoray.api.errors import ApiError, clip
-from motoray.api.models import ErrorResponse, JobLink, JobsAccepted, JobStatus, Progress
-from motoray.jobs import JobState, accept, new_job_id
-from motoray.record import Outcome
+from motoray.api.models import ErrorResponse, JobLink, JobLogs, JobsAccepted, JobView, Progress
+from motoray.jobs.record import JobStatus, accept, new_job_id
+from motoray.jobs.status import JobInfo
 from motoray.spec import RequestError, outputs_per_image, parse_for, parse_json, parse_one_for
 
 MAX_BODY_BYTES = 1024 * 1024
 # fullmatch, not `$`: `$` also matches before a trailing newline ("<id>%0A").
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-FAILURES_SHOWN = 20
 MAX_WAIT_S = 60  # GET ?wait_s=: well inside the clients' and proxies' usual read timeouts
 
 _errors = {"model": ErrorResponse}
@@ -47,6 +46,9 @@ router = APIRouter(
     "",
     status_code=202,
     summary="Start one job per request",
+    description="A request object, or a list of them (the original clients send a list). "
+    "Each job is accepted durably: its inputs are in its folder before the 202, and a runner "
+    "or service that restarts resumes it.",
     responses={
         400: {**_errors, "description": "body is not JSON (the message says where)"},
         413: {**_errors, "description": "body larger than 1 MiB"},
@@ -65,7 +67,6 @@ router = APIRouter(
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {}}}},
 )
 async def submit_jobs(request: Request, config: ConfigDep, jobs: JobsDep) -> JobsAccepted:
-    """A request object, or a list of them (the original clients send a list)."""
     body = await _read_json(request)
     # A body of more requests than may ever be pending would get 429 forever: 422 instead.
     requests = parse_for(config, body, config.server.max_pending_jobs)
@@ -153,6 +154,7 @@ async def _offloaded(work) -> Any:
 async def get_job(
     job_id: str,
     jobs: JobsDep,
+    config: ConfigDep,
     wait_s: float = Query(
         0,
         ge=0,
@@ -160,10 +162,21 @@ async def get_job(
         description="answer once the job has ended, or after this many seconds: one request "
         "instead of polling",
     ),
-) -> JobStatus:
+) -> JobView:
     if wait_s and JOB_ID.fullmatch(job_id):
         await jobs.until_ended(job_id, wait_s)
-    return await run_in_threadpool(lambda: _status(_known(job_id, jobs.status)))
+    return await run_in_threadpool(lambda: _view(_known(job_id, jobs.status, config)))
+
+
+@router.get(
+    "/{job_id}/logs",
+    summary="A job's log lines",
+    responses={404: {**_errors, "description": "unknown job"}},
+)
+def get_logs(job_id: str, jobs: JobsDep, config: ConfigDep) -> JobLogs:
+    """motoray's structured log lines of the job (also `motoray logs ID`), every run's."""
+    lines = _known(job_id, jobs.logs, config)
+    return JobLogs(job_id=job_id, lines=lines)
 
 
 @router.delete(
@@ -174,19 +187,20 @@ async def get_job(
         409: {**_errors, "description": "the job already finished"},
     },
 )
-def stop_job(job_id: str, jobs: JobsDep) -> JobStatus:
-    """Stops the job and waits (briefly) until it has ended: a stopped job writes no job.json."""
-    state = _known(job_id, jobs.status)
-    if state.state in ("SUCCEEDED", "FAILED"):
-        raise ApiError(409, f"job {job_id} already finished: {state.state}")
-    return _status(_known(job_id, jobs.stop))
+def stop_job(job_id: str, jobs: JobsDep, config: ConfigDep) -> JobView:
+    """Stops the job and waits (briefly) until it has ended: a stopped job writes no
+    job.json, and stays stopped (no runner resumes it)."""
+    info = _known(job_id, jobs.status, config)
+    if info.status in ("SUCCEEDED", "FAILED"):
+        raise ApiError(409, f"job {job_id} already finished: {info.status}")
+    return _view(_known(job_id, jobs.stop, config))
 
 
-def _known(job_id: str, lookup) -> JobState:
-    state = lookup(job_id) if JOB_ID.fullmatch(job_id) else None
-    if state is None:
+def _known(job_id: str, lookup, config):
+    found = lookup(job_id, config) if JOB_ID.fullmatch(job_id) else None
+    if found is None:
         raise ApiError(404, f"unknown job {clip(job_id, 130)!r}")
-    return state
+    return found
 
 
 async def _read_json(request: Request) -> Any:
@@ -212,30 +226,19 @@ async def _read_json(request: Request) -> Any:
         raise RequestError([{"loc": [], "msg": f"invalid JSON: {e}"}], 400) from None
 
 
-def _status(state: JobState) -> JobStatus:
-    outcome = state.outcome
-    return JobStatus(
-        job_id=state.job_id,
-        state=state.state,
-        source=state.source,
-        output=state.output,
-        submitted_at=_time(state.submitted_at),
-        finished_at=_time(state.finished_at),
-        progress=Progress.of(state.progress) if state.progress else None,
-        summary=Outcome(
-            counts=outcome.counts,
-            failures=outcome.failures[:FAILURES_SHOWN],
-            timings=outcome.timings,
-        )
-        if outcome
-        else None,
-        error=_tail(state.error) if state.error else None,
+def _view(info: JobInfo) -> JobView:
+    return JobView(
+        job_id=info.job_id,
+        state=info.status,
+        source=info.source,
+        output=info.output,
+        submitted_at=_time(info.submitted_at),
+        finished_at=_time(info.finished_at),
+        progress=Progress.of(info.counts) if info.counts else None,
+        summary=info.outcome,
+        error=clip(info.error, 2000) if info.status is JobStatus.FAILED and info.error else None,
+        resumed=info.resumed,
     )
-
-
-def _tail(text: str, limit: int = 2000) -> str:
-    """Ray's message ends with the job's last log lines: the end says most."""
-    return text if len(text) <= limit else "..." + text[-limit:]
 
 
 def _time(epoch_s: float | None) -> datetime | None:

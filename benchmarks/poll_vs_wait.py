@@ -4,7 +4,7 @@ Both post the seed request to the same warm service (the bench's), interleaved w
 turbo floor, so each round gives both ratios side by side; also prints the CPU seconds
 that Serve's proxy and the API replica spent during each job (the polls' cost).
 
-    .venv/bin/python bench/poll_vs_wait.py [--images 6000] [--rounds 3]
+    .venv/bin/python -m benchmarks.poll_vs_wait [--images 6000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from motoray import bench
+from benchmarks import measures, variants
 
 VARIANTS = ("turbo_floor", "service_poll", "service")  # `service` waits with wait_s
 
@@ -37,14 +37,14 @@ def serve_cpu_s() -> float:
     return total
 
 
-class PollingBench(bench.Bench):
+class PollingBench(variants.Bench):
     def service_poll(self, paths: list[Path]) -> None:
         """`service` as a client that polls: what every client did before wait_s."""
         self._source_for(paths)
-        response = self.http.post("/data_prep", json=bench.REQUEST)
+        response = self.http.post("/data_prep", json=variants.REQUEST)
         response.raise_for_status()
         [job_id] = [job["job_id"] for job in response.json()["jobs"]]
-        while self._status(job_id)["state"] not in bench.TERMINAL:
+        while self._status(job_id)["state"] not in variants.TERMINAL:
             time.sleep(0.25)
 
 
@@ -68,7 +68,7 @@ def main() -> None:
             order = VARIANTS if round_ % 2 == 0 else (VARIANTS[0], *VARIANTS[:0:-1])
             for name in order:
                 before = serve_cpu_s()
-                rate, _ = bench._timed(runs, getattr(runs, name), paths)
+                rate, _ = measures._timed(runs, getattr(runs, name), paths)
                 rates[name].append(rate)
                 if name in serve_s:
                     serve_s[name].append(serve_cpu_s() - before)

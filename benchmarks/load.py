@@ -5,8 +5,8 @@ Each client posts, polls its jobs every 0.5 s until they end, and posts again; a
 end. Prints p50/p99 latency per route and fails (exit 1) on any 5xx, transport
 error, or lost job (accepted but unreadable, or not SUCCEEDED).
 
-    .venv/bin/python bench/load.py                    # its own service on sample frames
-    .venv/bin/python bench/load.py --url URL --token T [--clients 20] [--duration 30]
+    .venv/bin/python -m benchmarks.load                    # its own service on sample frames
+    .venv/bin/python -m benchmarks.load --url URL --token T [--clients 20] [--duration 30]
 """
 
 from __future__ import annotations
@@ -164,8 +164,8 @@ def _drain(url: str, token: str, report: Report, timeout: float = 600) -> None:
 
 def _own_service(workdir: Path, frames: int, max_pending: int) -> tuple[subprocess.Popen, str, str]:
     """`motoray serve` (with its own local Ray) on freshly written sample frames."""
-    from motoray.bench.service import spawn_service
     from motoray.sample_data import write_sample_frames
+    from tests.service import spawn_service
 
     write_sample_frames(workdir / "MotoGP", frames, (320, 180))
     config = workdir / "motoray.yaml"

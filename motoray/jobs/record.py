@@ -1,42 +1,85 @@
 """A job as data: what it runs (`JobInputs`) and what it did (`JobRecord`, i.e. job.json).
 
-The service accepts a request and fixes its inputs (the validated request, the config it was
-validated against, the job folder); the job's driver runs exactly those, never re-reading
-motoray.yaml. The driver writes the record; jobs.py reads it; the API maps it; the CLI and
-the client print it with `summary_lines`.
+A request is accepted once: its inputs (the validated request, the config it was validated
+against, the job folder, when) are frozen then, written to the job's folder, and carried as
+they are to the runner and the driver, which never re-reads motoray.yaml. The driver writes
+the record; the board keeps its summary; the API maps it; the CLI and the client print it
+with `summary_lines`.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+import time
+import uuid
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from motoray.config import Config
+from motoray.pipeline.layout import job_folder
 
-State = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "STOPPED"]
+if TYPE_CHECKING:
+    from motoray.spec import RequestBase
+
+
+class JobStatus(StrEnum):
+    """A job's state, as Ray's job manager names them."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"
+
+    def is_terminal(self) -> bool:
+        """An ended job: nothing moves it again."""
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED)
 
 
 class JobInputs(BaseModel):
-    """Everything a job runs, fixed when it is accepted."""
+    """Everything a job runs, frozen when it is accepted: from the POST to the worker."""
+
+    model_config = ConfigDict(frozen=True)
 
     job_id: str
     request: dict[str, Any] = Field(description="the validated request, as the user set it")
     config: Config = Field(description="the config it was validated against, without secrets")
     output: str = Field(description="the job folder")
+    accepted_at: float = Field(description="epoch seconds; its time limit counts from here")
 
-    @classmethod
-    def accept(cls, request: Any, config: Config, job_id: str, output: str) -> JobInputs:
-        """`request`: a validated spec.RequestBase. Unset fields stay unset, so the driver
-        fills in defaults exactly as it would for the same request sent again."""
-        server = config.server.model_copy(update={"auth_token": None})
-        return cls(
+    @property
+    def source(self) -> str:
+        return self.request["name"]
+
+
+def new_job_id() -> str:
+    """Sortable by start time, unique without coordination."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+def job_ids(count: int, base: str) -> list[str]:
+    """The ids of the requests of one body: `base`, or `base-0`, `base-1`, ... for a list."""
+    return [base] if count == 1 else [f"{base}-{i}" for i in range(count)]
+
+
+def accept(requests: list[RequestBase], config: Config, base_id: str) -> list[JobInputs]:
+    """Freeze what each request of a body will run. Unset fields stay unset, so the driver
+    fills in defaults exactly as it would for the same request sent again."""
+    server = config.server.model_copy(update={"auth_token": None})
+    snapshot = config.model_copy(update={"server": server})
+    now = time.time()
+    return [
+        JobInputs(
             job_id=job_id,
             request=request.model_dump(mode="json", exclude_unset=True),
-            config=config.model_copy(update={"server": server}),
-            output=output,
+            config=snapshot,
+            output=job_folder(config, request.name, job_id).uri,
+            accepted_at=now,
         )
+        for request, job_id in zip(requests, job_ids(len(requests), base_id))
+    ]
 
 
 class _Compact(BaseModel):
@@ -116,13 +159,16 @@ class Timings(BaseModel):
     duration_s: float
     listing_s: float | None = None
     # Seconds from the start at which each stage ended: listed, placed, first_result,
-    # last_result, manifest, checked. Where a job's time went (`motoray bench` reads it).
+    # last_result, manifest, checked. Where a job's time went (the bench reads it).
     marks_s: dict[str, float] = Field(default_factory=dict)
 
 
 class SourceRef(BaseModel):
     name: str
     uri: str
+
+
+FAILURES_SHOWN = 20  # in a summary (the board's, the API's); job.json has them all
 
 
 class Outcome(BaseModel):
@@ -137,7 +183,7 @@ class JobRecord(Outcome):
     """job.json: written last, create-only; its presence means the job finished."""
 
     job_id: str
-    state: State
+    state: JobStatus
     request: dict[str, Any]
     output: str
     versions: dict[str, str] = Field(default_factory=dict)
@@ -145,13 +191,19 @@ class JobRecord(Outcome):
     split: dict[str, Any] | None = None  # split.Assignment.report
     annotations: AnnotationReport | None = None  # a source with annotations
     error: str | None = None
+    resumed: int = 0  # how many times a run of it was cut short and it was resumed
 
     def to_json(self) -> bytes:
         data = self.model_dump(mode="json", exclude_none=True, by_alias=True)
         return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
 
+    def summary(self) -> Outcome:
+        """The record as a summary shows it: its first FAILURES_SHOWN failures."""
+        shown = self.failures[:FAILURES_SHOWN]
+        return Outcome(counts=self.counts, failures=shown, timings=self.timings)
+
     def summary_lines(self) -> list[str]:
-        lines = summary_lines(self.job_id, self.state, self.output, self, self.error)
+        lines = summary_lines(self.job_id, self.state, self.output, self, self.error, self.resumed)
         report = self.annotations
         if report is not None and (report.unlisted_images or report.entries):
             unlisted = "left out" if report.unlisted == "skip" else "negatives"
@@ -163,7 +215,12 @@ class JobRecord(Outcome):
 
 
 def summary_lines(
-    job_id: str, state: str, output: str, outcome: Outcome | None, error: str | None = None
+    job_id: str,
+    state: str,
+    output: str,
+    outcome: Outcome | None,
+    error: str | None = None,
+    resumed: int = 0,
 ) -> list[str]:
     """What `motoray run` and `motoray submit --wait` print when a job ends."""
     lines = [f"job {job_id}: {state}", f"  results:  {output}"]
@@ -184,6 +241,8 @@ def summary_lines(
         lines.append(f"            {failure.source_path}: {failure.reason}")
     if outcome and outcome.timings:
         lines.append(f"  duration: {outcome.timings.duration_s} s")
+    if resumed:
+        lines.append(f"  resumed:  {resumed} time(s) after its run was cut short")
     if error:
         lines.append(f"  error:    {error}")
     return lines
