@@ -68,19 +68,22 @@ def _save(images: list[np.ndarray], out: Path, stem: str) -> None:
 VIDEO_FRAMES = {"every_s": 0.5}
 
 
-def video_floor_one(task: tuple[str, str]) -> int:
+def video_floor_one(task: tuple[str, str, bool]) -> int:
     """One clip the bare way: every frame decoded, each 0.5 s target takes the first frame at
-    or after it, converted and resized by swscale in one pass, cropped, encoded, written."""
+    or after it, (deinterlaced: FFmpeg's bwdif on the sampled frames alone, the others let
+    through its timeline switch) converted and resized by swscale in one pass, cropped,
+    encoded, written."""
     import av
 
     from motoray.video.decoder import DECODE_THREADS
 
-    path, out = task
+    path, out, deinterlace = task
     made, target, stem = 0, 0.0, Path(path).stem
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type, stream.codec_context.thread_count = "AUTO", DECODE_THREADS
-        for frame in container.decode(stream):
+        frames = container.decode(stream)
+        for frame in _bwdif_sampled(frames, stream) if deinterlace else frames:
             if frame.time + 1e-9 < target:
                 continue
             image = frame.to_ndarray(
@@ -91,3 +94,34 @@ def video_floor_one(task: tuple[str, str]) -> int:
             while target <= frame.time + 1e-9:
                 target += VIDEO_FRAMES["every_s"]
     return made
+
+
+def _bwdif_sampled(frames, stream):
+    """The frames, those at or after each target deinterlaced by bwdif (which needs the
+    frame after: each comes out one frame late, the last with itself as its next)."""
+    import av
+
+    graph = av.filter.Graph()
+    context = stream.codec_context
+    size = {"width": context.width, "height": context.height, "format": context.format}
+    source = graph.add_buffer(**size, time_base=stream.time_base)
+    bwdif = graph.add("bwdif", "mode=send_frame:parity=auto:deint=all")
+    source.link_to(bwdif)
+    bwdif.link_to(graph.add("buffersink"))
+    graph.configure()
+    target, last, wanted = 0.0, None, False
+    for frame in frames:
+        if last is not None:
+            bwdif.process_command("enable", "1" if wanted else "0")
+        graph.push(frame)
+        if last is not None:
+            shown = graph.pull()
+            yield shown if wanted else last
+        wanted = frame.time + 1e-9 >= target
+        while target <= frame.time + 1e-9:
+            target += VIDEO_FRAMES["every_s"]
+        last = frame
+    if last is not None:
+        bwdif.process_command("enable", "1" if wanted else "0")
+        graph.push(last)
+        yield graph.pull() if wanted else last

@@ -26,9 +26,15 @@ from benchmarks.variants import FAKE_AWS, REQUEST, TERMINAL, Bench, _duration
 from motoray.commands import installed_command
 
 
-def video_rounds(bench: Bench, clips: list[Path], repeats: int, log, warm_up: bool) -> dict:
-    """The video floor and a motoray video job, interleaved, after a warm-up of each."""
-    variants = {"floor": bench.video_floor, "motoray": bench.video_motoray}
+def video_rounds(
+    bench: Bench, clips: list[Path], repeats: int, log, warm_up: bool, interlaced: bool = False
+) -> dict:
+    """The video floor and a motoray video job, interleaved, after a warm-up of each. On
+    interlaced clips the floor deinterlaces the frames it samples as motoray does."""
+    variants = {
+        "floor": lambda some: bench.video_floor(some, deinterlace=interlaced),
+        "motoray": bench.video_motoray,
+    }
     for run in variants.values() if warm_up else ():
         bench.clear()
         run(clips[:1])
@@ -40,7 +46,8 @@ def video_rounds(bench: Bench, clips: list[Path], repeats: int, log, warm_up: bo
             start = time.perf_counter()
             run(clips)
             rates[name].append(decoded / (time.perf_counter() - start))
-            log(f"  round {repeat + 1}: video {name:8} {rates[name][-1]:7.1f} decoded frames/s")
+            kind = "interlaced video" if interlaced else "video"
+            log(f"  round {repeat + 1}: {kind} {name:8} {rates[name][-1]:7.1f} decoded frames/s")
     ratios = [m / f for m, f in zip(rates["motoray"], rates["floor"])]
     return {
         "clips": len(clips),

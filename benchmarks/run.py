@@ -138,6 +138,11 @@ def run(
         if videos:
             clips = _clips(frames.parent / "videos", videos, video_seconds, log)
             result["video"] = video_rounds(bench, clips, repeats, log, warm_up)
+            folder = frames.parent / "videos-interlaced"
+            clips = _clips(folder, videos, video_seconds, log, interlaced=True)
+            result["video_interlaced"] = video_rounds(
+                bench, clips, repeats, log, warm_up, interlaced=True
+            )
         result["cold"] = cold
         log(f"fixed cost of a job: {fixed_jobs} 1-image jobs; `ray job submit` overhead ...")
         result["small_job"] = small_job_paths(bench, paths, min(fixed_jobs, 10))
@@ -182,14 +187,15 @@ def report(result: dict) -> str:
     if "s3_images_per_s_per_core" in result:
         for layout, rates_ in result["s3_images_per_s_per_core"].items():
             lines.append(f"  S3 {layout:10} img/s per core: {rates_}")
-    if "video" in result:
-        v = result["video"]
-        rates_ = v["decoded_frames_per_s_median"]
-        lines.append(
-            f"  video ({v['clips']} clips, {v['decoded_frames']} frames decoded): floor "
-            f"{rates_['floor']} fps, motoray {rates_['motoray']} fps, motoray / floor = "
-            f"{v['ratio_median']:.2f}   per round: {v['ratios_per_round']}"
-        )
+    for line, kind in (("video", "video"), ("video_interlaced", "interlaced video")):
+        if line in result:
+            v = result[line]
+            rates_ = v["decoded_frames_per_s_median"]
+            lines.append(
+                f"  {kind} ({v['clips']} clips, {v['decoded_frames']} frames decoded): floor "
+                f"{rates_['floor']} fps, motoray {rates_['motoray']} fps, motoray / floor = "
+                f"{v['ratio_median']:.2f}   per round: {v['ratios_per_round']}"
+            )
     cold = result["cold"]
     lines.append(
         f"  cold `motoray run` (1 image, no Ray running before): median {cold['motoray_run_s']} s "

@@ -264,7 +264,7 @@ class Bench:
             augment
         ).materialize()
 
-    def video_floor(self, clips: list[Path]) -> None:
+    def video_floor(self, clips: list[Path], deinterlace: bool = False) -> None:
         """At the CPU priority of motoray's workers (`as_batch_work`): on a shared machine a
         floor at a higher priority than the job only measures the neighbours."""
         from motoray.priority import as_batch_work
@@ -274,7 +274,8 @@ class Bench:
             self.video_pool = context.Pool(self.workers, initializer=as_batch_work)
             self._started.callback(self.video_pool.terminate)
         out = self._out("video-floor")
-        self.video_pool.map(floors.video_floor_one, [(str(c), str(out)) for c in clips], 1)
+        tasks = [(str(clip), str(out), deinterlace) for clip in clips]
+        self.video_pool.map(floors.video_floor_one, tasks, 1)
 
     def video_motoray(self, clips: list[Path]) -> None:
         from motoray.config import Config, OutputConfig, SourceConfig
@@ -294,19 +295,31 @@ class Bench:
 UNIQUE_CLIPS = 2  # rendered; the other clips are copies under their own names
 
 
-def _clips(folder: Path, count: int, seconds: float, log: Callable[[str], None]) -> list[Path]:
-    """`count` 1280x720 25 fps clips of `seconds` (made once, then reused)."""
+def _clips(
+    folder: Path, count: int, seconds: float, log: Callable[[str], None], interlaced=False
+) -> list[Path]:
+    """`count` 1280x720 25 fps clips of `seconds` (made once, then reused): H.264 in MP4, or
+    interlaced (two fields a frame, field-coded) in MPEG-TS as broadcast is."""
     from motoray.video.sample import write_sample_videos
 
+    suffix = ".ts" if interlaced else ".mp4"
     marker = folder / f".made-{count}x{seconds:g}s"
     if not marker.exists():
-        log(f"writing {count} clips of {seconds:g} s (1280x720, H.264) to {folder} ...")
+        kind = "interlaced " if interlaced else ""
+        log(f"writing {count} {kind}clips of {seconds:g} s (1280x720, H.264) to {folder} ...")
         shutil.rmtree(folder, ignore_errors=True)
-        unique = write_sample_videos(folder, min(count, UNIQUE_CLIPS), (1280, 720), seconds=seconds)
+        unique = write_sample_videos(
+            folder,
+            min(count, UNIQUE_CLIPS),
+            (1280, 720),
+            seconds=seconds,
+            suffix=suffix,
+            interlaced=interlaced,
+        )
         for clip in range(len(unique), count):
-            os.link(unique[clip % len(unique)], folder / f"clip{clip:03d}.mp4")
+            os.link(unique[clip % len(unique)], folder / f"clip{clip:03d}{suffix}")
         marker.touch()
-    return sorted(folder.glob("clip*.mp4"))
+    return sorted(folder.glob(f"clip*{suffix}"))
 
 
 def _duration(clip: Path) -> float:

@@ -107,6 +107,11 @@ def test_bench_runs_every_part_and_reports_it(tmp_path):
     assert video["clips"] == 2 and video["decoded_frames"] == 100
     assert len(video["ratios_per_round"]) == 1
     assert len(sorted((tmp_path / "frames").parent.glob("videos/clip*.mp4"))) == 2
+    # The same on interlaced clips, deinterlaced by both.
+    interlaced = result["video_interlaced"]
+    assert interlaced["clips"] == 2 and interlaced["decoded_frames"] == 100
+    assert len(interlaced["ratios_per_round"]) == 1
+    assert len(sorted((tmp_path / "frames").parent.glob("videos-interlaced/clip*.ts"))) == 2
 
     # What a reader of the printed report looks for.
     for line in [
