@@ -11,8 +11,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import ray
-
 from benchmarks.costs import fixed_cost, idle_report, idle_table, submit_overhead
 from benchmarks.measures import (
     _timed,
@@ -150,6 +148,8 @@ def run(
         result["fixed_cost"] = fixed_cost(bench.one_image_job, bench.roots, task_cpu_s, fixed_jobs)
         result["ray_job_submit"] = submit_overhead(bench.submit, bench.motoray_run, min(repeats, 3))
         log(f"idle, {quiet_s:g} s after the last job ({idle_s:g} s) ...")
+        import ray  # (imported by Bench, once RAY_AUTH_MODE is set: Ray reads it on import)
+
         ray.shutdown()  # this process's driver and its workers go: the service's Ray stays
         time.sleep(quiet_s)
         result["idle"] = {"after_start": idle_start, "after_jobs": idle_table(bench.roots, idle_s)}

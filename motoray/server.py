@@ -269,7 +269,13 @@ def _leave_ray(
 
         def report_unended() -> None:
             from motoray.jobs.board import existing_board
+            from motoray.jobs.runner import existing_runner
 
+            # The runner first: no run ends (and writes job.json) after the report says
+            # its job resumes.
+            runner = existing_runner()
+            if runner is not None:
+                ray.kill(runner, no_restart=True)
             board = existing_board()
             if board is not None:
                 unended = ray.get(board.unended.remote(), timeout=10)
