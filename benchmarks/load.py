@@ -12,6 +12,7 @@ error, or lost job (accepted but unreadable, or not SUCCEEDED).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import statistics
@@ -68,6 +69,24 @@ class Report:
         lines.append(f"5xx: {self.server_errors}, lost jobs: {len(self.lost)}")
         lines += [f"  {job}: {self.final.get(job)} {self.errors.get(job, '')}" for job in self.lost]
         return "\n".join(lines)
+
+    def record_of(self, clients: int, duration: float) -> dict:
+        """What the benchmarks page shows of a run: p50 and p99 per route, in ms."""
+        routes = {}
+        for route, values in sorted(self.latencies.items()):
+            cuts = statistics.quantiles(values, n=100, method="inclusive")
+            routes[route] = {"n": len(values), "p50_ms": round(cuts[49] * 1000),
+                             "p99_ms": round(cuts[98] * 1000)}  # fmt: skip
+        return {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "clients": clients,
+            "duration_s": duration,
+            "routes": routes,
+            "server_errors": self.server_errors,
+            "transport_errors": self.transport_errors,
+            "jobs_accepted": len(self.accepted),
+            "jobs_lost": len(self.lost),
+        }
 
     def finished(self, job_id: str, status: dict) -> None:
         with self.lock:
@@ -192,6 +211,9 @@ def main() -> int:
     parser.add_argument("--request", default=str(SEED))
     parser.add_argument("--frames", type=int, default=8, help="sample frames of an own service")
     parser.add_argument("--max-pending", type=int, default=16, help="max_pending_jobs of it")
+    parser.add_argument(
+        "--record", type=Path, help="a bench result file: this run is added to its `load` list"
+    )
     args = parser.parse_args()
 
     process = None
@@ -209,6 +231,10 @@ def main() -> int:
                 process.terminate()
                 process.wait(120)
     print(report.summary())
+    if args.record:
+        result = json.loads(args.record.read_text())
+        result.setdefault("load", []).append(report.record_of(args.clients, args.duration))
+        args.record.write_text(json.dumps(result, indent=2) + "\n")
     ok = report.server_errors == 0 and not report.transport_errors and not report.lost
     print("OK" if ok else "FAILED")
     return 0 if ok else 1

@@ -3,9 +3,13 @@ the result as JSON and a printed report (`python -m benchmarks`, `make bench`)."
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shlex
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -61,6 +65,7 @@ def run(
     job; `fixed_jobs`: 1-image jobs timed one after the other."""
     from motoray.sample_data import write_sample_frames
 
+    started = time.time()
     frames.mkdir(parents=True, exist_ok=True)
     if len(list(frames.glob("*.jpg"))) < images:
         log(f"writing {images} 1920x1080 frames to {frames} ...")
@@ -107,6 +112,7 @@ def run(
                 ratios[ratio].append(rates[top][-1] / rates[bottom][-1])
             log("    " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in ratios.items()))
         result = {
+            "run": run_record(started),
             "images": images,
             "slow_images": slow_images,
             "workers": workers,
@@ -156,10 +162,33 @@ def run(
     finally:
         bench.close()
     shutil.rmtree(work, ignore_errors=True)
+    result["run"]["minutes"] = round((time.time() - started) / 60)
     if output:
         output.write_text(json.dumps(result, indent=2) + "\n")
     log(report(result))
     return result
+
+
+def run_record(started: float) -> dict:
+    """Where a result comes from: when, on what, by which command."""
+    import platform
+
+    import ray
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.partition(":")[2].strip()
+                break
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "command": shlex.join(["python", "-m", "benchmarks", *sys.argv[1:]]),
+        "python": platform.python_version(),
+        "ray": ray.__version__,
+    }
 
 
 def report(result: dict) -> str:

@@ -41,7 +41,9 @@ def result_section(path: Path) -> str:
             ("workers", result["workers"]),
         ],
     )
-    return "\n\n".join([title, where, throughput(result), also_measured(result)])
+    sections = [title, where, throughput(result), also_measured(result)]
+    sections += [part for part in (service_costs(result), idle(result), load(result)) if part]
+    return "\n\n".join(sections)
 
 
 def throughput(result: dict) -> str:
@@ -83,18 +85,19 @@ def also_measured(result: dict) -> str:
     for kind, values in result.get("s3_images_per_s_per_core", {}).items():
         shown = ", ".join(f"{k}: {v}" for k, v in values.items())
         facts.append((f"S3 at added latency, {kind} (img/s per core)", shown))
-    video = result.get("video")
-    if video:
-        speeds = video["decoded_frames_per_s_median"]
-        facts.append(
-            (
-                f"video: {video['clips']} clips, {video['decoded_frames']} frames decoded",
-                f"{speeds['motoray']} frames/s against the floor's {speeds['floor']} "
-                f"({_bold(video['ratio_median'])}; per round "
-                + ", ".join(f"{r:.3f}" for r in video["ratios_per_round"])
-                + ")",
+    for key, kind in (("video", "video"), ("video_interlaced", "interlaced video")):
+        video = result.get(key)
+        if video:
+            speeds = video["decoded_frames_per_s_median"]
+            facts.append(
+                (
+                    f"{kind}: {video['clips']} clips, {video['decoded_frames']} frames decoded",
+                    f"{speeds['motoray']} frames/s against the floor's {speeds['floor']} "
+                    f"({_bold(video['ratio_median'])}; per round "
+                    + ", ".join(f"{r:.3f}" for r in video["ratios_per_round"])
+                    + ")",
+                )
             )
-        )
     cold = result.get("cold")
     if cold:
         facts.append(("cold `motoray run`, one image (median)", f"{cold['motoray_run_s']} s"))
@@ -115,6 +118,81 @@ def also_measured(result: dict) -> str:
             )
         )
     return _table(("also measured", "value"), facts)
+
+
+def service_costs(result: dict) -> str:
+    """A job's fixed cost on the warm service, and `ray job submit`'s beyond Ray's own."""
+    facts = []
+    fixed = result.get("fixed_cost")
+    if fixed:
+        facts.append(
+            (
+                f"1-image POST -> SUCCEEDED on the warm service, median of {fixed['jobs']}",
+                f"**{fixed['wall_s_median']} s**; CPU beyond its task, every process: "
+                f"**{fixed['cpu_s_beyond_task_median']} CPU-s** (its task: "
+                f"{fixed['task_cpu_s']} CPU-s; the client's: {fixed['client_cpu_s_median']})",
+            )
+        )
+    small = result.get("small_job")
+    if small:
+        shown = ", ".join(f"{k}: {v}" for k, v in small.items() if not isinstance(v, dict | list))
+        facts.append(("a 1-image job from a warm driver", shown))
+    submit = result.get("ray_job_submit")
+    if submit:
+        medians = [f"{k} {v} s" for k, v in submit.items() if k.endswith("_s") and "over" not in k]
+        facts.append(
+            (
+                "`ray job submit -- motoray run` beyond `ray job submit -- true`",
+                f"**{submit['overhead_s']} s** (medians: {', '.join(medians)})",
+            )
+        )
+    return _table(("per job", "value"), facts) if facts else ""
+
+
+def idle(result: dict) -> str:
+    """An idle service and its Ray, per process (psutil over every process of both)."""
+    tables = result.get("idle")
+    if not tables:
+        return ""
+    start, after = tables["after_start"], tables["after_jobs"]
+    titles = list(dict.fromkeys(row["title"] for t in (start, after) for row in t["processes"]))
+    cores = {
+        name: {row["title"]: row["cores"] for row in table["processes"]}
+        for name, table in (("start", start), ("after", after))
+    }
+    rows = [
+        (f"`{title}`", cores["start"].get(title, ""), cores["after"].get(title, ""))
+        for title in titles
+        if max(cores["start"].get(title, 0), cores["after"].get(title, 0)) >= 0.001
+    ]
+    rows.append(("**all**", f"**{start['cores']}**", f"**{after['cores']}**"))
+    heads = (
+        "idle: cores used by",
+        f"right after start ({start['seconds']:g} s)",
+        f"after the last job ({after['seconds']:g} s)",
+    )
+    return _table(heads, rows)
+
+
+def load(result: dict) -> str:
+    """`python -m benchmarks.load` runs recorded into the result (`--record`)."""
+    runs = result.get("load") or []
+    rows = []
+    for run in runs:
+        routes = "; ".join(
+            f"{route}: p50 {r['p50_ms']} ms, p99 **{r['p99_ms']} ms** (n={r['n']})"
+            for route, r in run["routes"].items()
+        )
+        rows.append(
+            (
+                run["date"],
+                f"{run['clients']} clients, {run['duration_s']:g} s",
+                routes,
+                f"{run['server_errors']} 5xx, {run['transport_errors']} transport errors, "
+                f"{run['jobs_lost']} of {run['jobs_accepted']} jobs lost",
+            )
+        )
+    return _table(("load run", "clients", "latency per route", "errors"), rows) if rows else ""
 
 
 def _bold(value: Any) -> str:

@@ -139,16 +139,25 @@ def _start_ray_local() -> None:
 
     # Workers inherit the environment ray.init sees: the S3 fixtures' fake credentials, and
     # none of this machine's AWS settings (AWS_CA_BUNDLE...), whichever fixture starts first.
+    options = {
+        "num_cpus": 2,
+        "include_dashboard": False,
+        "logging_level": "WARNING",
+        "log_to_driver": False,
+        # Metrics reach the Prometheus endpoint within a second (default: every 10 s), so
+        # test_metrics waits for an export, not for a clock.
+        "_system_config": {"metrics_report_interval_ms": 1000},
+    }
     with fake_aws_env():
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            logging_level="WARNING",
-            log_to_driver=False,
-            # Metrics reach the Prometheus endpoint within a second (default: every 10 s),
-            # so test_metrics waits for an export, not for a clock.
-            _system_config={"metrics_report_interval_ms": 1000},
-        )
+        try:
+            ray.init(**options)
+        except Exception as e:
+            # Ray gives its raylet 30 s to register (a constant in ray._private.node): once
+            # missed in a full run while the other worker's service ran a heavy job. Once more.
+            if "timed out during startup" not in str(e):
+                raise
+            ray.shutdown()
+            ray.init(**options)
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 

@@ -190,17 +190,19 @@ def test_the_whole_service_stopped_and_started_again_mid_job(resumable):
     limit passed while no service ran ends FAILED without running again."""
     limit_s = 40
     with resumable.client() as api:
+        job_id = submit(api)
+        folder = midway(api, job_id)
+        # Then, just before the stop (its clock runs from acceptance: under load, one posted
+        # first once timed out before the stop), a job far longer than its time limit.
         original = resumable.config.read_text()
         edited = yaml.safe_load(original)
         edited["limits"] = {"job_timeout_s": limit_s}
         resumable.config.write_text(yaml.safe_dump(edited))
         try:
-            late_id = submit(api, full_hd_jitter(300))  # a job far longer than its limit
+            late_id = submit(api, full_hd_jitter(300))
         finally:
             resumable.config.write_text(original)
         late = wait_for(api, late_id, ("RUNNING",), poll_s=0.05)
-        job_id = submit(api)
-        folder = midway(api, job_id)
     assert stop_service(resumable.process) == 0
     log = resumable.log.read_text()
     unended = ", ".join(sorted([job_id, late_id]))
