@@ -99,3 +99,18 @@ def test_the_seed_request_is_kept_once_in_substance():
     from tests.conftest import EXAMPLES
 
     assert json.loads((EXAMPLES / "seed_sample.json").read_text()) == [SEED_REQUEST]
+
+
+MAX_MODULE_LINES = 500  # past that, a module does more than one thing: split it
+
+
+def test_no_module_is_over_500_lines():
+    repository = PACKAGE.parent
+    folders = [PACKAGE, repository / "benchmarks", repository / "docgen"]
+    long = {
+        str(path.relative_to(repository)): lines
+        for folder in folders
+        for path in folder.rglob("*.py")
+        if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert not long, long
