@@ -135,8 +135,13 @@ def service_costs(result: dict) -> str:
         )
     small = result.get("small_job")
     if small:
-        shown = ", ".join(f"{k}: {v}" for k, v in small.items() if not isinstance(v, dict | list))
-        facts.append(("a 1-image job from a warm driver", shown))
+        ways = {"plain_tasks": "as plain Ray tasks", "dataset": "as a Ray Data dataset"}
+        shown = "; ".join(
+            f"{label}: {small[way]['s']} s, {small[way]['cpu_s']} CPU-s"
+            for way, label in ways.items()
+            if way in small
+        )
+        facts.append((f"a 1-image job from a warm driver, median of {small['jobs']}", shown))
     submit = result.get("ray_job_submit")
     if submit:
         medians = [f"{k} {v} s" for k, v in submit.items() if k.endswith("_s") and "over" not in k]
