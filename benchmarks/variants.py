@@ -151,6 +151,12 @@ class Bench:
     def service(self, paths: list[Path]) -> None:
         self._source_for(paths)
         posted = time.time()
+        job_id, status = self._post_and_wait()
+        self.last_service_job = {"job_id": job_id, "posted": posted, "seen": time.time(),
+                                 "output": status["output"]}  # fmt: skip
+
+    def _post_and_wait(self) -> tuple[str, dict]:
+        """POST the request, then wait for the job's end: (its id, its final status)."""
         response = self.http.post("/data_prep", json=REQUEST)
         response.raise_for_status()
         [job_id] = [job["job_id"] for job in response.json()["jobs"]]
@@ -161,8 +167,7 @@ class Bench:
             status = self._status(job_id, wait_s=30)
         if status["state"] != "SUCCEEDED":
             raise RuntimeError(f"service job {job_id}: {status}")
-        self.last_service_job = {"job_id": job_id, "posted": posted, "seen": time.time(),
-                                 "output": status["output"]}  # fmt: skip
+        return job_id, status
 
     def _status(self, job_id: str, wait_s: float = 0) -> dict:
         response = self.http.get(f"/data_prep/{job_id}", params={"wait_s": wait_s})
@@ -192,14 +197,7 @@ class Bench:
 
     def one_image_job(self) -> None:
         """A 1-image job through the service, POST -> SUCCEEDED (the source: one frame)."""
-        response = self.http.post("/data_prep", json=REQUEST)
-        response.raise_for_status()
-        [job_id] = [job["job_id"] for job in response.json()["jobs"]]
-        status = self._status(job_id, wait_s=30)
-        while status["state"] not in TERMINAL:
-            status = self._status(job_id, wait_s=30)
-        if status["state"] != "SUCCEEDED":
-            raise RuntimeError(f"service job {job_id}: {status}")
+        self._post_and_wait()
 
     def one_image_task_cpu_s(self, paths: list[Path], repeats: int = 5) -> float:
         """The CPU-s of a 1-image job's own work (what its task runs: read, decode, crops,
