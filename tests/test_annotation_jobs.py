@@ -17,7 +17,7 @@ from motoray.imageio import load_image
 from motoray.jobs.record import JobRecord
 from motoray.sample_data import write_sample_frames
 from tests.conftest import run_job
-from tests.test_annotation_policies import COCO_EXPORT, YOLO_EXPORT, H, W
+from tests.test_annotation_policies import YOLO_EXPORT, H, W, coco_export  # noqa: F401
 from tests.test_annotations import _image
 from tests.test_boxes import RESIZED, SIZE, check_against_pixels
 
@@ -105,13 +105,9 @@ def test_a_crowd_region_survives_a_crop_and_a_flip_in_coco_and_is_left_out_of_yo
 
 
 @pytest.fixture
-def export(tmp_path) -> Path:
+def export(coco_export) -> Path:  # noqa: F811  (the fixture imported above)
     """COCO_EXPORT's images (gone.jpg is not there) plus one image it does not list."""
-    root = tmp_path / "export"
-    for name in ("a.jpg", "b.jpg", "c.jpg", "unlisted.jpg"):
-        _image(root / name, (W, H))
-    (root / "annotations.json").write_text(json.dumps(COCO_EXPORT))
-    return root
+    return coco_export
 
 
 REQUEST = {

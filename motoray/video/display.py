@@ -101,14 +101,6 @@ class Deinterlacer:
         self._shape = (frame.width, frame.height, frame.format.name)
         self._enabled = None
 
-    @staticmethod
-    def needed(stream: av.video.stream.VideoStream, mode: str) -> bool:
-        """Whether frames of this stream may need it: not for `off`, nor for a stream the
-        decoder says is progressive (under `auto`)."""
-        if mode == "off":
-            return False
-        return mode == "always" or stream.codec_context.field_order != _PROGRESSIVE
-
     def feed(
         self, frame: av.VideoFrame, tag: object, wanted: bool
     ) -> Iterator[tuple[av.VideoFrame, object, bool]]:
@@ -167,7 +159,11 @@ class Passthrough:
 
 
 def deinterlacer(stream: av.video.stream.VideoStream, mode: str) -> Deinterlacer | Passthrough:
-    return Deinterlacer(stream, mode) if Deinterlacer.needed(stream, mode) else Passthrough()
+    """bwdif unless `off`, or the decoder says the stream is progressive (under `auto`)."""
+    progressive = stream.codec_context.field_order == _PROGRESSIVE
+    if mode == "off" or (mode == "auto" and progressive):
+        return Passthrough()
+    return Deinterlacer(stream, mode)
 
 
 def sample_aspect_ratio(stream: av.video.stream.VideoStream) -> Fraction:

@@ -148,13 +148,19 @@ def stages(api: httpx.Client, job_id: str) -> list[str]:
     return [line["stage"] for line in api.get(f"/data_prep/{job_id}/logs").json()["lines"]]
 
 
+def kill_the_runner_midway(api: httpx.Client, resumable) -> tuple[str, Path, int]:
+    """A job posted and midway, then its runner's process killed: (its id, folder, the pid)."""
+    job_id = submit(api)
+    folder = midway(api, job_id)
+    [runner] = resumable.runner_pids()
+    os.kill(runner, signal.SIGKILL)
+    return job_id, folder, runner
+
+
 def test_the_runners_process_killed_mid_job(resumable):
     """Ray starts the runner again; the new one resumes the job from its folder."""
     with resumable.client() as api:
-        job_id = submit(api)
-        folder = midway(api, job_id)
-        [runner] = resumable.runner_pids()
-        os.kill(runner, signal.SIGKILL)
+        job_id, folder, runner = kill_the_runner_midway(api, resumable)
         final = wait_for(api, job_id, timeout=300)
         assert final["state"] == "SUCCEEDED", final
         assert final["resumed"] == 1
@@ -167,10 +173,7 @@ def test_the_runners_process_killed_mid_job(resumable):
 def test_a_job_stopped_while_its_runner_is_dead_stays_stopped(resumable):
     """The stop is marked in the job's folder: the runner that comes next does not run it."""
     with resumable.client() as api:
-        job_id = submit(api)
-        folder = midway(api, job_id)
-        [runner] = resumable.runner_pids()
-        os.kill(runner, signal.SIGKILL)
+        job_id, folder, runner = kill_the_runner_midway(api, resumable)
         stopped = api.delete(f"/data_prep/{job_id}")
         assert stopped.status_code == 200, stopped.text
         assert wait_for(api, job_id)["state"] == "STOPPED"
