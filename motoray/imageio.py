@@ -264,6 +264,8 @@ def _check_scan_count(data: bytes) -> None:
     video of a Motion Photo: ~one per 64 KB of it). Refusing on it alone would refuse such
     photos, so a count over the limit is confirmed by walking the markers as libjpeg does.
     """
+    if jpegmarkers.one_scan_of_all(data):
+        return  # settled at its first scan header (most files): no pass over the bytes
     array = np.frombuffer(data, np.uint8)
     marked = int(np.count_nonzero(array[np.flatnonzero(array[1:] == 0xDA)] == 0xFF))
     if marked > MAX_SCANS and jpegmarkers.scans_over_limit(data):

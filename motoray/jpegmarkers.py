@@ -68,17 +68,10 @@ def scans_complete(data: bytes) -> bool:
     (and a non-interleaved sequential one to a picture missing a colour). The common file,
     sequential with one scan of all components, is settled at its first scan header.
     """
-    components: set[int] = set()
-    progressive = False
-    at = 2
-    while at + 4 <= len(data) and data[at] == 0xFF and data[at + 1] != _SOS:
-        marker, length = data[at + 1], int.from_bytes(data[at + 2 : at + 4], "big")
-        if marker in _SOF_MARKERS:  # Nf at +9, then 3 bytes per component, its id first
-            components = set(data[at + 10 : at + 10 + 3 * data[at + 9] : 3])
-            progressive = marker in _PROGRESSIVE_SOF
-        at += 2 + length
-    if at + 4 > len(data) or data[at] != 0xFF:
+    found = _first_scan(data)
+    if found is None:
         return True  # headers we cannot walk; libjpeg has read them, let its verdict stand
+    at, components, progressive = found
     missing = dict.fromkeys(components, (1 << 64) - 1)  # per component, a bit per coefficient
     while at >= 0 and any(missing.values()):
         # SOS: Ns at +4, then (id, tables) per component, then Ss, Se, Ah|Al.
@@ -92,6 +85,35 @@ def scans_complete(data: bytes) -> bool:
         # The next scan: FF DA cannot occur inside entropy-coded data (FF is stuffed as FF 00).
         at = data.find(b"\xff\xda", at + 2) if any(missing.values()) else -1
     return not any(missing.values())
+
+
+def one_scan_of_all(data: bytes) -> bool:
+    """Whether the JPEG is sequential and its first scan holds every component: then libjpeg
+    reads that one scan and refuses another ("Didn't expect more than one scan"), so the file
+    cannot be a scan bomb. Most cameras' and encoders' files are such."""
+    found = _first_scan(data)
+    if found is None:
+        return False
+    at, components, progressive = found
+    count = data[at + 4] if at + 4 < len(data) else 0
+    return not progressive and set(data[at + 5 : at + 5 + 2 * count : 2]) == components
+
+
+def _first_scan(data: bytes) -> tuple[int, set[int], bool] | None:
+    """(where the first SOS is, the frame's component ids, whether it is progressive), the
+    header segments walked by their lengths; None where they cannot be walked."""
+    components: set[int] = set()
+    progressive = False
+    at = 2
+    while at + 4 <= len(data) and data[at] == 0xFF and data[at + 1] != _SOS:
+        marker, length = data[at + 1], int.from_bytes(data[at + 2 : at + 4], "big")
+        if marker in _SOF_MARKERS:  # Nf at +9, then 3 bytes per component, its id first
+            components = set(data[at + 10 : at + 10 + 3 * data[at + 9] : 3])
+            progressive = marker in _PROGRESSIVE_SOF
+        at += 2 + length
+    if at + 4 > len(data) or data[at] != 0xFF or not components:
+        return None
+    return at, components, progressive
 
 
 def has_exif(data: bytes) -> bool:

@@ -8,7 +8,7 @@ import pytest
 import simplejpeg
 from PIL import ExifTags, Image, ImageFile
 
-from motoray import imageio
+from motoray import imageio, jpegmarkers
 from motoray.imageio import DecodeError, encode_jpeg, encode_png, load_image
 from motoray.sample_data import render_frame
 from tests.corpus import (
@@ -151,6 +151,28 @@ def test_a_scan_bomb_is_refused_before_decoding() -> None:
     comments = b"\xff\xfe\x00\x02" * 400
     with pytest.raises(DecodeError, match="too many JPEG scans"):
         load_image(progressive[:2] + comments + progressive[2:] + b"\xff\xda" * 150)
+
+
+def test_a_sequential_file_of_one_scan_is_settled_at_its_header() -> None:
+    """Most files are sequential with one scan of every component: libjpeg refuses a second
+    scan there, so such a file is not counted (no pass over its bytes), and scans repeated
+    300 times fail fast as damage instead of being decoded 300 times."""
+    buffer = io.BytesIO()
+    Image.fromarray(render_frame(3, (320, 180))).save(buffer, "JPEG")
+    sequential = buffer.getvalue()
+    assert jpegmarkers.one_scan_of_all(sequential)
+    assert not jpegmarkers.one_scan_of_all(_scan_bomb(0))  # progressive
+    start, end = sequential.find(b"\xff\xda"), len(sequential) - 2
+    repeated = sequential[:start] + sequential[start:end] * 300 + sequential[end:]
+    with pytest.raises(DecodeError):
+        load_image(repeated)
+    # Non-interleaved (a scan per component): several scans are allowed, so it is counted.
+    frame = b"\xff\xc0\x00\x11\x08\x00\x10\x00\x10\x03" + b"\x01\x11\x00\x02\x11\x00\x03\x11\x00"
+    first_scan = b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00"
+    assert not jpegmarkers.one_scan_of_all(b"\xff\xd8" + frame + first_scan)
+    assert jpegmarkers.one_scan_of_all(
+        b"\xff\xd8" + frame + b"\xff\xda\x00\x0c\x03\x01\x00\x02\x11\x03\x11\x00\x3f\x00"
+    )
 
 
 def test_mutated_files_never_raise_anything_but_decode_error(good_dir: Path) -> None:

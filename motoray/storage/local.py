@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 import stat
 import uuid
@@ -42,6 +43,12 @@ class LocalStorage:
     @property
     def uri(self) -> str:
         return str(self.root)
+
+    @functools.cached_property
+    def _real_root(self) -> str:
+        """Resolved once per storage object (a job's): per read, its stat per component cost
+        ~3% of an image's CPU."""
+        return os.path.realpath(self.root)
 
     def _path(self, key: str) -> Path:
         return self.root / safe_key(key)
@@ -88,9 +95,8 @@ class LocalStorage:
                 "refused: a name that is not UTF-8 text or has a backslash"
                 " (not portable to S3 keys)"
             )
-        path = self._path(key)
-        real = os.path.realpath(path)
-        if os.path.commonpath([real, os.path.realpath(self.root)]) != os.path.realpath(self.root):
+        real, root = os.path.realpath(self._path(key)), self._real_root
+        if os.path.commonpath([real, root]) != root:
             raise Refused("refused: a link to outside the source folder")
         # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
         try:
