@@ -78,14 +78,16 @@ def run(
     bench = Bench(frames, work, workers, log)
     log(f"idle, right after the service answers ({idle_s:g} s) ...")
     idle_start = idle_table(bench.roots, idle_s)
+    # In this order: the floor, then the paths measured against it right after it, so a
+    # drift of the machine within a round moves both sides of a ratio alike.
     variants = {
         "turbo_floor": bench.turbo_floor,
-        "pillow_floor": bench.pillow_floor,
-        "naive": bench.naive,
         "service": bench.service,
-        "ray_job_submit": bench.ray_job_submit,
         "in_process": bench.in_process,
         "boxes": bench.boxes,  # right after in_process: their ratio is the boxes' cost
+        "ray_job_submit": bench.ray_job_submit,
+        "pillow_floor": bench.pillow_floor,
+        "naive": bench.naive,
         "ray_data": bench.ray_data,
     }
     try:
