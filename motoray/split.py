@@ -88,8 +88,9 @@ def assign(
             stratum = _majority(labels.get(k) for k in group_keys) if split.stratify else None
             strata[stratum][group] = sum(sizes.get(k, 1) for k in group_keys)
         fill: dict[str, str] = {}
-        for sizes in strata.values():
-            fill.update(_fill(sizes, split.fractions, seed))
+        # (Not `sizes`: that name is the units' sizes, which the report counts.)
+        for group_sizes in strata.values():
+            fill.update(first_fit(group_sizes, split.fractions, seed))
         chosen = {key: fill[groups[key] or key] for key in keys}
     report = _report(chosen, groups, labels, split, group_by, sizes)
     return Assignment(chosen, groups, labels, report)
@@ -142,19 +143,18 @@ def _match(pattern, key: str) -> str | None:
 
 
 def _majority(labels) -> str | None:
-    counts = Counter(labels)
+    return majority(Counter(labels))
+
+
+def majority(counts: Counter) -> str | None:
+    """The most common label of a group, from its label counts."""
     # Ties go to the smallest label name, so the choice never depends on listing order.
     return min(counts, key=lambda label: (-counts[label], label is not None, label or ""))
 
 
-def _fill(sizes: dict[str, int], fractions: dict[str, Fraction], seed: int) -> dict[str, str]:
+def first_fit(sizes: dict[str, int], fractions: dict[str, Fraction], seed: int) -> dict[str, str]:
     """group -> split: first fit in seeded hash order (see the module docstring)."""
-    total = sum(sizes.values())
-    targets, placed, cumulative = {}, 0, Fraction(0)
-    for name, share in fractions.items():
-        cumulative += share
-        targets[name] = round(total * cumulative) - placed
-        placed += targets[name]
+    targets = split_targets(sum(sizes.values()), fractions)
     counts = dict.fromkeys(targets, 0)
     chosen = {}
     for group in sorted(sizes, key=lambda g: (stable_hash(seed, "split", g), g)):
@@ -164,6 +164,16 @@ def _fill(sizes: dict[str, int], fractions: dict[str, Fraction], seed: int) -> d
         counts[name] += size
         chosen[group] = name
     return chosen
+
+
+def split_targets(total: int, fractions: dict[str, Fraction]) -> dict[str, int]:
+    """Images each split aims at, by cumulative rounding (step 1 of the module docstring)."""
+    targets, placed, cumulative = {}, 0, Fraction(0)
+    for name, share in fractions.items():
+        cumulative += share
+        targets[name] = round(total * cumulative) - placed
+        placed += targets[name]
+    return targets
 
 
 def _report(
