@@ -32,8 +32,12 @@ def manifest_files(config: Config, name: str) -> list[KeyFile]:
 
 def manifest_keys(config: Config, name: str) -> ray.data.Dataset:
     """A `kind: manifest` source's keys, one block per key file, each sorted and once."""
-    extensions = tuple(config.sources[name].extensions)
-    rows = [{"file": pickle.dumps(file)} for file in manifest_files(config, name)]
+    return keys_of_files(manifest_files(config, name), tuple(config.sources[name].extensions))
+
+
+def keys_of_files(files: list[KeyFile], extensions: tuple[str, ...]) -> ray.data.Dataset:
+    """The keys the files hold, one task and one block per file."""
+    rows = [{"file": pickle.dumps(file)} for file in files]
     if not rows:
         return ray.data.from_arrow(pa.table({KEY: pa.array([], pa.string())}))
     dataset = ray.data.from_items(rows, override_num_blocks=len(rows))

@@ -1,0 +1,187 @@
+"""The `scale` line: what a job's driver costs as the number of keys grows.
+
+Method:
+- plan: a `kind: manifest` source of N keys shaped like `video000123/frame_000456.jpg`
+  (Parquet files of 10^6 keys each, as an inventory's data files), listed by tasks
+  (pipeline/listing.manifest_keys) and split by tasks (pipeline/placing.plan, the seed
+  request's 80/20 split by image, then by folder). Each size runs in a driver process of its
+  own, on the bench's Ray, which reports its peak RSS (getrusage) and wall time: the driver's
+  peak at the largest size over the smallest's is the figure (goal <= 1.5). No pixel is read.
+- listing: N keys (10^4 folders of frames) in the S3 stand-in (s3_standin.py) answering
+  every request after 30 ms; one serial LIST stream (S3Storage.list_versions) against the
+  listing tasks (pipeline/listing.s3_keys), side by side in one process; every key must be
+  listed once (goal: parallel >= 8x faster).
+
+    .venv/bin/python -m benchmarks.scale [--sizes 1e5 1e6 1e7] [--list-keys 1e6]
+        [--record benchmarks/result.json]   # adds (replaces) its `scale` block
+
+Check the code at toy sizes (--sizes 1e4 2e4 --list-keys 1e4); full sizes on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+KEYS_PER_FILE = 1_000_000
+FRAMES_PER_VIDEO = 100
+LIST_LATENCY_S = 0.03
+FAKE_AWS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
+
+
+def frame_keys(start: int, stop: int) -> list[str]:
+    return [
+        f"video{n // FRAMES_PER_VIDEO:06d}/frame_{n % FRAMES_PER_VIDEO:06d}.jpg"
+        for n in range(start, stop)
+    ]
+
+
+def write_key_files(folder: Path, keys: int) -> list[Path]:
+    """`keys` keys in Parquet files of KEYS_PER_FILE, written a file at a time."""
+    files = []
+    for n, start in enumerate(range(0, keys, KEYS_PER_FILE)):
+        path = folder / f"keys-{n:04d}.parquet"
+        pq.write_table(pa.table({"key": frame_keys(start, min(keys, start + KEYS_PER_FILE))}), path)
+        files.append(path)
+    return files
+
+
+def plan_in_child(address: str, folder: Path, keys: int) -> dict:
+    """One size's plan, in a driver process of its own: its wall time and peak RSS."""
+    code = f"from benchmarks.scale import _plan; _plan({address!r}, {str(folder)!r}, {keys})"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent, check=False)  # fmt: skip
+    if done.returncode:
+        raise RuntimeError(f"plan of {keys} keys failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _plan(address: str, folder: str, keys: int) -> None:
+    import ray
+
+    from motoray.pipeline import listing, placing
+    from motoray.spec import TrainTestSplit
+    from motoray.split_cut import Rules
+    from motoray.storage.keyfile import KeyFile
+
+    ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    names = sorted(p.name for p in Path(folder).glob("keys-*.parquet"))
+    start = time.perf_counter()
+    walls = {}
+    for group_by in ("image", "folder"):
+        files = [KeyFile(_local(folder), name, "parquet") for name in names]
+        dataset = listing.keys_of_files(files, (".jpg",)).materialize()
+        listed = time.perf_counter()
+        split = TrainTestSplit(train_ratio=80, test_ratio=20, group_by=group_by)
+        _, report = placing.plan(dataset, Rules(split, 7, group_by))
+        total = sum(s["images"] for s in report["splits"].values())
+        assert total == keys, (total, keys)
+        walls[group_by] = {"listing_s": round(listed - start, 2),
+                           "split_s": round(time.perf_counter() - listed, 2)}  # fmt: skip
+        start = time.perf_counter()
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"keys": keys, "driver_peak_rss_mib": round(peak_mib), **walls}))
+
+
+def _local(folder: str):
+    from motoray.storage import LocalStorage
+
+    return LocalStorage(Path(folder))
+
+
+def plan_line(sizes: list[int]) -> dict:
+    import ray
+
+    runs = []
+    address = ray.get_runtime_context().gcs_address
+    for keys in sizes:
+        with tempfile.TemporaryDirectory(prefix="motoray-scale-") as folder:
+            write_key_files(Path(folder), keys)
+            runs.append(plan_in_child(address, Path(folder), keys))
+            print(f"plan of {keys} keys: {runs[-1]}", flush=True)
+    smallest, largest = runs[0], runs[-1]
+    ratio = largest["driver_peak_rss_mib"] / smallest["driver_peak_rss_mib"]
+    return {"runs": runs, "peak_rss_largest_over_smallest": round(ratio, 3)}
+
+
+def listing_line(keys: int, latency_s: float = LIST_LATENCY_S) -> dict:
+    """The S3 stand-in's keys listed serially and by the listing tasks, side by side."""
+    from benchmarks.s3_standin import S3StandIn
+    from motoray.config import S3Settings
+    from motoray.storage.s3 import S3Storage
+
+    with S3StandIn(latency_s) as s3:
+        s3.objects["bench"] = dict.fromkeys((f"in/{k}" for k in frame_keys(0, keys)), b"")
+        storage = S3Storage("bench", "in", S3Settings(endpoint_url=s3.url, region="us-east-1"))
+        _listed_by_tasks(storage.child("video000000"))  # warms boto and the tasks' imports
+        start = time.perf_counter()
+        serial = storage.list_versions((".jpg",))
+        serial_s, requests = time.perf_counter() - start, s3.requests
+        start = time.perf_counter()
+        listed = _listed_by_tasks(storage)
+        parallel_s = time.perf_counter() - start
+        parallel_requests = s3.requests - requests
+    if len(serial) != keys or listed != list(serial):
+        raise AssertionError(f"listed {len(listed)} keys ({len(set(listed))} distinct), not {keys}")
+    return {
+        "keys": keys,
+        "latency_ms": round(latency_s * 1000),
+        "serial_s": round(serial_s, 2),
+        "parallel_s": round(parallel_s, 2),
+        "serial_requests": requests,
+        "parallel_requests": parallel_requests,
+        "serial / parallel": round(serial_s / parallel_s, 2),
+    }
+
+
+def _listed_by_tasks(storage) -> list[str]:
+    from motoray.pipeline import listing
+
+    blocks = listing.s3_keys(storage, (".jpg",)).iter_batches(
+        batch_size=None, batch_format="pyarrow"
+    )
+    return [key for block in blocks for key in block["key"].to_pylist()]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=float, nargs="+", default=[1e5, 1e6, 1e7])
+    parser.add_argument("--list-keys", type=float, default=1e6)
+    parser.add_argument("--record", type=Path, help="a bench result file: its `scale` block")
+    args = parser.parse_args(argv)
+    import ray
+
+    for name, value in FAKE_AWS.items():  # the stand-in checks no signature; Ray's workers
+        os.environ.setdefault(name, value)  # take the environment ray.init sees
+    ray.init(logging_level="WARNING", log_to_driver=False, include_dashboard=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    try:
+        result = {
+            "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+            "cores": os.cpu_count(),
+            "plan": plan_line([int(n) for n in args.sizes]),
+            "listing": listing_line(int(args.list_keys)),
+        }
+    finally:
+        ray.shutdown()
+    print(json.dumps(result, indent=2))
+    if args.record:
+        recorded = json.loads(args.record.read_text())
+        recorded["scale"] = result
+        args.record.write_text(json.dumps(recorded, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
