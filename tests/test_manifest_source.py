@@ -1,5 +1,6 @@
-"""A `kind: manifest` source in a real job: its keys come from a file, not a listing, and the
-job makes what a folder source of the same images makes."""
+"""A `kind: manifest` source in a real job: its keys come from a file, not a listing, and
+stay in Ray's blocks (pipeline/spread.py); the job makes what a folder source of the same
+images makes, its manifest a `manifest/` folder of Parquet parts."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import hashlib
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+import ray
 
 from motoray.config import Config, OutputConfig, SourceConfig
 from tests.conftest import copy_frames, run_job
@@ -20,7 +23,10 @@ def _digests(job_dir: Path) -> dict[str, str]:
     return {
         p.relative_to(job_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(job_dir.rglob("*"))
-        if p.is_file() and p.name != "job.json"
+        if p.is_file()
+        and p.name != "job.json"
+        and "manifest" not in p.name
+        and p.parent.name != "manifest"
     }
 
 
@@ -47,3 +53,36 @@ def test_a_job_on_the_keys_a_parquet_file_lists(frames, tmp_path, seed_request):
     assert listed_record["counts"]["images_failed"] == 1
     root = Path(output.uri) / "MotoGP"
     assert _digests(root / "by-file") == _digests(root / "listed")
+    assert not (root / "by-file" / "manifest.parquet").exists()
+    expected = pq.read_table(root / "listed" / "manifest.parquet").sort_by("output_path")
+    parts = ds.dataset(root / "by-file" / "manifest").to_table().sort_by("output_path")
+    assert parts.to_pylist() == expected.to_pylist()
+    read = ray.data.read_parquet(str(root / "by-file" / "manifest")).take_all()
+    assert sorted(row["output_path"] for row in read) == expected["output_path"].to_pylist()
+
+
+def test_a_split_by_folder_with_labels_over_many_blocks(frames, tmp_path):
+    """Blocks of 100 keys, groups across them: the split and counts a listed job gives."""
+    folder = tmp_path / "src"
+    names = []
+    for n, path in enumerate(sorted(frames.glob("*.jpg"))[:6]):
+        for copy in range(40):  # 240 images as hard links: 3 blocks
+            key = f"class{n % 2}/video{copy % 7}/{copy:03d}-{path.name}"
+            (folder / key).parent.mkdir(parents=True, exist_ok=True)
+            (folder / key).hardlink_to(path)
+            names.append(key)
+    pq.write_table(pa.table({"key": names}), tmp_path / "keys.parquet")
+    body = {"name": "src", "input_image_size": [64, 36], "train_test_split": {
+        "train_ratio": 70, "validation_ratio": 10, "test_ratio": 20,
+        "group_by": r"regex:^(class\d/video\d)", "stratify": True}}  # fmt: skip
+    output = OutputConfig(uri=str(tmp_path / "out"))
+    keys = str(tmp_path / "keys.parquet")
+    spread = SourceConfig(uri=str(folder), kind="manifest", manifest=keys, labels="folder")
+    listed = SourceConfig(uri=str(folder), labels="folder")
+    a = run_job(body, Config(sources={"src": spread}, output=output), "spread")
+    b = run_job(body, Config(sources={"src": listed}, output=output), "listed")
+    assert a["state"] == b["state"] == "SUCCEEDED"
+    assert a["split"] == b["split"] and a["counts"] == b["counts"]
+    root = Path(output.uri) / "src"
+    assert _digests(root / "spread") == _digests(root / "listed")
+    assert len(list((root / "spread" / "manifest").glob("part-*.parquet"))) == 3
