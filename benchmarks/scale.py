@@ -5,7 +5,7 @@ Method:
   (Parquet files of 10^6 keys each, as an inventory's data files), listed by tasks
   (pipeline/listing.manifest_keys) and split by tasks (pipeline/placing.plan, the seed
   request's 80/20 split by image, then by folder). Each size runs in a driver process of its
-  own, on the bench's Ray, which reports its peak RSS (getrusage) and wall time: the driver's
+  own, on the bench's Ray, which reports its peak RSS (VmHWM) and wall time: the driver's
   peak at the largest size over the smallest's is the figure (goal <= 1.5). No pixel is read.
 - listing: N keys (10^4 folders of frames) in the S3 stand-in (s3_standin.py) answering
   every request after 30 ms; one serial LIST stream (S3Storage.list_versions) against the
@@ -90,8 +90,17 @@ def _plan(address: str, folder: str, keys: int) -> None:
         walls[group_by] = {"listing_s": round(listed - start, 2),
                            "split_s": round(time.perf_counter() - listed, 2)}  # fmt: skip
         start = time.perf_counter()
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = _peak_rss_mib()
     print(json.dumps({"keys": keys, "driver_peak_rss_mib": round(peak_mib), **walls}))
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak RSS: VmHWM, not getrusage's ru_maxrss, which Linux carries over
+    exec from the parent at fork (the bench's, which wrote the keys)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
 
 
 def _local(folder: str):
