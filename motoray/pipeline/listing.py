@@ -13,7 +13,7 @@ import ray
 from motoray.config import Config
 from motoray.storage import open_storage
 from motoray.storage.keyfile import KEY, KeyFile, key_files, read_keys
-from motoray.storage.s3 import S3Storage
+from motoray.storage.s3 import LIST_PAGE_KEYS, S3Storage, list_errors
 from motoray.storage.s3_ranges import TOP, folder_bounds, list_range
 
 VERSION = "version"
@@ -90,3 +90,19 @@ def _listed(
     keys = sorted(found)
     return pa.table({KEY: pa.array(keys, pa.string()),
                      VERSION: pa.array([found[k] for k in keys], pa.string())})  # fmt: skip
+
+
+def s3_versions(storage: S3Storage, extensions: tuple[str, ...]) -> dict[str, str | None]:
+    """An S3 prefix's keys and ETags, sorted, for a job that takes them as a dict: listed by
+    tasks where there is more than one page of keys (and Ray), else as one stream."""
+    root = f"{storage.prefix}/" if storage.prefix else ""
+    with list_errors(storage):
+        first = storage._client.list_objects_v2(
+            Bucket=storage.bucket, Prefix=root, MaxKeys=LIST_PAGE_KEYS
+        )
+    if not first.get("IsTruncated") or not ray.is_initialized():
+        return storage.list_versions(extensions)
+    found: dict[str, str | None] = {}
+    for table in s3_keys(storage, extensions).iter_batches(batch_size=None, batch_format="pyarrow"):
+        found.update(zip(table[KEY].to_pylist(), table[VERSION].to_pylist()))
+    return found

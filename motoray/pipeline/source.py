@@ -53,6 +53,10 @@ def list_versions(request: RequestBase, config: Config) -> tuple[Storage, dict[s
         from motoray.pipeline.listing import manifest_key_list
 
         return source, dict.fromkeys(manifest_key_list(config, request.name))
+    if source.uri.startswith("s3://"):  # more than a page of keys: listed by tasks
+        from motoray.pipeline.listing import s3_versions
+
+        return source, s3_versions(source, tuple(source_config.extensions))
     return source, source.list_versions(tuple(source_config.extensions))
 
 

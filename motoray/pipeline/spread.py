@@ -49,7 +49,13 @@ def applies(request: RequestBase, config: Config) -> bool:
 
 def listed(request: RequestBase, config: Config) -> tuple[ray.data.Dataset, int]:
     """The source's keys in blocks of IMAGES_PER_BLOCK (held by Ray, not here), and how many."""
-    keys = listing.manifest_keys(config, request.name).materialize()
+    return in_blocks(listing.manifest_keys(config, request.name))
+
+
+def in_blocks(keys: ray.data.Dataset) -> tuple[ray.data.Dataset, int]:
+    """`keys` cut into blocks of IMAGES_PER_BLOCK, the work of one task each, and how many
+    keys. (The driver holds a reference per block: 10^7 keys, 10^5 blocks.)"""
+    keys = keys.materialize()
     count = keys.count()
     blocks = max(1, -(-count // IMAGES_PER_BLOCK))
     return keys.repartition(blocks).materialize(), count

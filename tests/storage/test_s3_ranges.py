@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from motoray.pipeline.listing import s3_keys
+from motoray.pipeline.listing import s3_keys, s3_versions
 from motoray.storage.s3_ranges import TOP, between, list_range
 
 KEYS = (
@@ -64,3 +64,13 @@ def test_tasks_list_the_prefix_into_blocks_in_key_order(source, ray_local):
     rows = dataset.take_all()
     assert [row["key"] for row in rows] == list(source.list_versions())
     assert [row["version"] for row in rows] == list(source.list_versions().values())
+
+
+def test_a_job_lists_a_prefix_of_many_pages_by_tasks(s3_endpoint, ray_local):
+    storage = s3_endpoint.storage("many")
+    client = storage._client
+    for n in range(1100):  # two pages
+        client.put_object(Bucket=storage.bucket, Key=f"many/v{n % 9}/{n:05d}.jpg", Body=b"")
+    listed = s3_versions(storage, (".jpg",))
+    assert list(listed) == list(storage.list_versions((".jpg",)))
+    assert listed == storage.list_versions((".jpg",)) and len(listed) == 1100
