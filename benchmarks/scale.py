@@ -8,15 +8,21 @@ Method:
   seed request's 80/20 split by image, then by folder). Each size runs in a driver process of its
   own, on the bench's Ray, which reports its peak RSS (VmHWM) and wall time: the driver's
   peak at the largest size over the smallest's is the figure (goal <= 1.5). No pixel is read.
+- job: a real job (the seed request: resize, a crop, three random crops) on a `kind:
+  manifest` source of N images, hard links to JOB_FILES small JPEGs (the disk holds a few
+  hundred files), at 10^4 and 10^6 images, each in a driver process of its own: wall time,
+  driver peak RSS, images/s; the largest's rate over the smallest's (goal >= 0.9).
 - listing: N keys (10^4 folders of frames) in the S3 stand-in (s3_standin.py) answering
   every request after 30 ms; one serial LIST stream (S3Storage.list_versions) against the
   listing tasks (pipeline/listing.s3_keys), side by side in one process; every key must be
   listed once (goal: parallel >= 8x faster).
 
     .venv/bin/python -m benchmarks.scale [--sizes 1e5 1e6 1e7] [--list-keys 1e6]
+        [--job-sizes 1e4 1e6]
         [--record benchmarks/result.json]   # adds (replaces) its `scale` block
 
-Check the code at toy sizes (--sizes 1e4 2e4 --list-keys 1e4); full sizes on a quiet machine.
+Check the code at toy sizes (--sizes 1e4 2e4 --list-keys 1e4 --job-sizes 200 400); full
+sizes on a quiet machine.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 KEYS_PER_FILE = 1_000_000
+JOB_FILES = 300  # distinct JPEGs behind a job's hard links
+JOB_FRAME = (320, 180)
+SEED_REQUEST = Path(__file__).resolve().parent.parent / "examples/requests/seed_sample.json"
 FRAMES_PER_VIDEO = 100
 LIST_LATENCY_S = 0.03
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
@@ -126,6 +135,61 @@ def plan_line(sizes: list[int]) -> dict:
     return {"runs": runs, "peak_rss_largest_over_smallest": round(ratio, 3)}
 
 
+def job_line(sizes: list[int]) -> dict:
+    """A real job per size, in a driver of its own, on hard links to JOB_FILES JPEGs."""
+    import ray
+
+    from motoray.sample_data import write_sample_frames
+
+    runs = []
+    address = ray.get_runtime_context().gcs_address
+    for images in sizes:
+        with tempfile.TemporaryDirectory(prefix="motoray-scale-job-") as folder:
+            root = Path(folder)
+            frames = sorted(write_sample_frames(root / "frames", JOB_FILES, JOB_FRAME))
+            keys = frame_keys(0, images)
+            for n, key in enumerate(keys):
+                path = root / "source" / key
+                if n % FRAMES_PER_VIDEO == 0:
+                    path.parent.mkdir(parents=True)
+                os.link(frames[n % len(frames)], path)
+            pq.write_table(pa.table({"key": keys}), root / "keys.parquet")
+            code = f"from benchmarks.scale import _job; _job({address!r}, {folder!r}, {images})"
+            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                  cwd=SEED_REQUEST.parent.parent.parent, check=False)  # fmt: skip
+            if done.returncode:
+                raise RuntimeError(f"job of {images} images failed:\n{done.stderr[-3000:]}")
+            runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(f"job of {images} images: {runs[-1]}", flush=True)
+    rate = runs[-1]["images_per_s"] / runs[0]["images_per_s"]
+    return {"runs": runs, "images_per_s_largest_over_smallest": round(rate, 3)}
+
+
+def _job(address: str, folder: str, images: int) -> None:
+    import ray
+
+    from motoray.config import Config, OutputConfig, SourceConfig
+    from motoray.jobs.record import accept
+    from motoray.pipeline.job import run_job
+    from motoray.spec import parse_for
+
+    ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+    root = Path(folder)
+    source = SourceConfig(uri=str(root / "source"), kind="manifest",
+                          manifest=str(root / "keys.parquet"))  # fmt: skip
+    config = Config(sources={"MotoGP": source}, output=OutputConfig(uri=str(root / "out")))
+    config.limits.max_outputs_per_job = 10 * images
+    [body] = json.loads(SEED_REQUEST.read_text())
+    [inputs] = accept(parse_for(config, body), config, f"scale-{images}")
+    start = time.perf_counter()
+    record = run_job(inputs)
+    wall = time.perf_counter() - start
+    assert record.counts.images_done == images and not record.failures, record.counts
+    print(json.dumps({"images": images, "wall_s": round(wall, 2),
+                      "images_per_s": round(images / wall, 1),
+                      "driver_peak_rss_mib": round(_peak_rss_mib())}))  # fmt: skip
+
+
 def listing_line(keys: int, latency_s: float = LIST_LATENCY_S) -> dict:
     """The S3 stand-in's keys listed serially and by the listing tasks, side by side."""
     from benchmarks.s3_standin import S3StandIn
@@ -169,6 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e5, 1e6, 1e7])
     parser.add_argument("--list-keys", type=float, default=1e6)
+    parser.add_argument("--job-sizes", type=float, nargs="+", default=[1e4, 1e6])
     parser.add_argument("--record", type=Path, help="a bench result file: its `scale` block")
     args = parser.parse_args(argv)
     import ray
@@ -182,6 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
             "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
             "cores": os.cpu_count(),
             "plan": plan_line([int(n) for n in args.sizes]),
+            "job": job_line([int(n) for n in args.job_sizes]),
             "listing": listing_line(int(args.list_keys)),
         }
     finally:

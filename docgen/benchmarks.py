@@ -219,6 +219,19 @@ def scale(result: dict) -> str:
     rows.append(
         ("driver peak RSS, largest / smallest plan", _bold(plan["peak_rss_largest_over_smallest"]))
     )
+    job = found.get("job")
+    for run in job["runs"] if job else ():
+        rows.append(
+            (
+                f"a job on {run['images']:,} images (hard links to small JPEGs)",
+                f"{run['wall_s']} s, {run['images_per_s']} images/s, driver peak RSS "
+                f"{run['driver_peak_rss_mib']} MiB",
+            )
+        )
+    if job:
+        rows.append(
+            ("images/s, largest job / smallest", _bold(job["images_per_s_largest_over_smallest"]))
+        )
     listing = found["listing"]
     rows.append(
         (
