@@ -5,6 +5,7 @@ images makes, its manifest a `manifest/` folder of Parquet parts."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -86,3 +87,16 @@ def test_a_split_by_folder_with_labels_over_many_blocks(frames, tmp_path):
     root = Path(output.uri) / "src"
     assert _digests(root / "spread") == _digests(root / "listed")
     assert len(list((root / "spread" / "manifest").glob("part-*.parquet"))) == 3
+
+
+def test_a_key_file_listing_no_image_fails_the_job_saying_so(tmp_path, seed_request):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "keys.csv").write_text("key\nnotes.txt\n.hidden.jpg\n")
+    source = SourceConfig(
+        uri=str(tmp_path / "src"), kind="manifest", manifest=str(tmp_path / "keys.csv")
+    )
+    config = Config(sources={"MotoGP": source}, output=OutputConfig(uri=str(tmp_path / "out")))
+    with pytest.raises(Exception, match="lists no images"):
+        run_job(seed_request, config, "empty")
+    record = json.loads((tmp_path / "out" / "MotoGP" / "empty" / "job.json").read_text())
+    assert record["state"] == "FAILED" and "lists no images" in record["error"]
