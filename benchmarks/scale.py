@@ -3,8 +3,8 @@
 Method:
 - plan: a `kind: manifest` source of N keys shaped like `video000123/frame_000456.jpg`
   (Parquet files of 10^6 keys each, as an inventory's data files), read by tasks
-  (pipeline/listing), cut into a job's blocks of 100 keys (spread.in_blocks: the items,
-  placed in the tasks that process them) and split by tasks (pipeline/placing.plan, the
+  (pipeline/listing), cut into a job's blocks (spread.in_blocks: the items, placed in the
+  tasks that process them) and split by tasks (pipeline/placing.plan, the
   seed request's 80/20 split by image, then by folder). Each size runs in a driver process of its
   own, on the bench's Ray, which reports its peak RSS (VmHWM) and wall time: the driver's
   peak at the largest size over the smallest's is the figure (goal <= 1.5). No pixel is read.
@@ -91,8 +91,11 @@ def _plan(address: str, folder: str, keys: int) -> None:
     walls = {}
     for group_by in ("image", "folder"):
         files = [KeyFile(_local(folder), name, "parquet") for name in names]
-        dataset, count = spread.in_blocks(listing.keys_of_files(files, (".jpg",)))
+        dataset = listing.keys_of_files(files, (".jpg",)).materialize()
+        count = dataset.count()
         assert count == keys, (count, keys)
+        # The job's blocks (the references the driver holds while tasks run).
+        spread.in_blocks(dataset, count).materialize()
         listed = time.perf_counter()
         split = TrainTestSplit(train_ratio=80, test_ratio=20, group_by=group_by)
         _, report = placing.plan(dataset, Rules(split, 7, group_by))

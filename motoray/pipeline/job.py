@@ -194,7 +194,7 @@ def _run_spread(inputs, request, record, telemetry, mark, on_progress, should_st
 
     if on_progress:
         on_progress(counts.model_copy())
-    sums = _until_ended(spread.processed(spec, keys, cut), should_stop, deadline, spec)
+    sums = _until_ended(spread.processed(spec, keys, images, cut), should_stop, deadline, spec)
     per_split = spread.summed(sums, counts, failures, on_block)
     mark("last_result")
     counts.splits = dict(sorted((s, c) for s, c in per_split.items() if c.images))

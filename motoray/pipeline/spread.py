@@ -38,6 +38,7 @@ from motoray.split_cut import Cut, Rules
 from motoray.storage.keyfile import KEY
 
 IMAGES_PER_BLOCK = 100  # as ray_data's: ~1 s of work per task
+MAX_BLOCKS = 4096  # 10^7 keys: blocks of ~2,400 (a task of ~30 s)
 
 
 def applies(request: RequestBase, config: Config) -> bool:
@@ -48,17 +49,19 @@ def applies(request: RequestBase, config: Config) -> bool:
 
 
 def listed(request: RequestBase, config: Config) -> tuple[ray.data.Dataset, int]:
-    """The source's keys in blocks of IMAGES_PER_BLOCK (held by Ray, not here), and how many."""
-    return in_blocks(listing.manifest_keys(config, request.name))
+    """The source's keys, held by Ray in the listing's blocks (one per key file), and how
+    many."""
+    keys = listing.manifest_keys(config, request.name).materialize()
+    return keys, keys.count()
 
 
-def in_blocks(keys: ray.data.Dataset) -> tuple[ray.data.Dataset, int]:
-    """`keys` cut into blocks of IMAGES_PER_BLOCK, the work of one task each, and how many
-    keys. (The driver holds a reference per block: 10^7 keys, 10^5 blocks.)"""
-    keys = keys.materialize()
-    count = keys.count()
-    blocks = max(1, -(-count // IMAGES_PER_BLOCK))
-    return keys.repartition(blocks).materialize(), count
+def in_blocks(keys: ray.data.Dataset, count: int) -> ray.data.Dataset:
+    """`keys` cut into the tasks' blocks: IMAGES_PER_BLOCK keys each, or more for a very
+    large job, so that the driver holds at most MAX_BLOCKS block references. (The split's
+    passes run over the listing's few large blocks: a pass over 10^5 blocks of 100 keys costs
+    more in per-task overhead than in hashing.)"""
+    blocks = min(MAX_BLOCKS, max(1, -(-count // IMAGES_PER_BLOCK)))
+    return keys.repartition(blocks)
 
 
 def placed(request: RequestBase, config: Config, keys: ray.data.Dataset) -> tuple[Cut, dict]:
@@ -68,8 +71,9 @@ def placed(request: RequestBase, config: Config, keys: ray.data.Dataset) -> tupl
     return placing.plan(keys, Rules(split, request.seed, group_by, labels))
 
 
-def processed(spec: JobSpec, keys: ray.data.Dataset, cut: Cut) -> Iterator[pa.Table]:
+def processed(spec: JobSpec, keys: ray.data.Dataset, count: int, cut: Cut) -> Iterator[pa.Table]:
     """One row of sums per block (see `_block`), as tasks finish."""
+    keys = in_blocks(keys, count)
     context = keys.context
     context.op_resource_reservation_enabled = False  # as ray_data._mapped says why
     context.raise_original_map_exception = True
