@@ -38,7 +38,7 @@ from motoray.split_cut import Cut, Rules
 from motoray.storage.keyfile import KEY
 
 IMAGES_PER_BLOCK = 100  # as ray_data's: ~1 s of work per task
-MAX_BLOCKS = 4096  # 10^7 keys: blocks of ~2,400 (a task of ~30 s)
+MAX_BLOCKS = 1024  # 10^7 keys: blocks of ~10^4 (a task of ~100 s); ~60 KiB of driver each
 
 
 def applies(request: RequestBase, config: Config) -> bool:
