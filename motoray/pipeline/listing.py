@@ -41,6 +41,9 @@ def keys_of_files(files: list[KeyFile], extensions: tuple[str, ...]) -> ray.data
     if not rows:
         return ray.data.from_arrow(pa.table({KEY: pa.array([], pa.string())}))
     dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
+    # Blocks in file order, whatever order tasks end in: a job's blocks (and manifest parts)
+    # are cut from these, and must be the same on every run.
+    dataset.context.execution_options.preserve_order = True
     return dataset.map_batches(
         _read_file, fn_kwargs={"extensions": extensions}, batch_size=1, batch_format="pyarrow"
     )
