@@ -13,6 +13,7 @@ mean anything.
     run.py        the whole bench and its report
     floors.py     the bare paths; s3_standin.py an S3 endpoint with a fixed latency
     load.py       the API under load; poll_vs_wait.py two kinds of client
+    scale.py      the driver's cost as keys grow: plan at 10^5..10^7 keys, S3 listing tasks
 
     .venv/bin/python -m benchmarks [--images 6000 ...]     (make bench)
 """

@@ -10,6 +10,7 @@ S3 behaviour: moto is for those.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import threading
 from xml.sax.saxutils import escape
 
@@ -23,6 +24,7 @@ class S3StandIn:
         self.latency_s = latency_s
         self.objects: dict[str, dict[str, bytes]] = {}
         self.requests = 0
+        self._sorted: dict[str, tuple[int, list[str]]] = {}  # bucket -> (its size, its keys)
         self.url = ""
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -64,18 +66,25 @@ class S3StandIn:
             return web.Response()
         prefix = request.query.get("prefix", "")
         after = request.query.get("continuation-token") or request.query.get("start-after", "")
-        keys = sorted(k for k in bucket if k.startswith(prefix) and k > after)
-        page, more = keys[:1000], len(keys) > 1000
+        most = min(int(request.query.get("max-keys", 1000)), 1000)
+        delimiter = request.query.get("delimiter", "")
+        page, folders, more = self._page(
+            request.match_info["bucket"], prefix, after, most, delimiter
+        )
         contents = "".join(
             f"<Contents><Key>{escape(k)}</Key><Size>{len(bucket[k])}</Size></Contents>"
             for k in page
         )
-        token = f"<NextContinuationToken>{escape(page[-1])}</NextContinuationToken>" if more else ""
+        common = "".join(f"<CommonPrefixes><Prefix>{escape(p)}</Prefix></CommonPrefixes>"
+                         for p in folders)  # fmt: skip
+        # Past a folder's keys: a continuation after a folder must not list them again.
+        last = max([*page, *(f + "\U0010ffff" for f in folders)]) if more else ""
+        token = f"<NextContinuationToken>{escape(last)}</NextContinuationToken>" if more else ""
         body = (
             '<?xml version="1.0" encoding="UTF-8"?><ListBucketResult>'
             f"<Name>{request.match_info['bucket']}</Name><Prefix>{escape(prefix)}</Prefix>"
             f"<KeyCount>{len(page)}</KeyCount><IsTruncated>{str(more).lower()}</IsTruncated>"
-            f"{token}{contents}</ListBucketResult>"
+            f"{token}{contents}{common}</ListBucketResult>"
         )
         return web.Response(text=body, content_type="application/xml")
 
@@ -105,6 +114,34 @@ class S3StandIn:
                 headers={"Content-Range": f"bytes {first}-{last}/{len(data)}"},
             )
         return web.Response(body=data)
+
+    def _page(
+        self, name: str, prefix: str, after: str, most: int, delimiter: str
+    ) -> tuple[list[str], list[str], bool]:
+        """Up to `most` keys (and folders, with a delimiter) after `after` under `prefix`:
+        bisected in a sorted index of the bucket, kept until the bucket changes (a sort of
+        10^6 keys per request would be the stand-in's cost, not the client's)."""
+        bucket = self.objects.setdefault(name, {})
+        if self._sorted.get(name, (None,))[0] != len(bucket):
+            self._sorted[name] = (len(bucket), sorted(bucket))
+        keys = self._sorted[name][1]
+        start = bisect.bisect_right(keys, max(after, prefix)) if after else bisect.bisect_left(
+            keys, prefix
+        )  # fmt: skip
+        page, folders = [], []
+        i = start
+        while i < len(keys) and keys[i].startswith(prefix) and len(page) + len(folders) < most:
+            rest = keys[i][len(prefix) :]
+            cut = rest.find(delimiter) if delimiter else -1
+            if cut < 0:
+                page.append(keys[i])
+                i += 1
+                continue
+            folder = prefix + rest[: cut + len(delimiter)]
+            folders.append(folder)
+            i = bisect.bisect_left(keys, folder + "\U0010ffff")  # past the folder's keys
+        more = i < len(keys) and keys[i].startswith(prefix)
+        return page, folders, more
 
 
 def _error(status: int, code: str) -> web.Response:

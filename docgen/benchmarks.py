@@ -42,7 +42,8 @@ def result_section(path: Path) -> str:
         ],
     )
     sections = [title, where, throughput(result), also_measured(result)]
-    sections += [part for part in (service_costs(result), idle(result), load(result)) if part]
+    parts = (service_costs(result), idle(result), load(result), scale(result))
+    sections += [part for part in parts if part]
     return "\n\n".join(sections)
 
 
@@ -198,6 +199,49 @@ def load(result: dict) -> str:
             )
         )
     return _table(("load run", "clients", "latency per route", "errors"), rows) if rows else ""
+
+
+def scale(result: dict) -> str:
+    """`python -m benchmarks.scale --record`: the driver's cost as the keys grow."""
+    found = result.get("scale")
+    if not found:
+        return ""
+    plan = found["plan"]
+    rows = [
+        (
+            f"plan of {run['keys']:,} keys (`kind: manifest`, no pixels)",
+            f"driver peak RSS {run['driver_peak_rss_mib']} MiB; by image: listing "
+            f"{run['image']['listing_s']} s, split {run['image']['split_s']} s; by folder: "
+            f"listing {run['folder']['listing_s']} s, split {run['folder']['split_s']} s",
+        )
+        for run in plan["runs"]
+    ]
+    rows.append(
+        ("driver peak RSS, largest / smallest plan", _bold(plan["peak_rss_largest_over_smallest"]))
+    )
+    job = found.get("job")
+    for run in job["runs"] if job else ():
+        rows.append(
+            (
+                f"a job on {run['images']:,} images (hard links to small JPEGs)",
+                f"{run['wall_s']} s, {run['images_per_s']} images/s, driver peak RSS "
+                f"{run['driver_peak_rss_mib']} MiB",
+            )
+        )
+    if job:
+        rows.append(
+            ("images/s, largest job / smallest", _bold(job["images_per_s_largest_over_smallest"]))
+        )
+    listing = found["listing"]
+    rows.append(
+        (
+            f"S3 listing of {listing['keys']:,} keys at {listing['latency_ms']} ms a request",
+            f"one LIST stream {listing['serial_s']} s ({listing['serial_requests']} requests), "
+            f"listing tasks {listing['parallel_s']} s ({listing['parallel_requests']} requests): "
+            f"{_bold(listing['serial / parallel'])}x",
+        )
+    )
+    return _table((f"scale ({found['date']}, {found['cores']} cores)", "measured"), rows)
 
 
 def _bold(value: Any) -> str:

@@ -178,15 +178,24 @@ class SourceConfig(_Strict):
         None, description="bounding boxes that follow the pixels: coco or yolo"
     )
     description: str = Field("", description="shown by `motoray sources` and /data_sources")
-    kind: Literal["images", "video"] = Field(
-        "images", description="video: the files are videos, their sampled frames the images"
+    kind: Literal["images", "video", "manifest"] = Field(
+        "images",
+        description="video: the files are videos, their sampled frames the images; manifest:"
+        " images whose keys a file lists (`manifest:`), for a source too large to list",
+    )
+    manifest: str | None = Field(
+        None,
+        description="kind manifest: a Parquet or CSV file of keys (a `key` column), or an S3"
+        " Inventory report's manifest.json; a path (relative to this file) or s3:// URI",
     )
     frames: FrameSampling | None = Field(None, description="video: which frames become images")
 
     @model_validator(mode="after")
     def _video_settings(self) -> SourceConfig:
-        if self.kind == "images" and self.frames is not None:
+        if self.kind != "video" and self.frames is not None:
             raise ValueError("frames is for `kind: video` sources")
+        if (self.kind == "manifest") != (self.manifest is not None):
+            raise ValueError("a `kind: manifest` source names its key file in `manifest:`")
         if self.kind == "video":
             if self.annotations is not None:  # boxes are matched to image files, not frames
                 raise ValueError("annotations are for `kind: images` sources")
@@ -350,6 +359,8 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
     base = path.resolve().parent
     for source in config.sources.values():
         source.uri = _absolute(source.uri, base)
+        if source.manifest is not None:
+            source.manifest = _absolute(source.manifest, base)
     config.output.uri = _absolute(config.output.uri, base)
     for s3 in (config.s3, config.output.s3, *(source.s3 for source in config.sources.values())):
         if s3 is not None and s3.ca_bundle:

@@ -25,7 +25,7 @@ listing order, workers or retries.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -60,11 +60,13 @@ def assign(
     groups: Mapping[str, str | None] | None = None,
     sizes: Mapping[str, int] | None = None,
     group_by: str | None = None,
+    merged: Mapping[str, str] | None = None,
 ) -> Assignment:
     """Split, group and label of every key; `labels` is None for an unlabelled source.
 
     A video source places units that stand for many images: `groups` names their groups
-    (instead of `group_by`), `sizes` says how many images each stands for (default 1)."""
+    (instead of `group_by`), `sizes` says how many images each stands for (default 1).
+    `merged`: groups joined after `group_by` (see `grouper`)."""
     if split is not None and split.stratify and labels is None:
         raise ValueError(
             "train_test_split.stratify needs a labelled source: set `labels: folder` on the "
@@ -72,7 +74,7 @@ def assign(
         )
     labels = labels or {}
     group_by = group_by or (split.group_by if split is not None else "image")
-    groups = dict(groups) if groups is not None else group_names(keys, group_by)
+    groups = dict(groups) if groups is not None else group_names(keys, group_by, merged)
     sizes = sizes or {}
     if split is None:
         chosen = dict.fromkeys(keys, ALL)
@@ -86,21 +88,48 @@ def assign(
             stratum = _majority(labels.get(k) for k in group_keys) if split.stratify else None
             strata[stratum][group] = sum(sizes.get(k, 1) for k in group_keys)
         fill: dict[str, str] = {}
-        for sizes in strata.values():
-            fill.update(_fill(sizes, split.fractions, seed))
+        # (Not `sizes`: that name is the units' sizes, which the report counts.)
+        for group_sizes in strata.values():
+            fill.update(first_fit(group_sizes, split.fractions, seed))
         chosen = {key: fill[groups[key] or key] for key in keys}
     report = _report(chosen, groups, labels, split, group_by, sizes)
     return Assignment(chosen, groups, labels, report)
 
 
-def group_names(keys: Sequence[str], group_by: str) -> dict[str, str | None]:
+def group_names(
+    keys: Sequence[str], group_by: str, merged: Mapping[str, str] | None = None
+) -> dict[str, str | None]:
     """key -> the name of its group, or None where the image is a group of its own."""
-    if group_by == "image":
+    if group_by == "image" and not merged:
         return dict.fromkeys(keys)
-    if group_by == "folder":
-        return {key: key.rpartition("/")[0] or ROOT_FOLDER for key in keys}
-    pattern = compile_user_regex(group_by.removeprefix("regex:"))
-    return {key: _match(pattern, key) for key in keys}
+    group_of = grouper(group_by, merged)
+    return {key: group_of(key) for key in keys}
+
+
+def grouper(group_by: str, merged: Mapping[str, str] | None = None) -> Callable[[str], str | None]:
+    """The one place a key's group is decided: key -> its group's name, or None where the
+    image is a group of its own (named by its key wherever groups are counted).
+
+    `merged` (group name -> the group it joins; an image of its own is named by its key)
+    applies after `group_by`, before group sizes are summed: near-duplicates found across
+    groups land in one. None or empty: `group_by` alone."""
+    if group_by == "image":
+        found: Callable[[str], str | None] = lambda key: None  # noqa: E731
+    elif group_by == "folder":
+        found = lambda key: key.rpartition("/")[0] or ROOT_FOLDER  # noqa: E731
+    else:
+        pattern = compile_user_regex(group_by.removeprefix("regex:"))
+        found = lambda key: _match(pattern, key)  # noqa: E731
+    if not merged:
+        return found
+
+    def joined(key: str) -> str | None:
+        own = found(key)
+        name = own or key
+        into = merged.get(name, name)
+        return own if into == name else into
+
+    return joined
 
 
 def _match(pattern, key: str) -> str | None:
@@ -114,19 +143,18 @@ def _match(pattern, key: str) -> str | None:
 
 
 def _majority(labels) -> str | None:
-    counts = Counter(labels)
+    return majority(Counter(labels))
+
+
+def majority(counts: Counter) -> str | None:
+    """The most common label of a group, from its label counts."""
     # Ties go to the smallest label name, so the choice never depends on listing order.
     return min(counts, key=lambda label: (-counts[label], label is not None, label or ""))
 
 
-def _fill(sizes: dict[str, int], fractions: dict[str, Fraction], seed: int) -> dict[str, str]:
+def first_fit(sizes: dict[str, int], fractions: dict[str, Fraction], seed: int) -> dict[str, str]:
     """group -> split: first fit in seeded hash order (see the module docstring)."""
-    total = sum(sizes.values())
-    targets, placed, cumulative = {}, 0, Fraction(0)
-    for name, share in fractions.items():
-        cumulative += share
-        targets[name] = round(total * cumulative) - placed
-        placed += targets[name]
+    targets = split_targets(sum(sizes.values()), fractions)
     counts = dict.fromkeys(targets, 0)
     chosen = {}
     for group in sorted(sizes, key=lambda g: (stable_hash(seed, "split", g), g)):
@@ -136,6 +164,16 @@ def _fill(sizes: dict[str, int], fractions: dict[str, Fraction], seed: int) -> d
         counts[name] += size
         chosen[group] = name
     return chosen
+
+
+def split_targets(total: int, fractions: dict[str, Fraction]) -> dict[str, int]:
+    """Images each split aims at, by cumulative rounding (step 1 of the module docstring)."""
+    targets, placed, cumulative = {}, 0, Fraction(0)
+    for name, share in fractions.items():
+        cumulative += share
+        targets[name] = round(total * cumulative) - placed
+        placed += targets[name]
+    return targets
 
 
 def _report(

@@ -43,12 +43,12 @@ from motoray.jobs.record import (
 )
 from motoray.observability import JobTelemetry
 from motoray.ops import operators_for
-from motoray.pipeline import ray_data, source
+from motoray.pipeline import boxfiles, ray_data, source, spread
 from motoray.pipeline.jobspec import JobSpec, job_spec
 from motoray.pipeline.layout import JOB_FILE, MANIFEST_FILE
 from motoray.pipeline.manifest import ManifestWriter, manifest_columns
 from motoray.spec import RequestBase, outputs_per_image, parse_one_for
-from motoray.storage import CHANGED
+from motoray.storage import CHANGED, open_storage
 from motoray.video.sampling import parse_frame_key, video_of
 
 Progress = Callable[[Counts], None]
@@ -104,44 +104,49 @@ def run_job(
                       resumed=run)  # fmt: skip
         if time.time() > deadline:  # resumed after its time was up
             raise JobTimeout("still running past limits.job_timeout_s")
-        storage, listed_versions = source.list_versions(request, config)
-        keys = list(listed_versions)
-        videos = source.probe(request, config, storage, keys, listed_versions)  # videos' metadata
-        images = source.image_count(keys, videos)
-        listed = time.time()
-        mark("listed")
-        listing = f"{len(keys)} {'videos' if videos else 'images'} in {storage.uri}"
-        telemetry.log("listed", listing, images=images)
-        record.source = SourceRef(name=request.name, uri=storage.uri)
-        _check_budget(request, config, images)
-        boxes = source.read_annotations(request, config, storage, keys)
-        if boxes is not None:  # images unlisted (`unlisted: skip`) or failed: not processed
-            keys, record.annotations = boxes.usable(keys), AnnotationReport(**boxes.report())
-            images = len(keys)
-        assignment = source.place(request, config, keys, boxes=boxes, videos=videos)
-        record.split = assignment.report
-        mark("placed")
-        splits = {name: s["images"] for name, s in assignment.report["splits"].items()}
-        telemetry.log("split", "images per split", splits=splits)
-        spec = job_spec(request, config, storage, job_dir, boxes)
-        spec = dataclasses.replace(spec, job_id=inputs.job_id, deadline=deadline)
-        ray_data.ship_plugins(config.operators)
-        items = source.items(keys, assignment, boxes=boxes, videos=videos, versions=listed_versions)
-        record.counts, record.failures, outputs, files = _process(
-            spec,
-            items,
-            images,
-            on_progress,
-            telemetry,
-            deadline,
-            should_stop or (lambda: False),
-            mark,
-            boxes,
-        )
-        if videos is not None:
-            record.counts.videos = len(keys)
-        _check_outcome(record.counts, record.failures, config.limits)
-        _check_files(spec, outputs, files)
+        if spread.applies(request, config):  # no key on this driver
+            listed = _run_spread(inputs, request, record, telemetry, mark, on_progress,
+                                 should_stop or (lambda: False))  # fmt: skip
+        else:
+            storage, listed_versions = source.list_versions(request, config)
+            keys = list(listed_versions)
+            videos = source.probe(request, config, storage, keys, listed_versions)
+            images = source.image_count(keys, videos)
+            listed = time.time()
+            mark("listed")
+            listing = f"{len(keys)} {'videos' if videos else 'images'} in {storage.uri}"
+            telemetry.log("listed", listing, images=images)
+            record.source = SourceRef(name=request.name, uri=storage.uri)
+            _check_budget(request, config, images)
+            boxes = source.read_annotations(request, config, storage, keys)
+            if boxes is not None:  # images unlisted (`unlisted: skip`) or failed: not processed
+                keys, record.annotations = boxes.usable(keys), AnnotationReport(**boxes.report())
+                images = len(keys)
+            assignment = source.place(request, config, keys, boxes=boxes, videos=videos)
+            record.split = assignment.report
+            mark("placed")
+            splits = {name: s["images"] for name, s in assignment.report["splits"].items()}
+            telemetry.log("split", "images per split", splits=splits)
+            spec = job_spec(request, config, storage, job_dir, boxes)
+            spec = dataclasses.replace(spec, job_id=inputs.job_id, deadline=deadline)
+            ray_data.ship_plugins(config.operators)
+            versions = listed_versions
+            items = source.items(keys, assignment, boxes=boxes, videos=videos, versions=versions)
+            record.counts, record.failures, outputs, files = _process(
+                spec,
+                items,
+                images,
+                on_progress,
+                telemetry,
+                deadline,
+                should_stop or (lambda: False),
+                mark,
+                boxes,
+            )
+            if videos is not None:
+                record.counts.videos = len(keys)
+            _check_outcome(record.counts, record.failures, config.limits)
+            _check_files(spec, outputs, files)
         job_dir.sync()  # every output on disk before the commit marker says so
         mark("checked")
         record.state = JobStatus.SUCCEEDED
@@ -160,6 +165,42 @@ def run_job(
     folder.commit(record)
     telemetry.finished(record)
     return record
+
+
+def _run_spread(inputs, request, record, telemetry, mark, on_progress, should_stop) -> float:
+    """A job whose keys stay in Ray's blocks (pipeline/spread.py): listing, split and the
+    file check in tasks, sums here. Returns when the listing ended."""
+    config, deadline = inputs.config, Deadline.of(inputs).at
+    keys, images = spread.listed(request, config)
+    listed = time.time()
+    mark("listed")
+    storage = open_storage(config.sources[request.name].uri, config.source_s3(request.name))
+    telemetry.log("listed", f"{images} images in {storage.uri}", images=images)
+    record.source = SourceRef(name=request.name, uri=storage.uri)
+    _check_budget(request, config, images)
+    cut, record.split = spread.placed(request, config, keys)
+    mark("placed")
+    splits = {name: s["images"] for name, s in record.split["splits"].items()}
+    telemetry.log("split", "images per split", splits=splits)
+    spec = job_spec(request, config, storage, JobFolder.of(inputs).storage, None)
+    spec = dataclasses.replace(spec, job_id=inputs.job_id, deadline=deadline)
+    ray_data.ship_plugins(config.operators)
+    counts, failures = Counts(images_total=images), []
+
+    def on_block(done: int, failed: int, made: int, nbytes: int) -> None:
+        telemetry.block(done, failed, made, nbytes, counts)
+        if on_progress:
+            on_progress(counts.model_copy())
+
+    if on_progress:
+        on_progress(counts.model_copy())
+    sums = _until_ended(spread.processed(spec, keys, images, cut), should_stop, deadline, spec)
+    per_split = spread.summed(sums, counts, failures, on_block)
+    mark("last_result")
+    counts.splits = dict(sorted((s, c) for s, c in per_split.items() if c.images))
+    record.counts, record.failures = counts, sorted(failures, key=lambda f: f.source_path)
+    _check_outcome(counts, record.failures, config.limits)
+    return listed
 
 
 @contextmanager
@@ -344,7 +385,7 @@ def _process(
         for split in made["split"].to_pylist():
             per_split[split].outputs += 1
         if spec.boxes is not None:
-            _count_boxes(per_split, made, skipped)
+            boxfiles.count_boxes(per_split, made, skipped)
         if coco_files is not None:
             columns = ["output_path", "split", "width", "height", "boxes"]
             coco_files.add(made.select(columns).to_pylist())
@@ -364,7 +405,7 @@ def _process(
             found = item.boxes
             per_split[item.split].boxes = per_split[item.split].boxes or BoxCounts()
             per_split[item.split].boxes.source += len(found.category) if found else 0
-        files = files + _write_box_files(spec, coco_files, per_split)
+        files = files + boxfiles.write_box_files(spec, coco_files, per_split)
     counts.splits = dict(sorted((s, c) for s, c in per_split.items() if c.images))
     if spec.frames is not None:  # frames are known once decoded; the budget counts videos
         merged = _one_per_changed_video(failures)
@@ -420,46 +461,6 @@ def _until_ended(
             raise
         check()
         yield table
-
-
-def _count_boxes(per_split: dict[str, SplitCounts], made: pa.Table, skipped: pa.Table) -> None:
-    """Boxes kept and dropped by the outputs of one block, and outputs skipped, per split
-    (Arrow sums per split: a block has thousands of outputs)."""
-    kept = pc.count_substring(made["boxes"], '{"bbox": ')
-    crowd = pc.count_substring(made["boxes"], '"iscrowd": 1')
-    sums = (
-        pa.table(
-            {"split": made["split"], "kept": kept, "dropped": made["boxes_dropped"], "crowd": crowd}
-        )
-        .group_by("split")
-        .aggregate([("kept", "sum"), ("dropped", "sum"), ("crowd", "sum")])
-    )
-    names = ("split", "kept_sum", "dropped_sum", "crowd_sum")
-    for split, n, dropped, crowds in zip(*(sums[name].to_pylist() for name in names)):
-        counted = per_split[split].boxes = per_split[split].boxes or BoxCounts()
-        counted.kept += n
-        counted.dropped += dropped
-        counted.in_ += n + dropped
-        if crowds:
-            counted.crowd = (counted.crowd or 0) + crowds
-    for split, n in Counter(skipped["split"].to_pylist()).items():
-        counted = per_split[split].boxes = per_split[split].boxes or BoxCounts()
-        counted.outputs_skipped += n
-
-
-def _write_box_files(
-    spec: JobSpec, coco_files: coco.CocoWriter | None, per_split: dict[str, SplitCounts]
-) -> list[str]:
-    """The annotation files of the whole job (COCO per split, YOLO's data.yaml), written
-    after every output and counted with them. Their bytes follow from the manifest."""
-    files = coco_files.files() if coco_files is not None else {}
-    if spec.boxes is not None and spec.boxes.yolo:
-        splits = [name for name, c in per_split.items() if c.outputs]
-        crowd = sum((c.boxes.crowd or 0) for c in per_split.values() if c.boxes is not None)
-        files[yolo.DATA_FILE] = yolo.data_yaml(splits, spec.boxes.names, crowd)
-    for name, data in files.items():
-        spec.job_dir.write(name, data)
-    return list(files)
 
 
 def _timings(

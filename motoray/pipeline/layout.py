@@ -3,7 +3,7 @@
     <output root>/<source>/<job id>/
         <split>[/<label>]/<stem>.<key hash>.<step>-<operator>-<copy>.jpg   (format "files")
         <split>/shard-000000.tar                                          (format "webdataset")
-        manifest.parquet
+        manifest.parquet           (a `kind: manifest` source: manifest/part-<hash>.parquet)
         job.json
 
 Names depend only on the source key, the step and the copy: a retried task rewrites the
@@ -21,6 +21,7 @@ from motoray.storage.keys import safe_name
 
 JOB_FILE = "job.json"
 MANIFEST_FILE = "manifest.parquet"
+MANIFEST_FOLDER = "manifest"  # a spread job's manifest: one Parquet part per block of keys
 
 
 def job_folder(config: Config, source_name: str, job_id: str) -> Storage:

@@ -49,6 +49,14 @@ def list_versions(request: RequestBase, config: Config) -> tuple[Storage, dict[s
     """The listing, each key with the version listed (what a job's tasks then read)."""
     source_config = config.sources[request.name]
     source = open_storage(source_config.uri, config.source_s3(request.name))
+    if source_config.kind == "manifest":  # keys from its file: read whatever version is there
+        from motoray.pipeline.listing import manifest_key_list
+
+        return source, dict.fromkeys(manifest_key_list(config, request.name))
+    if source.uri.startswith("s3://"):  # more than a page of keys: listed by tasks
+        from motoray.pipeline.listing import s3_versions
+
+        return source, s3_versions(source, tuple(source_config.extensions))
     return source, source.list_versions(tuple(source_config.extensions))
 
 

@@ -84,6 +84,22 @@ def _os_errors(what: str, version: str | None = None) -> Iterator[None]:
         raise
 
 
+@contextmanager
+def list_errors(storage: S3Storage) -> Iterator[None]:
+    """A listing's missing bucket or denied LIST as the errors a local folder raises."""
+    try:
+        yield
+    except ClientError as e:
+        if _code(e) == "NoSuchBucket":
+            raise FileNotFoundError(
+                f"S3 bucket does not exist: {storage.bucket} "
+                f"(endpoint {storage.settings.endpoint_url or 'AWS'})"
+            ) from e
+        if _code(e) in _DENIED:  # a source that cannot be listed is no smaller source
+            raise PermissionError(f"access denied on S3: cannot list {storage.uri}") from e
+        raise
+
+
 @dataclass(frozen=True)
 class S3Storage:
     bucket: str
@@ -134,21 +150,12 @@ class S3Storage:
             Bucket=self.bucket, Prefix=root, PaginationConfig={"PageSize": LIST_PAGE_KEYS}
         )
         keys = {}
-        try:
+        with list_errors(self):
             for page in pages:
                 for obj in page.get("Contents", ()):
                     key = obj["Key"][len(root) :]
                     if key.lower().endswith(wanted) and not _hidden(key):
                         keys[key] = obj.get("ETag")
-        except ClientError as e:
-            if _code(e) == "NoSuchBucket":
-                raise FileNotFoundError(
-                    f"S3 bucket does not exist: {self.bucket} "
-                    f"(endpoint {self.settings.endpoint_url or 'AWS'})"
-                ) from e
-            if _code(e) in _DENIED:  # a source that cannot be listed is no smaller source
-                raise PermissionError(f"access denied on S3: cannot list {self.uri}") from e
-            raise
         return {key: keys[key] for key in sorted(keys)}
 
     def read(self, key: str, max_bytes: int | None = None, version: str | None = None) -> bytes:

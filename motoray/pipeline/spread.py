@@ -1,0 +1,157 @@
+"""A job whose keys never sit on the driver: a `kind: manifest` source of images without
+annotations, in files (not WebDataset) format.
+
+    key blocks (listing.manifest_keys) -> split (placing.plan: a Cut) -> per block of keys,
+    in a task: placement from the Cut, read, process, write, the block's manifest part
+    (manifest/part-<hash of its first key>.parquet), its outputs checked -> one row of sums
+
+The driver holds the Cut (thresholds, or one entry per group), the sums the tasks report
+and the failures. The manifest is the `manifest/` folder, read whole by
+`pyarrow.dataset.dataset(path)` or `ray.data.read_parquet(path)`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import ray
+
+from motoray.config import Config
+from motoray.jobs.record import Counts, Failure, SplitCounts
+from motoray.labels import label_of
+from motoray.pipeline import listing, placing, worker
+from motoray.pipeline.jobspec import JobSpec
+from motoray.pipeline.layout import MANIFEST_FOLDER
+from motoray.pipeline.manifest import manifest_columns, rows_table
+from motoray.pipeline.ray_data import _board_says_ended
+from motoray.pipeline.source import Item
+from motoray.priority import as_batch_work
+from motoray.seeding import stable_hash
+from motoray.spec import RequestBase
+from motoray.split_cut import Cut, Rules
+from motoray.storage.keyfile import KEY
+
+IMAGES_PER_BLOCK = 100  # as ray_data's: ~1 s of work per task
+MAX_BLOCKS = 1024  # 10^7 keys: blocks of ~10^4 (a task of ~100 s); ~60 KiB of driver each
+
+
+def applies(request: RequestBase, config: Config) -> bool:
+    """Whether a job runs spread: a manifest source of images, no boxes, files format."""
+    source = config.sources[request.name]
+    sharded = request.output is not None and request.output.format == "webdataset"
+    return source.kind == "manifest" and source.annotations is None and not sharded
+
+
+def listed(request: RequestBase, config: Config) -> tuple[ray.data.Dataset, int]:
+    """The source's keys, held by Ray in the listing's blocks (one per key file), and how
+    many."""
+    keys = listing.manifest_keys(config, request.name).materialize()
+    return keys, keys.count()
+
+
+def in_blocks(keys: ray.data.Dataset, count: int) -> ray.data.Dataset:
+    """`keys` cut into the tasks' blocks: IMAGES_PER_BLOCK keys each, or more for a very
+    large job, so that the driver holds at most MAX_BLOCKS block references. (The split's
+    passes run over the listing's few large blocks: a pass over 10^5 blocks of 100 keys costs
+    more in per-task overhead than in hashing.)"""
+    blocks = min(MAX_BLOCKS, max(1, -(-count // IMAGES_PER_BLOCK)))
+    return keys.repartition(blocks)
+
+
+def placed(request: RequestBase, config: Config, keys: ray.data.Dataset) -> tuple[Cut, dict]:
+    split = request.train_test_split
+    group_by = split.group_by if split is not None else "image"
+    labels = config.sources[request.name].labels
+    return placing.plan(keys, Rules(split, request.seed, group_by, labels))
+
+
+def processed(spec: JobSpec, keys: ray.data.Dataset, count: int, cut: Cut) -> Iterator[pa.Table]:
+    """One row of sums per block (see `_block`), as tasks finish."""
+    keys = in_blocks(keys, count)
+    context = keys.context
+    context.op_resource_reservation_enabled = False  # as ray_data._mapped says why
+    context.raise_original_map_exception = True
+    context.enable_progress_bars = False
+    keys.set_name(spec.job_id or None)
+    shared = ray.put(cut)
+    done = keys.map_batches(
+        _block, fn_kwargs={"spec": spec, "cut": shared}, batch_size=None, batch_format="pyarrow"
+    )
+    yield from done.iter_batches(batch_size=None, batch_format="pyarrow")
+
+
+def _block(batch: pa.Table, spec: JobSpec, cut) -> pa.Table:
+    """A block of keys placed, processed and written, with its manifest part; its outputs
+    checked on storage. Returns its sums: images per split, outputs per split, failures."""
+    as_batch_work()
+    keys = sorted(batch[KEY].to_pylist())
+    cut = ray.get(cut)
+    splits, groups = cut.place(keys)
+    rule = cut.rules.labels
+    items = [Item(k, s, label_of(k, rule), g) for k, s, g in zip(keys, splits, groups)]
+    rows = worker.write_files(spec, items, _board_says_ended(spec.job_id))
+    table = rows_table(rows)
+    made = table.filter(table["error"].is_null())
+    failed = table.filter(table["error"].is_valid())
+    if keys:
+        part = f"{MANIFEST_FOLDER}/part-{stable_hash(keys[0], bits=64):016x}.parquet"
+        spec.job_dir.write(part, _parquet(made.select(manifest_columns(False))))
+    missing = [path for path in made["output_path"].to_pylist() if not spec.job_dir.exists(path)]
+    images = made.group_by(["source_path", "split"]).aggregate([]).column("split")
+    failures = list(zip(failed["source_path"].to_pylist(), failed["error"].to_pylist()))
+    sums = {
+        "images": json.dumps(Counter(images.to_pylist())),
+        "outputs": json.dumps(Counter(made["split"].to_pylist())),
+        "failures": json.dumps(failures),
+        "missing": len(missing),
+        "missing_example": missing[0] if missing else None,
+        "bytes": pc.sum(made["bytes"]).as_py() or 0,
+    }
+    return pa.Table.from_pylist([sums])
+
+
+def _parquet(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def summed(
+    sums: Iterator[pa.Table],
+    counts: Counts,
+    failures: list[Failure],
+    on_block: Callable[[int, int, int, int], None],
+) -> dict[str, SplitCounts]:
+    """The tasks' sums added up into `counts` and `failures`; per split counts. A block
+    whose outputs are not all on storage fails the job (JobFailed, via `missing`)."""
+    per_split: dict[str, SplitCounts] = {}
+    for table in sums:
+        for row in table.to_pylist():
+            images, outputs = json.loads(row["images"]), json.loads(row["outputs"])
+            failed = json.loads(row["failures"])
+            if row["missing"]:
+                raise MissingOutputs(
+                    f"the job folder does not hold what the manifest lists: {row['missing']} "
+                    f"missing (e.g. {row['missing_example']})"
+                )
+            for name, n in images.items():
+                per_split.setdefault(name, SplitCounts()).images += n
+            for name, n in outputs.items():
+                per_split.setdefault(name, SplitCounts()).outputs += n
+            failures += [Failure(source_path=k, reason=r) for k, r in failed]
+            done = sum(images.values()) + len(failed)
+            counts.images_done += done
+            counts.images_failed += len(failed)
+            counts.outputs += sum(outputs.values())
+            on_block(done, len(failed), sum(outputs.values()), row["bytes"])
+    return per_split
+
+
+class MissingOutputs(RuntimeError):
+    """A task's outputs are not all on storage after it wrote them."""

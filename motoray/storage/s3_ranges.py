@@ -1,0 +1,109 @@
+"""An S3 prefix listed in key ranges, many LIST requests in flight instead of one stream.
+
+A range (after, until] holds the keys k with after < k <= until (S3 orders keys by their
+UTF-8 bytes, which is Python's order of str). A request lists one page of a range from
+StartAfter; while a range has more pages and threads are idle, what is left of it is cut in
+two at a key between its ends (`between`), so a flat prefix of 10^6 keys fans out after a
+few pages. Where a prefix has folders, one request with the delimiter finds them: they cut
+the prefix into first ranges (`folder_bounds`). Every key is in exactly one range. No Ray
+here: pipeline/listing.py runs ranges in tasks.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+from motoray.storage.s3 import LIST_PAGE_KEYS, S3Storage, _hidden, list_errors
+
+TOP = "\U0010ffff"  # above every key of a prefix (no UTF-8 key holds a larger code point)
+# Cuts are made of printable characters (a control character in StartAfter makes some
+# S3-compatible servers fail the request): printable ASCII first, as keys mostly are.
+_DIGITS = ((0x20, 0x7F), (0x20, 0x110000))
+
+
+def between(after: str, until: str) -> str | None:
+    """A string strictly between `after` and `until`, near the middle of their key space;
+    None if there is none worth cutting at."""
+    for first, end in _DIGITS:
+        base, width = end - first, max(len(after), len(until)) + 1
+        low, high = _number(after, width, first, base), _number(until, width, first, base)
+        middle = _text((low + high) // 2, width, first, base)
+        if after < middle < until:
+            return middle
+    return None
+
+
+def _number(text: str, width: int, first: int, base: int) -> int:
+    value = 0
+    for i in range(width):
+        digit = min(max(ord(text[i]) - first, 0), base - 1) if i < len(text) else 0
+        value = value * base + digit
+    return value
+
+
+def _text(value: int, width: int, first: int, base: int) -> str:
+    digits = []
+    for _ in range(width):
+        value, digit = divmod(value, base)
+        digits.append(digit + first)
+    chars = [chr(0xE000 if 0xD800 <= d <= 0xDFFF else d) for d in reversed(digits)]
+    return "".join(chars).rstrip(" ")
+
+
+def folder_bounds(storage: S3Storage) -> list[str]:
+    """The folders right below the prefix (their full keys, as the first ranges' ends), from
+    one delimited request; none for a flat prefix."""
+    root = f"{storage.prefix}/" if storage.prefix else ""
+    with list_errors(storage):
+        page = storage._client.list_objects_v2(
+            Bucket=storage.bucket, Prefix=root, Delimiter="/", MaxKeys=LIST_PAGE_KEYS
+        )
+    return sorted(p["Prefix"] for p in page.get("CommonPrefixes", ()))
+
+
+def list_range(
+    storage: S3Storage,
+    after: str | None,
+    until: str,
+    extensions: tuple[str, ...],
+    threads: int,
+    page_keys: int = LIST_PAGE_KEYS,
+) -> dict[str, str | None]:
+    """The keys (relative to the prefix, with their ETags) of the range (after, until] of
+    full bucket keys, listed by up to `threads` requests in flight of `page_keys` each."""
+    root = f"{storage.prefix}/" if storage.prefix else ""
+    wanted = tuple(e.lower() for e in extensions)
+    found: dict[str, str | None] = {}
+
+    def page(start: str | None, end: str) -> tuple[str | None, str]:
+        """One page of (start, end]: where the range goes on (None: done) and its end."""
+        extra = {"StartAfter": start} if start else {}
+        with list_errors(storage):
+            listed = storage._client.list_objects_v2(
+                Bucket=storage.bucket, Prefix=root, MaxKeys=page_keys, **extra
+            )
+        contents = listed.get("Contents", ())
+        for obj in contents:
+            key = obj["Key"]
+            if key > end:
+                return None, end
+            relative = key[len(root) :]
+            if relative.lower().endswith(wanted) and not _hidden(relative):
+                found[relative] = obj.get("ETag")
+        more = listed.get("IsTruncated") and contents
+        return (contents[-1]["Key"] if more else None), end
+
+    with ThreadPoolExecutor(threads) as pool:
+        pending = {pool.submit(page, after or None, until)}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                start, end = future.result()
+                if start is None:
+                    continue
+                middle = between(start, end) if len(pending) < threads - 1 else None
+                if middle is None:
+                    pending.add(pool.submit(page, start, end))
+                else:  # (start, middle] and (middle, end], both at once
+                    pending |= {pool.submit(page, start, middle), pool.submit(page, middle, end)}
+    return found
