@@ -13,10 +13,10 @@ starts; `read_keys` reads one of those files, in a task (pipeline/listing.py).
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import urllib.parse
+import zlib
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -24,11 +24,15 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from motoray.storage.base import IMAGE_EXTENSIONS, Storage
+from motoray.storage.base import IMAGE_EXTENSIONS, Refused, Storage
 
 KEY = "key"
 MANIFEST_JSON = "manifest.json"
 MAX_MANIFEST_JSON_BYTES = 64 << 20  # an inventory of 10^9 objects lists ~10^4 files: ~2 MB
+# One key file, as stored and as read (a gzip or Parquet file expands): 10^7 keys of 100
+# bytes is ~1 GB of text. Past it a task would run out of memory, retried, then fail the job
+# without saying why; the limit says why.
+MAX_KEY_FILE_BYTES = 4 << 30
 
 
 class KeyFileError(ValueError):
@@ -77,7 +81,7 @@ def _inventory(storage: Storage, key: str, source_uri: str) -> list[KeyFile]:
         destination = report["destinationBucket"].removeprefix("arn:aws:s3:::")
         file_format = report["fileFormat"].lower()
         schema = report.get("fileSchema", "")
-        files = [entry["key"] for entry in report["files"]]
+        files = list(dict.fromkeys(entry["key"] for entry in report["files"]))  # each once
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise KeyFileError(f"manifest {where}: not an S3 Inventory manifest.json ({e})") from e
     if not source_uri.startswith("s3://"):
@@ -107,12 +111,12 @@ def _inventory(storage: Storage, key: str, source_uri: str) -> list[KeyFile]:
 def read_keys(file: KeyFile, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> pa.Table:
     """The file's keys (one column, `key`) that end with one of `extensions` and are not
     hidden, each once, sorted."""
-    data = file.storage.read(file.key)
-    if file.key.lower().endswith(".gz"):
-        data = gzip.decompress(data)
     try:
+        data = file.storage.read(file.key, MAX_KEY_FILE_BYTES)
+        if file.key.lower().endswith(".gz"):
+            data = _gunzipped(data, file)
         table = _parsed(data, file)
-    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as e:
+    except (Refused, pa.ArrowInvalid, OSError, UnicodeDecodeError, EOFError, zlib.error) as e:
         raise KeyFileError(f"manifest {file.uri}: {e}") from e
     keys = _key_column(table, file)
     if file.inventory_prefix is not None:
@@ -130,9 +134,25 @@ def read_keys(file: KeyFile, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> 
     return pa.table({KEY: pc.unique(keys)}).sort_by(KEY)
 
 
+def _gunzipped(data: bytes, file: KeyFile) -> bytes:
+    """Decompressed, at most MAX_KEY_FILE_BYTES of it (a gzip bomb is refused, not expanded)."""
+    stream = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)  # gzip framing
+    out = stream.decompress(data, MAX_KEY_FILE_BYTES + 1)
+    if len(out) > MAX_KEY_FILE_BYTES:
+        raise KeyFileError(f"manifest {file.uri}: over {MAX_KEY_FILE_BYTES} bytes decompressed")
+    return out
+
+
 def _parsed(data: bytes, file: KeyFile) -> pa.Table:
     if file.format == "parquet":
-        return pq.read_table(io.BytesIO(data))
+        parquet = pq.ParquetFile(io.BytesIO(data))
+        expands_to = sum(
+            parquet.metadata.row_group(i).total_byte_size
+            for i in range(parquet.metadata.num_row_groups)
+        )
+        if expands_to > MAX_KEY_FILE_BYTES:
+            raise KeyFileError(f"manifest {file.uri}: over {MAX_KEY_FILE_BYTES} bytes of data")
+        return parquet.read()
     if file.columns is not None:  # an inventory's CSV: no header, every field quoted text
         names = list(file.columns)
         return pa_csv.read_csv(

@@ -14,7 +14,7 @@ import pytest
 
 from motoray.config import Config, SourceConfig
 from motoray.pipeline.listing import manifest_key_list
-from motoray.storage import LocalStorage
+from motoray.storage import LocalStorage, keyfile
 from motoray.storage.keyfile import KeyFileError, key_files, read_keys
 
 KEYS = ["a/1.jpg", "a/2.JPG", "b/3.png", "b/.hidden.jpg", ".cache/4.jpg", "c/notes.txt",
@@ -142,3 +142,23 @@ def test_a_manifest_source_needs_its_file_and_only_it_has_one():
         SourceConfig(uri="/x", kind="manifest")
     with pytest.raises(ValueError, match="names its key file"):
         SourceConfig(uri="/x", manifest="/keys.parquet")
+
+
+def test_a_key_file_that_expands_past_the_limit_is_refused(tmp_path, monkeypatch):
+    """A gzip bomb or a Parquet file of more data than a task holds fails with the limit,
+    not with a task out of memory; damaged gzip is the key file's error."""
+    monkeypatch.setattr(keyfile, "MAX_KEY_FILE_BYTES", 10_000)
+    lines = "".join(f"folder/frame_{n:06d}.jpg\n" for n in range(2000)).encode()
+    (tmp_path / "keys.csv.gz").write_bytes(gzip.compress(lines))
+    assert len((tmp_path / "keys.csv.gz").read_bytes()) < 10_000  # small as stored
+    with pytest.raises(KeyFileError, match="over 10000 bytes decompressed"):
+        keys_of(LocalStorage(tmp_path), "keys.csv.gz", "/src")
+    table = pa.table({"key": ["f" * 300 + f"/{n:06d}.jpg" for n in range(2000)]})
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd", use_dictionary=False)  # 5 KB for 630 KB
+    (tmp_path / "keys.parquet").write_bytes(sink.getvalue())
+    with pytest.raises(KeyFileError, match="over 10000 bytes of data"):
+        keys_of(LocalStorage(tmp_path), "keys.parquet", "/src")
+    (tmp_path / "cut.csv.gz").write_bytes(gzip.compress(lines)[:-20])
+    with pytest.raises(KeyFileError, match=r"cut\.csv\.gz"):
+        keys_of(LocalStorage(tmp_path), "cut.csv.gz", "/src")
