@@ -60,11 +60,14 @@ def assign(
     groups: Mapping[str, str | None] | None = None,
     sizes: Mapping[str, int] | None = None,
     group_by: str | None = None,
+    merged: Mapping[str, str] | None = None,
 ) -> Assignment:
     """Split, group and label of every key; `labels` is None for an unlabelled source.
 
     A video source places units that stand for many images: `groups` names their groups
-    (instead of `group_by`), `sizes` says how many images each stands for (default 1)."""
+    (instead of `group_by`), `sizes` says how many images each stands for (default 1).
+    `merged` renames groups (an image of its own by its key) after grouping: groups of
+    near-duplicates become one (motoray.near_duplicates)."""
     if split is not None and split.stratify and labels is None:
         raise ValueError(
             "train_test_split.stratify needs a labelled source: set `labels: folder` on the "
@@ -73,6 +76,8 @@ def assign(
     labels = labels or {}
     group_by = group_by or (split.group_by if split is not None else "image")
     groups = dict(groups) if groups is not None else group_names(keys, group_by)
+    if merged:
+        groups = {key: merged.get(group or key, group) for key, group in groups.items()}
     sizes = sizes or {}
     if split is None:
         chosen = dict.fromkeys(keys, ALL)

@@ -41,12 +41,13 @@ from motoray.jobs.record import (
     SplitCounts,
     Timings,
 )
+from motoray.near_duplicates import place as near_duplicates_place
 from motoray.observability import JobTelemetry
 from motoray.ops import operators_for
 from motoray.pipeline import ray_data, source
 from motoray.pipeline.jobspec import JobSpec, job_spec
 from motoray.pipeline.layout import JOB_FILE, MANIFEST_FILE
-from motoray.pipeline.manifest import ManifestWriter, manifest_columns
+from motoray.pipeline.manifest import ManifestWriter, listed, manifest_columns
 from motoray.spec import RequestBase, outputs_per_image, parse_one_for
 from motoray.storage import CHANGED
 from motoray.video.sampling import parse_frame_key, video_of
@@ -118,15 +119,16 @@ def run_job(
         if boxes is not None:  # images unlisted (`unlisted: skip`) or failed: not processed
             keys, record.annotations = boxes.usable(keys), AnnotationReport(**boxes.report())
             images = len(keys)
-        assignment = source.place(request, config, keys, boxes=boxes, videos=videos)
+        spec = job_spec(request, config, storage, job_dir, boxes)
+        spec = dataclasses.replace(spec, job_id=inputs.job_id, deadline=deadline)
+        ray_data.ship_plugins(config.operators)
+        placed = (request, config, spec, keys, boxes, videos, listed_versions)
+        assignment, dropped = near_duplicates_place(*placed)  # source.place, unless asked
         record.split = assignment.report
         mark("placed")
         splits = {name: s["images"] for name, s in assignment.report["splits"].items()}
         telemetry.log("split", "images per split", splits=splits)
-        spec = job_spec(request, config, storage, job_dir, boxes)
-        spec = dataclasses.replace(spec, job_id=inputs.job_id, deadline=deadline)
-        ray_data.ship_plugins(config.operators)
-        items = source.items(keys, assignment, boxes=boxes, videos=videos, versions=listed_versions)
+        items = source.items(keys, assignment, boxes, videos, listed_versions, dropped)
         record.counts, record.failures, outputs, files = _process(
             spec,
             items,
@@ -333,7 +335,7 @@ def _process(
             Failure(source_path=k, reason=r)
             for k, r in zip(failed["source_path"].to_pylist(), failed["error"].to_pylist())
         ]
-        manifest.add(made)
+        manifest.add(table.filter(listed(table)))
         outputs += made["output_path"].to_pylist()
         if spec.frames is not None:
             videos_made.update(made["video"].to_pylist())

@@ -1,0 +1,99 @@
+"""The hash pre-pass on a worker: items in, one row per image (per sampled frame) out. No Ray.
+
+An item whose object is still the one cached (same key, same identity: the listing's ETag,
+or a local file's size and mtime) is not decoded: its cached rows come back as they are.
+Everything else is decoded at reduced scale (a JPEG at 1/8 or less) and hashed. A file that
+cannot be decoded gets a row with a null hash: it is never anyone's near-duplicate, and the
+job records its failure where it processes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from motoray.near_duplicates.phash import grey_32_of_bytes, grey_32_of_pixels, phash
+from motoray.pipeline.jobspec import JobSpec
+from motoray.pipeline.source import Item
+from motoray.storage import Refused
+
+# One row per image: the item it came from (an image's key, or a video range's id), the
+# object's identity, the image's key, its hash (null: not decodable) and its pixels.
+SCHEMA = pa.schema(
+    [
+        ("item", pa.string()),
+        ("version", pa.string()),
+        ("key", pa.string()),
+        ("hash", pa.uint64()),
+        ("pixels", pa.int64()),
+    ]
+)
+FRAME_SIDE = 64  # a video frame is decoded to this square before its hash: cheap to scale
+
+
+def item_id(spec: JobSpec, item: Item) -> str:
+    """What the cache knows an item by: an image's key; a video range with the sampling
+    that picks its frames (another sampling, other frames)."""
+    if spec.frames is None:
+        return item.key
+    sampling = json.dumps(spec.frames.model_dump(mode="json"), sort_keys=True)
+    return f"{item.key}#span={item.span}#frames={sampling}"
+
+
+def hash_items(spec: JobSpec, items: Sequence[Item], cached: pa.Table | None = None) -> pa.Table:
+    """Every image's row (SCHEMA), and `fresh`: whether it was decoded now (else it came
+    from `cached`, rows of SCHEMA)."""
+    ids = [item_id(spec, item) for item in items]
+    known: dict[tuple[str, str], list[dict]] = {}
+    if cached is not None:
+        for row in cached.to_pylist():
+            known.setdefault((row["item"], row["version"]), []).append(row | {"fresh": False})
+    rows: list[dict] = []
+    for item, ident in zip(items, ids):
+        version = item.version or _identity(spec, item)
+        if (ident, version) in known:
+            rows += known[(ident, version)]
+            continue
+        # A range without a frame still gets a row: a rerun then knows it, decodes nothing.
+        found = (_frames(spec, item) if spec.frames else None) or [_image(spec, item)]
+        rows += [{"item": ident, "version": version, **row, "fresh": True} for row in found]
+    return pa.Table.from_pylist(rows, schema=SCHEMA.append(pa.field("fresh", pa.bool_())))
+
+
+def _identity(spec: JobSpec, item: Item) -> str:
+    """The object's identity where the listing gives none (a local file: size and mtime)."""
+    try:
+        with spec.source.open(item.key) as f:
+            return f.version
+    except (Refused, FileNotFoundError):
+        return ""  # unreadable: hashed again next time, and failed by the job itself
+
+
+def _image(spec: JobSpec, item: Item) -> dict:
+    if spec.frames is not None:  # a range that gave no frame
+        return {"key": item.key, "hash": None, "pixels": 0}
+    try:
+        data = spec.source.read(item.key, spec.limits.max_file_bytes, item.version)
+        grey, pixels = grey_32_of_bytes(data, spec.limits.max_image_pixels)
+    except Exception:  # a damaged or refused file: no hash; the job records why
+        return {"key": item.key, "hash": None, "pixels": 0}
+    return {"key": item.key, "hash": int(phash(grey)), "pixels": pixels}
+
+
+def _frames(spec: JobSpec, item: Item) -> list[dict]:
+    from motoray.video import frames as video_frames
+
+    small = dataclasses.replace(spec, size=(FRAME_SIDE, FRAME_SIDE))
+    found = [
+        (frame.key, None if isinstance(image, str) else grey_32_of_pixels(image))
+        for frame, image in video_frames.decoded(small, [item])
+    ]
+    grey = [g for _, g in found if g is not None]
+    hashes = iter(phash(np.stack(grey)).tolist() if grey else [])
+    return [  # pixels: 0, dedupe is for image sources
+        {"key": key, "hash": None if g is None else next(hashes), "pixels": 0} for key, g in found
+    ]
