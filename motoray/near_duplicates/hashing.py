@@ -32,7 +32,7 @@ SCHEMA = pa.schema(
         ("pixels", pa.int64()),
     ]
 )
-FRAME_SIDE = 64  # a video frame is decoded to this square before its hash: cheap to scale
+FRAME_SIDE = 96  # a video frame is decoded to this square (its centre: 58x58) to be hashed
 
 
 def item_id(spec: JobSpec, item: Item) -> str:

