@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -20,12 +21,14 @@ import pyarrow.compute as pc
 import ray
 
 from motoray.near_duplicates import cache, lsh
-from motoray.near_duplicates.hashing import SCHEMA, hash_items, item_id
+from motoray.near_duplicates.hashing import SCHEMA, hash_items, identity, item_id
 from motoray.pipeline import ray_data, source
 from motoray.pipeline.jobspec import JobSpec
 from motoray.priority import as_batch_work
 
 __all__ = ["Found", "place"]
+
+IDENTITY_THREADS = 8  # a local file's identity is an open and an fstat
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,42 +89,35 @@ def find(spec: JobSpec, items: list[source.Item], options, sidecar) -> Found:
 
 def _hashes(spec: JobSpec, items: list[source.Item], cached: pa.Table) -> pa.Table:
     """Every image's row: SCHEMA, fresh (decoded now, not cached), group and split (what
-    group_by gave its item). Each block's task gets the cached rows of its items."""
-    blocks = ray_data.blocks(spec, items)
-    owners = pa.table(
+    group_by gave its item). Only items whose object is not cached as it is now go to tasks."""
+    with ThreadPoolExecutor(IDENTITY_THREADS) as pool:  # stat calls: I/O, not the GIL
+        versions = list(pool.map(lambda item: identity(spec, item), items))
+    wanted = pa.table(
         {
-            "item": [item_id(spec, item) for block in blocks for item in block],
-            "block": np.repeat(np.arange(len(blocks)), [len(block) for block in blocks]),
+            "item": [item_id(spec, item) for item in items],
+            "version": versions,
+            "group": [item.group or item.key for item in items],
+            "split": [item.split for item in items],
+            "index": range(len(items)),
         }
     )
-    known = cached.join(owners, "item", join_type="inner")
-    rows = [
-        {
-            "items": ray_data.packed(block),
-            "cached": _ipc(known.filter(pc.equal(known["block"], n)).select(SCHEMA.names)),
-        }
-        for n, block in enumerate(blocks)
-    ]
-    return pa.concat_tables(list(ray_data.map_blocks(_hash_block, spec, rows, len(items))))
+    hits = wanted.join(cached, ["item", "version"], join_type="inner")
+    missing = wanted.join(cached, ["item", "version"], join_type="left anti")["index"]
+    stale = [dataclasses.replace(items[i], version=versions[i]) for i in missing.to_pylist()]
+    tables = [hits.append_column("fresh", pa.repeat(False, hits.num_rows))]
+    if stale:
+        rows = [{"items": ray_data.packed(block)} for block in ray_data.blocks(spec, stale)]
+        fresh = pa.concat_tables(ray_data.map_blocks(_hash_block, spec, rows, len(stale)))
+        placed = wanted.select(["item", "group", "split"])
+        fresh = fresh.join(placed, "item", join_type="inner")
+        tables.append(fresh.append_column("fresh", pa.repeat(True, fresh.num_rows)))
+    names = [*SCHEMA.names, "group", "split", "fresh"]
+    return pa.concat_tables([table.select(names) for table in tables])
 
 
 def _hash_block(batch: pa.Table, spec: JobSpec) -> pa.Table:
     as_batch_work()
-    items = ray_data.unpacked(batch)
-    table = hash_items(spec, items, pa.ipc.open_stream(batch["cached"][0].as_py()).read_all())
-    owner = {item_id(spec, item): item for item in items}
-    owners = [owner[name] for name in table["item"].to_pylist()]
-    group = pa.array([item.group or item.key for item in owners], pa.string())
-    return table.append_column("group", group).append_column(
-        "split", pa.array([item.split for item in owners], pa.string())
-    )
-
-
-def _ipc(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    return hash_items(spec, ray_data.unpacked(batch))
 
 
 @ray.remote(num_cpus=1)

@@ -1,10 +1,9 @@
 """The hash pre-pass on a worker: items in, one row per image (per sampled frame) out. No Ray.
 
-An item whose object is still the one cached (same key, same identity: the listing's ETag,
-or a local file's size and mtime) is not decoded: its cached rows come back as they are.
-Everything else is decoded at reduced scale (a JPEG at 1/8 or less) and hashed. A file that
-cannot be decoded gets a row with a null hash: it is never anyone's near-duplicate, and the
-job records its failure where it processes it.
+The driver sends only the items whose object is not in the cache as it is now (`identity`:
+the listing's ETag, or a local file's size and mtime). Each is decoded at reduced scale (a
+JPEG at 1/8 or less) and hashed. A file that cannot be decoded gets a row with a null hash:
+it is never anyone's near-duplicate, and the job records its failure where it processes it.
 """
 
 from __future__ import annotations
@@ -44,28 +43,21 @@ def item_id(spec: JobSpec, item: Item) -> str:
     return f"{item.key}#span={item.span}#frames={sampling}"
 
 
-def hash_items(spec: JobSpec, items: Sequence[Item], cached: pa.Table | None = None) -> pa.Table:
-    """Every image's row (SCHEMA), and `fresh`: whether it was decoded now (else it came
-    from `cached`, rows of SCHEMA)."""
-    ids = [item_id(spec, item) for item in items]
-    known: dict[tuple[str, str], list[dict]] = {}
-    if cached is not None:
-        for row in cached.to_pylist():
-            known.setdefault((row["item"], row["version"]), []).append(row | {"fresh": False})
+def hash_items(spec: JobSpec, items: Sequence[Item]) -> pa.Table:
+    """Every image's row (SCHEMA) of `items`, each item's `version` its object's identity."""
     rows: list[dict] = []
-    for item, ident in zip(items, ids):
-        version = item.version or _identity(spec, item)
-        if (ident, version) in known:
-            rows += known[(ident, version)]
-            continue
+    for item in items:
         # A range without a frame still gets a row: a rerun then knows it, decodes nothing.
         found = (_frames(spec, item) if spec.frames else None) or [_image(spec, item)]
-        rows += [{"item": ident, "version": version, **row, "fresh": True} for row in found]
-    return pa.Table.from_pylist(rows, schema=SCHEMA.append(pa.field("fresh", pa.bool_())))
+        rows += [{"item": item_id(spec, item), "version": item.version, **row} for row in found]
+    return pa.Table.from_pylist(rows, schema=SCHEMA)
 
 
-def _identity(spec: JobSpec, item: Item) -> str:
-    """The object's identity where the listing gives none (a local file: size and mtime)."""
+def identity(spec: JobSpec, item: Item) -> str:
+    """The object's identity: the version listed (S3: its ETag), else a local file's size
+    and mtime (one open and fstat)."""
+    if item.version is not None:
+        return item.version
     try:
         with spec.source.open(item.key) as f:
             return f.version
