@@ -194,3 +194,35 @@ def test_the_default_and_a_request_without_it_dump_as_before():
     [request] = parse_requests(body, operators_for(), ["s"])
     near = request.train_test_split.near_duplicates
     assert (near.max_distance, near.dedupe) == (6, False)
+
+
+@pytest.mark.slow  # starts a Ray of its own
+def test_the_bench_measures_and_records_its_block_and_the_page_shows_it(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from docgen.benchmarks import near_duplicates
+    from tests.conftest import REPO
+
+    result = tmp_path / "result.json"
+    result.write_text(json.dumps({"images": 1, "near_duplicates": {"stale": True}}))
+    command = [
+        sys.executable, "-m", "benchmarks.near_duplicates", "--images", "12", "--rounds", "1",
+        "--rss-images", "30", "--workers", "2", "--work", str(tmp_path / "work"),
+        "--record", str(result),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=540, cwd=REPO, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    recorded = json.loads(result.read_text())
+    assert recorded["images"] == 1  # the rest of the file kept; the block replaced
+    block = recorded["near_duplicates"]
+    assert block["images"] == 12 and block["rounds"] == 1
+    assert all(len(block["seconds"][v]) == 1 for v in ("without", "first", "rerun"))
+    assert block["driver_peak_rss"]["images"] == 30 and block["driver_peak_rss"]["ratio"] > 0
+    assert len(list((tmp_path / "work/frames-30").iterdir())) == 30
+    page = near_duplicates(recorded)
+    assert f"**{block['ratios_median']['first / without']}**" in page
+    assert f"**{block['driver_peak_rss']['ratio']}**" in page
