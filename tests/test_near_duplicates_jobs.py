@@ -94,8 +94,8 @@ def test_distinct_shots_of_one_track_are_not_merged_at_the_default_distance(
     config = _config(replays / "live", tmp_path)
     record, _ = run_request(config, _body({}), "live")
     assert record["split"]["near_duplicates"]["groups_merged"] == 0
-    # The threshold is what keeps them apart: at the widest distance allowed, clips merge.
-    record, _ = run_request(config, _body({"max_distance": 16}), "wide")
+    # The threshold is what keeps them apart: at the widest distance allowed (12), clips merge.
+    record, _ = run_request(config, _body({"max_distance": 12}), "wide")
     assert record["split"]["near_duplicates"]["groups_merged"] > 0
 
 

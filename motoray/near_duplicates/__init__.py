@@ -135,7 +135,9 @@ def _band(unique: lsh.Unique, band: int, max_distance: int):
     across = lsh.pairs_across(unique, a, b)
     ga, gb = unique.group[a], unique.group[b]
     apart = ga != gb
-    return ga[apart], gb[apart], unique.hashes[a], unique.hashes[b], across
+    # Each pair of groups once: a replay of 500 frames is one edge, not 500.
+    edges = np.unique(np.stack([ga[apart], gb[apart]], axis=1), axis=0).reshape(-1, 2)
+    return edges[:, 0], edges[:, 1], unique.hashes[a], unique.hashes[b], across
 
 
 def _dropped(hashed: pa.Table, unique: lsh.Unique, pairs) -> dict[str, str]:

@@ -17,6 +17,7 @@ import numpy as np
 from motoray.near_duplicates.phash import BITS, hamming
 
 SPLIT_CODES = ("train", "validation", "test", "all")  # columns of Unique.splits
+COMPARED_AT_ONCE = 2**21  # hash pairs compared in one NumPy pass: ~50 MB of temporaries
 
 
 def bands(max_distance: int) -> list[tuple[int, int]]:
@@ -75,7 +76,8 @@ def collapse(
 
 def band_pairs(unique: Unique, band: int, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (i, j), i < j, of distinct hashes within max_distance bits whose first
-    agreeing band is `band`."""
+    agreeing band is `band`. A run of equal band values is compared in slices of at most
+    COMPARED_AT_ONCE pairs, so memory stays bounded however many hashes share a value."""
     cut = bands(max_distance)
     values = band_values(unique.hashes, cut[band])
     order = np.argsort(values, kind="stable")
@@ -84,24 +86,25 @@ def band_pairs(unique: Unique, band: int, max_distance: int) -> tuple[np.ndarray
     ends = np.r_[starts[1:], len(values)]
     left, right = [], []
     for start, end in zip(starts[ends - starts > 1], ends[ends - starts > 1]):
-        members = order[start:end]
-        i, j = np.triu_indices(len(members), k=1)
-        a, b = members[i], members[j]
-        close = hamming(unique.hashes[a], unique.hashes[b]) <= max_distance
-        left.append(a[close])
-        right.append(b[close])
+        members = np.sort(order[start:end])
+        rows = max(1, COMPARED_AT_ONCE // len(members))
+        for top in range(0, len(members) - 1, rows):
+            mine = members[top : top + rows]
+            others = members[top + 1 :]
+            a = np.repeat(mine, len(others))
+            b = np.tile(others, len(mine))
+            upper = a < b
+            a, b = a[upper], b[upper]
+            ha, hb = unique.hashes[a], unique.hashes[b]
+            keep = hamming(ha, hb) <= max_distance
+            for earlier in range(band):  # found in an earlier band already
+                keep &= band_values(ha, cut[earlier]) != band_values(hb, cut[earlier])
+            left.append(a[keep])
+            right.append(b[keep])
     if not left:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty
-    a, b = np.concatenate(left), np.concatenate(right)
-    first = np.full(len(a), band)
-    for earlier in range(band - 1, -1, -1):
-        same = band_values(unique.hashes[a], cut[earlier]) == band_values(
-            unique.hashes[b], cut[earlier]
-        )
-        first[same] = earlier
-    keep = first == band
-    return a[keep], b[keep]
+    return np.concatenate(left), np.concatenate(right)
 
 
 def pairs_across(unique: Unique, a: np.ndarray, b: np.ndarray) -> int:

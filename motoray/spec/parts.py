@@ -21,7 +21,9 @@ class StrictModel(BaseModel):
 
 
 DEFAULT_MAX_DISTANCE = 6  # bits of 64: re-encodes, rescales, overlays; not another shot
-MAX_DISTANCE = 16  # past this, unrelated frames of one scene begin to look alike
+# Past 12 bits, distinct shots of one scene merge, and candidates (hashes sharing one of the
+# max_distance + 1 bands) grow as 2^(64 / (max_distance + 1)) fewer values per band.
+MAX_DISTANCE = 12
 
 
 class NearDuplicates(StrictModel):
