@@ -185,3 +185,17 @@ def test_video_replays_leak_with_group_by_alone_and_not_with_near_duplicates(ray
     found = record["split"]["near_duplicates"]
     assert found["groups_merged"] == 8 and found["merged_into"] == 4  # 4 replays, 4 clips
     assert found["hashed"] == 10  # every video is one range here: 10 items decoded
+
+
+def test_a_job_stopped_while_hashing_ends_before_the_split(ray_local, replays, tmp_path):
+    from motoray.jobs.record import accept
+    from motoray.pipeline import job
+
+    config = _config(replays, tmp_path)
+    [inputs] = accept([parse_one(_body({}), config)], config, "stopped")
+    with pytest.raises(job.JobStopped):
+        job.run_job(inputs, should_stop=lambda: True)
+    # Stopped at the hash tasks' first result: no sidecar saved, no output, no job.json.
+    assert not (tmp_path / ".motoray/near_duplicates").exists()
+    made = [p.name for p in (tmp_path / "replays").rglob("*") if p.is_file()]
+    assert not [name for name in made if name.endswith((".jpg", ".json", ".parquet"))], made

@@ -41,25 +41,27 @@ class Found:
     report: dict
 
 
-def place(request, config, spec: JobSpec, keys, boxes=None, videos=None, versions=None):
+def place(request, config, spec: JobSpec, keys, boxes=None, videos=None, versions=None, until=None):
     """`source.place`, then near-duplicates merged into groups when the request asks for
-    it. Returns the assignment and image -> kept image (dedupe; else empty)."""
+    it. Returns the assignment and image -> kept image (dedupe; else empty). `until`
+    wraps the hash tasks' results: it raises once the job is stopped or out of time."""
     assignment = source.place(request, config, keys, boxes=boxes, videos=videos)
     split = request.train_test_split
     if split is None or split.near_duplicates is None:
         return assignment, {}
     items = source.items(keys, assignment, boxes=boxes, videos=videos, versions=versions)
-    found = find(spec, items, split.near_duplicates, cache.sidecar(config, request.name))
+    sidecar = cache.sidecar(config, request.name)
+    found = find(spec, items, split.near_duplicates, sidecar, until or iter)
     merged = source.place(request, config, keys, boxes, videos, merged=found.merged)
     report = merged.report | {"near_duplicates": found.report}
     return dataclasses.replace(merged, report=report), found.dropped
 
 
-def find(spec: JobSpec, items: list[source.Item], options, sidecar) -> Found:
+def find(spec: JobSpec, items: list[source.Item], options, sidecar, until=iter) -> Found:
     """Hash every item's images (cached ones excepted), find the near-duplicate pairs, merge."""
     folder, key = sidecar
     old = cache.load(folder, key)
-    table = _hashes(spec, items, old)
+    table = _hashes(spec, items, old, until)
     cache.save(folder, key, old, table.select(SCHEMA.names))
     hashed = table.filter(table["hash"].is_valid())
     groups = pc.dictionary_encode(hashed["group"]).combine_chunks()
@@ -87,7 +89,7 @@ def find(spec: JobSpec, items: list[source.Item], options, sidecar) -> Found:
     return Found(merged, dropped, report)
 
 
-def _hashes(spec: JobSpec, items: list[source.Item], cached: pa.Table) -> pa.Table:
+def _hashes(spec: JobSpec, items: list[source.Item], cached: pa.Table, until=iter) -> pa.Table:
     """Every image's row: SCHEMA, fresh (decoded now, not cached), group and split (what
     group_by gave its item). Only items whose object is not cached as it is now go to tasks."""
     with ThreadPoolExecutor(IDENTITY_THREADS) as pool:  # stat calls: I/O, not the GIL
@@ -107,7 +109,7 @@ def _hashes(spec: JobSpec, items: list[source.Item], cached: pa.Table) -> pa.Tab
     tables = [hits.append_column("fresh", pa.repeat(False, hits.num_rows))]
     if stale:
         rows = [{"items": ray_data.packed(block)} for block in ray_data.blocks(spec, stale)]
-        fresh = pa.concat_tables(ray_data.map_blocks(_hash_block, spec, rows, len(stale)))
+        fresh = pa.concat_tables(until(ray_data.map_blocks(_hash_block, spec, rows, len(stale))))
         placed = wanted.select(["item", "group", "split"])
         fresh = fresh.join(placed, "item", join_type="inner")
         tables.append(fresh.append_column("fresh", pa.repeat(True, fresh.num_rows)))

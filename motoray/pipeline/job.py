@@ -122,7 +122,9 @@ def run_job(
         spec = job_spec(request, config, storage, job_dir, boxes)
         spec = dataclasses.replace(spec, job_id=inputs.job_id, deadline=deadline)
         ray_data.ship_plugins(config.operators)
-        placed = (request, config, spec, keys, boxes, videos, listed_versions)
+        stop = should_stop or (lambda: False)
+        until_ended = lambda tables: _until_ended(tables, stop, deadline, spec)  # noqa: E731
+        placed = (request, config, spec, keys, boxes, videos, listed_versions, until_ended)
         assignment, dropped = near_duplicates_place(*placed)  # source.place, unless asked
         record.split = assignment.report
         mark("placed")
@@ -136,7 +138,7 @@ def run_job(
             on_progress,
             telemetry,
             deadline,
-            should_stop or (lambda: False),
+            stop,
             mark,
             boxes,
         )
