@@ -33,7 +33,9 @@ def sidecar(config: Config, source_name: str) -> tuple[Storage, str]:
 def load(storage: Storage, key: str) -> pa.Table:
     """The cached rows, or none (no sidecar yet, or one that cannot be read)."""
     try:
-        table = pq.ParquetFile(io.BytesIO(storage.read(key))).read()  # no pyarrow.dataset import
+        table = pq.ParquetFile(io.BytesIO(storage.read(key))).read(
+            use_threads=False
+        )  # no pyarrow.dataset import
         return table.select(SCHEMA.names).cast(SCHEMA)
     except Exception:  # missing, damaged or of another layout: hash again
         return SCHEMA.empty_table()

@@ -44,9 +44,10 @@ def item_id(spec: JobSpec, item: Item) -> str:
 
 
 def hash_items(spec: JobSpec, items: Sequence[Item]) -> pa.Table:
-    """Every image's row (SCHEMA) of `items`, each item's `version` its object's identity."""
+    """Every image's row (SCHEMA) of `items`, read as the object is now (its `identity`)."""
     rows: list[dict] = []
     for item in items:
+        item = dataclasses.replace(item, version=identity(spec, item))  # read what is keyed
         # A range without a frame still gets a row: a rerun then knows it, decodes nothing.
         found = (_frames(spec, item) if spec.frames else None) or [_image(spec, item)]
         rows += [{"item": item_id(spec, item), "version": item.version, **row} for row in found]
