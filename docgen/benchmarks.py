@@ -43,6 +43,7 @@ def result_section(path: Path) -> str:
     )
     sections = [title, where, throughput(result), also_measured(result)]
     parts = (service_costs(result), idle(result), load(result), scale(result))
+    parts += (near_duplicates(result),)
     sections += [part for part in parts if part]
     return "\n\n".join(sections)
 
@@ -242,6 +243,41 @@ def scale(result: dict) -> str:
         )
     )
     return _table((f"scale ({found['date']}, {found['cores']} cores)", "measured"), rows)
+
+
+def near_duplicates(result: dict) -> str:
+    """`python -m benchmarks.near_duplicates --record`: its cost on the seed request, and
+    the driver's memory at scale, against the same jobs without it."""
+    block = result.get("near_duplicates")
+    if not block:
+        return ""
+    seconds, ratios, targets = block["seconds"], block["ratios_median"], block["targets"]
+    rows = [
+        (
+            f"seed request, {block['images']} images: {name}",
+            ", ".join(f"{s} s" for s in seconds[variant]),
+            "" if variant == "without" else f"**{ratios[name]}** (target <= {targets[name]})",
+        )
+        for variant, name in (
+            ("without", "without"),
+            ("first", "first / without"),
+            ("rerun", "rerun / without"),
+        )
+    ]
+    rss = block["driver_peak_rss"]
+    rows.append(
+        (
+            f"driver peak RSS, {rss['images']} images: with / without",
+            f"{rss['with_mib']} / {rss['without_mib']} MiB",
+            f"**{rss['ratio']}** (target <= {targets['rss with / without']})",
+        )
+    )
+    heads = (
+        f"near_duplicates ({block['run']['date']}, {block['rounds']} rounds)",
+        "per round",
+        "median ratio",
+    )
+    return _table(heads, rows)
 
 
 def _bold(value: Any) -> str:

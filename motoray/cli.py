@@ -329,9 +329,22 @@ def plan(request, config_path, cpus) -> int:
     is_flag=True,
     help="1080i-style MPEG-TS clips: two fields per frame, top field first (--video)",
 )
+@click.option(
+    "--replays",
+    type=click.IntRange(1, 1000),
+    help="also this many replays: live shots under live/, the same shots again under "
+    "replays/ (a wipe, another scale, another quality, a ticker), each frame's shot id "
+    "burned into its top-left corner; --count is the live clips",
+)
 @_bad_input
-def sample_data(directory, count, size, seed, annotations, video, seconds, fps, interlaced) -> int:
+def sample_data(
+    directory, count, size, seed, annotations, video, seconds, fps, interlaced, replays
+) -> int:
     width, _, height = size.lower().partition("x")
+    if replays:
+        return _sample_replays(
+            directory, count, (int(width), int(height)), seed, replays, video, seconds, fps
+        )
     if video:
         from motoray.video.sample import write_sample_videos
 
@@ -362,6 +375,19 @@ def sample_data(directory, count, size, seed, annotations, video, seconds, fps, 
         if annotations == "yolo":
             declared["classes"] = list(CLASSES)
         click.echo(f"with boxes; declare the source with  annotations: {json.dumps(declared)}")
+    return 0
+
+
+def _sample_replays(directory, clips, size, seed, replays, video, seconds, fps) -> int:
+    from motoray import sample_replays
+
+    if video:
+        paths = sample_replays.write_replay_videos(
+            directory, clips, replays, size, seconds=round(seconds), fps=fps, seed=seed
+        )
+    else:
+        paths = sample_replays.write_replay_frames(directory, clips, replays, size=size, seed=seed)
+    click.echo(f"wrote {len(paths)} {'clips' if video else 'frames'} with replays to {directory}")
     return 0
 
 

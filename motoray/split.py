@@ -66,7 +66,8 @@ def assign(
 
     A video source places units that stand for many images: `groups` names their groups
     (instead of `group_by`), `sizes` says how many images each stands for (default 1).
-    `merged`: groups joined after `group_by` (see `grouper`)."""
+    `merged`: groups joined after grouping (see `grouper`), given groups included: groups
+    of near-duplicates become one (motoray.near_duplicates)."""
     if split is not None and split.stratify and labels is None:
         raise ValueError(
             "train_test_split.stratify needs a labelled source: set `labels: folder` on the "
@@ -74,7 +75,12 @@ def assign(
         )
     labels = labels or {}
     group_by = group_by or (split.group_by if split is not None else "image")
-    groups = dict(groups) if groups is not None else group_names(keys, group_by, merged)
+    if groups is None:
+        groups = group_names(keys, group_by, merged)
+    elif merged:  # a video source's units: their groups were given
+        groups = {key: merged.get(group or key, group) for key, group in groups.items()}
+    else:
+        groups = dict(groups)
     sizes = sizes or {}
     if split is None:
         chosen = dict.fromkeys(keys, ALL)

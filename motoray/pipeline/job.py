@@ -41,12 +41,13 @@ from motoray.jobs.record import (
     SplitCounts,
     Timings,
 )
+from motoray.near_duplicates import place as near_duplicates_place
 from motoray.observability import JobTelemetry
 from motoray.ops import operators_for
 from motoray.pipeline import boxfiles, ray_data, source, spread
 from motoray.pipeline.jobspec import JobSpec, job_spec
 from motoray.pipeline.layout import JOB_FILE, MANIFEST_FILE
-from motoray.pipeline.manifest import ManifestWriter, manifest_columns
+from motoray.pipeline.manifest import ManifestWriter, listed, manifest_columns
 from motoray.spec import RequestBase, outputs_per_image, parse_one_for
 from motoray.storage import CHANGED, open_storage
 from motoray.video.sampling import parse_frame_key, video_of
@@ -104,9 +105,9 @@ def run_job(
                       resumed=run)  # fmt: skip
         if time.time() > deadline:  # resumed after its time was up
             raise JobTimeout("still running past limits.job_timeout_s")
+        stop = should_stop or (lambda: False)
         if spread.applies(request, config):  # no key on this driver
-            listed = _run_spread(inputs, request, record, telemetry, mark, on_progress,
-                                 should_stop or (lambda: False))  # fmt: skip
+            listed = _run_spread(inputs, request, record, telemetry, mark, on_progress, stop)
         else:
             storage, listed_versions = source.list_versions(request, config)
             keys = list(listed_versions)
@@ -122,26 +123,19 @@ def run_job(
             if boxes is not None:  # images unlisted (`unlisted: skip`) or failed: not processed
                 keys, record.annotations = boxes.usable(keys), AnnotationReport(**boxes.report())
                 images = len(keys)
-            assignment = source.place(request, config, keys, boxes=boxes, videos=videos)
+            spec = job_spec(request, config, storage, job_dir, boxes)
+            spec = dataclasses.replace(spec, job_id=inputs.job_id, deadline=deadline)
+            ray_data.ship_plugins(config.operators)
+            until_ended = lambda tables: _until_ended(tables, stop, deadline, spec)  # noqa: E731
+            placed = (request, config, spec, keys, boxes, videos, listed_versions, until_ended)
+            assignment, dropped = near_duplicates_place(*placed)  # source.place, unless asked
             record.split = assignment.report
             mark("placed")
             splits = {name: s["images"] for name, s in assignment.report["splits"].items()}
             telemetry.log("split", "images per split", splits=splits)
-            spec = job_spec(request, config, storage, job_dir, boxes)
-            spec = dataclasses.replace(spec, job_id=inputs.job_id, deadline=deadline)
-            ray_data.ship_plugins(config.operators)
-            versions = listed_versions
-            items = source.items(keys, assignment, boxes=boxes, videos=videos, versions=versions)
+            items = source.items(keys, assignment, boxes, videos, listed_versions, dropped)
             record.counts, record.failures, outputs, files = _process(
-                spec,
-                items,
-                images,
-                on_progress,
-                telemetry,
-                deadline,
-                should_stop or (lambda: False),
-                mark,
-                boxes,
+                spec, items, images, on_progress, telemetry, deadline, stop, mark, boxes
             )
             if videos is not None:
                 record.counts.videos = len(keys)
@@ -374,7 +368,7 @@ def _process(
             Failure(source_path=k, reason=r)
             for k, r in zip(failed["source_path"].to_pylist(), failed["error"].to_pylist())
         ]
-        manifest.add(made)
+        manifest.add(table.filter(listed(table)))
         outputs += made["output_path"].to_pylist()
         if spec.frames is not None:
             videos_made.update(made["video"].to_pylist())

@@ -7,6 +7,7 @@ import io
 import json
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 ROW_GROUP_ROWS = 65_536  # fixed, so the manifest's bytes do not depend on block sizes
@@ -35,6 +36,12 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
         " sar, square_pixels)",
     ),
     ("notes", pa.string(), "what was odd in a source file kept whole (its JPEG header)"),
+    (
+        "duplicate_of",
+        pa.string(),
+        "set on the row of an image dropped as a near-duplicate (dedupe): the key of the image"
+        " kept in its stead; the row has no output",
+    ),
     ("error", pa.string(), "set on the one row of an image that failed (not in the manifest)"),
     ("skipped", pa.string(), "an output not made, and why (not in the manifest)"),
 ]
@@ -42,7 +49,7 @@ ROWS_SCHEMA = pa.schema([(name, kind) for name, kind, _ in COLUMNS])
 BOX_COLUMNS = ["boxes", "boxes_dropped"]
 VIDEO_COLUMNS = ["video", "time_ms", "display"]
 # Present once a row has a value, last: a manifest without notes is byte for byte as before.
-OPTIONAL_COLUMNS = ["notes"]
+OPTIONAL_COLUMNS = ["notes", "duplicate_of"]
 MANIFEST_COLUMNS = [
     f.name
     for f in ROWS_SCHEMA
@@ -59,6 +66,13 @@ def manifest_columns(sharded: bool, boxed: bool = False, video: bool = False) ->
         *(["shard"] if sharded else ()),
         *(VIDEO_COLUMNS if video else ()),
     ]
+
+
+def listed(rows: pa.Table) -> pa.Array:
+    """Which result rows the manifest lists: outputs made, and images dropped as
+    near-duplicates (not failures, not outputs skipped)."""
+    kept = pc.or_(rows["skipped"].is_null(), rows["duplicate_of"].is_valid())
+    return pc.and_(rows["error"].is_null(), kept)
 
 
 def rows_table(rows: list[dict]) -> pa.Table:

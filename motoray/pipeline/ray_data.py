@@ -61,18 +61,27 @@ def _import_worker() -> None:
 
 def process_files(spec: JobSpec, items: list[Item]) -> Iterator[pa.Table]:
     """Format "files": result tables (manifest rows, failures included) in item order."""
-    if not items:
-        return
-    # Enough blocks to keep every CPU busy, each big enough to amortise task overhead.
-    # Block boundaries change no output byte: seeds and names come from keys alone.
+    if items:
+        rows = [{"items": packed(block)} for block in blocks(spec, items)]
+        yield from map_blocks(_write_files, spec, rows, len(items))
+
+
+def blocks(spec: JobSpec, items: list[Item]) -> list[list[Item]]:
+    """`items` cut in blocks: enough to keep every CPU busy, each big enough to amortise task
+    overhead. Block boundaries change no output byte: seeds and names come from keys alone."""
     cpus = int(ray.cluster_resources().get("CPU", 1))
     per_block = RANGES_PER_BLOCK if spec.frames else IMAGES_PER_BLOCK
-    blocks = max(-(-len(items) // per_block), min(len(items), 2 * cpus))
-    rows = [{"items": _packed(block)} for block in _cut(items, blocks)]
-    if len(items) <= per_block:  # one block's worth of work: no dataset for it
-        yield from _as_tasks(_write_files, spec, rows)
-        return
-    yield from _mapped(_write_files, spec, rows)
+    count = max(-(-len(items) // per_block), min(len(items), 2 * cpus))
+    return list(_cut(items, count))
+
+
+def map_blocks(
+    task: Callable[..., pa.Table], spec: JobSpec, rows: list[dict], items: int
+) -> Iterator[pa.Table]:
+    """`task(row, spec)` over one row per block of `items` items (`packed` in column
+    "items"), result tables in row order: one block's worth of work as plain tasks."""
+    small = items <= (RANGES_PER_BLOCK if spec.frames else IMAGES_PER_BLOCK)
+    yield from (_as_tasks if small else _mapped)(task, spec, rows)
 
 
 def process_shards(spec: JobSpec, tasks: list[dict]) -> Iterator[pa.Table]:
@@ -96,7 +105,7 @@ def _cut(items: list[Item], blocks: int) -> Iterator[list[Item]]:
         start = end
 
 
-def _packed(items: list[Item]) -> bytes:
+def packed(items: list[Item]) -> bytes:
     return pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -164,7 +173,7 @@ def shards(spec: JobSpec, items: list[Item]) -> list[dict]:
     for item in items:
         by_split[item.split].append(item)
     return [
-        {"shard": shard_name(split, n), "items": _packed(placed[start : start + per_shard])}
+        {"shard": shard_name(split, n), "items": packed(placed[start : start + per_shard])}
         for split, placed in sorted(by_split.items())
         for n, start in enumerate(range(0, len(placed), per_shard))
     ]
@@ -176,20 +185,20 @@ def _images_per_shard(spec: JobSpec, sample: list[Item]) -> int:
     return worker.images_per_shard(spec, sample)
 
 
-def _unpacked(batch: pa.Table) -> list[Item]:
-    [packed] = batch["items"].to_pylist()
-    return pickle.loads(packed)
+def unpacked(batch: pa.Table) -> list[Item]:
+    [items] = batch["items"].to_pylist()
+    return pickle.loads(items)
 
 
 def _write_files(batch: pa.Table, spec: JobSpec) -> pa.Table:
     as_batch_work()
-    items = _unpacked(batch)
+    items = unpacked(batch)
     return rows_table(worker.write_files(spec, items, _board_says_ended(spec.job_id)))
 
 
 def _write_shard(batch: pa.Table, spec: JobSpec) -> pa.Table:
     as_batch_work()
-    [name], items = batch["shard"].to_pylist(), _unpacked(batch)
+    [name], items = batch["shard"].to_pylist(), unpacked(batch)
     return rows_table(worker.write_shard(spec, name, items, _board_says_ended(spec.job_id)))
 
 

@@ -35,6 +35,8 @@ class Item:
     version: str | None = None
     # A video frame: what was done to show it as a player does (display.Shown, as JSON).
     display: str | None = None
+    # Dropped as a near-duplicate (dedupe): the key of the image kept in its stead.
+    duplicate_of: str | None = None
 
     def placement(self) -> dict[str, str | None]:
         return {"split": self.split, "label": self.label, "group": self.group}
@@ -104,19 +106,20 @@ def place(
     keys: list[str],
     boxes: SourceAnnotations | None = None,
     videos: VideoPlan | None = None,
+    merged: dict[str, str] | None = None,
 ) -> Assignment:
     """Label, split group and split of every image (of every video or segment). A source
     with boxes and no folder labels is stratified by each image's most frequent category;
-    outputs stay unlabelled."""
+    outputs stay unlabelled. `merged`: see split.assign."""
     labels = labels_of(keys, config.sources[request.name].labels)
     split = request.train_test_split
     group_by = _group_by(split, videos is not None)
     if videos is not None:
-        return videos.assign(split, request.seed, labels, group_by)
+        return videos.assign(split, request.seed, labels, group_by, merged)
     if labels is None and boxes is not None and split is not None and split.stratify:
-        by_class = assign(keys, split, request.seed, {k: boxes.majority(k) for k in keys})
-        return replace(by_class, label={})
-    return assign(keys, split, request.seed, labels)
+        majority = {k: boxes.majority(k) for k in keys}
+        return replace(assign(keys, split, request.seed, majority, merged=merged), label={})
+    return assign(keys, split, request.seed, labels, merged=merged)
 
 
 def items(
@@ -125,18 +128,26 @@ def items(
     boxes: SourceAnnotations | None = None,
     videos: VideoPlan | None = None,
     versions: dict[str, str | None] | None = None,
+    dropped: dict[str, str] | None = None,
 ) -> list[Item]:
     """Every image (every time range of every video) with its placement and the version of
-    its object to read (the probed one for a video)."""
+    its object to read (the probed one for a video); `dropped`: image -> the near-duplicate
+    kept in its stead (dedupe)."""
     if videos is not None:  # one item per time range of every video
         return [
             Item(key, **assignment.placement(unit), span=span, version=videos.version(key))
             for key, unit, span in videos.ranges(keys)
         ]
     found = {} if boxes is None else boxes.boxes
-    versions = versions or {}
+    versions, dropped = versions or {}, dropped or {}
     return [
-        Item(key, **assignment.placement(key), boxes=found.get(key), version=versions.get(key))
+        Item(
+            key,
+            **assignment.placement(key),
+            boxes=found.get(key),
+            version=versions.get(key),
+            duplicate_of=dropped.get(key),
+        )
         for key in keys
     ]
 

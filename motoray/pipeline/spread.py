@@ -42,10 +42,14 @@ MAX_BLOCKS = 1024  # 10^7 keys: blocks of ~10^4 (a task of ~100 s); ~60 KiB of d
 
 
 def applies(request: RequestBase, config: Config) -> bool:
-    """Whether a job runs spread: a manifest source of images, no boxes, files format."""
+    """Whether a job runs spread: a manifest source of images, no boxes, files format, no
+    near-duplicate pass (its hashes and merges are made on the driver's listing)."""
     source = config.sources[request.name]
     sharded = request.output is not None and request.output.format == "webdataset"
-    return source.kind == "manifest" and source.annotations is None and not sharded
+    split = request.train_test_split
+    near_duplicates = split is not None and split.near_duplicates is not None
+    plain = source.annotations is None and not sharded and not near_duplicates
+    return source.kind == "manifest" and plain
 
 
 def listed(request: RequestBase, config: Config) -> tuple[ray.data.Dataset, int]:

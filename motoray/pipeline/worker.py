@@ -71,6 +71,9 @@ def outputs(spec: JobSpec, items: Sequence[Item], io: Executor | None = None) ->
     outputs): memory stays bounded whatever the images and the request. Where groups are
     cut changes no byte: seeds and names come from keys alone.
     """
+    if any(item.duplicate_of for item in items):  # dedupe: listed, never read
+        yield from (_duplicate(item) for item in items if item.duplicate_of)
+        items = [item for item in items if not item.duplicate_of]
     with nullcontext(io) if io else _io_threads(spec) as pool:
         # A video source's items are time ranges: they yield their sampled frames.
         decoded = _frames(spec, items) if spec.frames else _images(spec, items, pool)
@@ -323,6 +326,13 @@ def _yolo_label(spec: JobSpec, row: dict) -> tuple[str, bytes]:
 
 def _failed(item: Item, reason: str) -> Output:
     return Output({"source_path": item.key, **item.placement(), "error": reason}, None)
+
+
+def _duplicate(item: Item) -> Output:
+    """An image dedupe dropped: a manifest row naming the image kept in its stead."""
+    kept = item.duplicate_of
+    row = {"source_path": item.key, **item.placement(), "duplicate_of": kept}
+    return Output(row | {"skipped": f"near-duplicate of {kept}"}, None)
 
 
 def _skipped(item: Item, operator: str, out: StepOutput) -> Output:

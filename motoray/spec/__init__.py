@@ -24,13 +24,20 @@ from motoray.spec.parse import (
     parse_one_for,
     parse_requests,
 )
-from motoray.spec.parts import BoxOptions, OutputOptions, TrainTestSplit, segment_seconds
+from motoray.spec.parts import (
+    BoxOptions,
+    NearDuplicates,
+    OutputOptions,
+    TrainTestSplit,
+    segment_seconds,
+)
 from motoray.spec.request import SEED_REQUEST, RequestBase, request_model
 
 __all__ = [
     "MAX_REQUESTS_PER_BODY",
     "SEED_REQUEST",
     "BoxOptions",
+    "NearDuplicates",
     "OutputOptions",
     "RequestBase",
     "RequestError",

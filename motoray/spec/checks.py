@@ -121,6 +121,15 @@ def source_errors(request: RequestBase, source: SourceConfig) -> list[tuple[list
                 f'"{chosen}" is for video sources (`kind: video`); {name} is a source of images',
             )
         )
+    near = split.near_duplicates
+    if source.kind == "video" and near is not None and near.dedupe:
+        found.append(
+            (
+                ["train_test_split", "near_duplicates", "dedupe"],
+                f"dedupe is for sources of images; {name} is a video source (its near-duplicate "
+                "frames are still kept in one split)",
+            )
+        )
     if split.stratify and source.labels is None and source.annotations is None:
         found.append(
             (

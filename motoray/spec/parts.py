@@ -20,6 +20,34 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+DEFAULT_MAX_DISTANCE = 6  # bits of 64: re-encodes, rescales, overlays; not another shot
+# Past 12 bits, distinct shots of one scene merge, and candidates (hashes sharing one of the
+# max_distance + 1 bands) grow as 2^(64 / (max_distance + 1)) fewer values per band.
+MAX_DISTANCE = 12
+
+
+class NearDuplicates(StrictModel):
+    """Images whose perceptual hashes are this close share a split (and, with dedupe, one
+    of them is kept)."""
+
+    max_distance: int = Field(
+        DEFAULT_MAX_DISTANCE,
+        strict=True,
+        ge=0,
+        le=MAX_DISTANCE,
+        description="images whose 64-bit perceptual hashes differ in at most this many bits "
+        f"are near-duplicates (0 to {MAX_DISTANCE}; {DEFAULT_MAX_DISTANCE} finds re-encoded, "
+        "rescaled and overlaid copies and keeps distinct shots apart)",
+    )
+    dedupe: bool = Field(
+        False,
+        strict=True,
+        description="keep one image per cluster of near-duplicates: the one with the most "
+        "pixels, ties to the smallest key; the manifest lists each dropped image with "
+        "`duplicate_of` (image sources only)",
+    )
+
+
 class TrainTestSplit(StrictModel):
     """Percentages summing to 100, or fractions summing to 1 (validation included)."""
 
@@ -37,6 +65,12 @@ class TrainTestSplit(StrictModel):
         False,
         strict=True,
         description="keep the class proportions in every split (needs a labelled source)",
+    )
+    near_duplicates: NearDuplicates | None = Field(
+        None,
+        exclude_if=lambda value: value is None,  # requests without it dump as they did
+        description="also keep near-duplicate images (replays, re-encodes, re-exports) in "
+        "one split, whatever their names: groups holding them are merged",
     )
 
     @field_validator("group_by")

@@ -86,6 +86,7 @@ class VideoPlan:
         seed: int,
         labels: Mapping[str, str | None] | None,
         group_by: str,
+        merged: Mapping[str, str] | None = None,
     ) -> Assignment:
         """Split of every unit (video or segment), weighted by its promised frames: a group
         is one video by default, so no video has frames in two splits."""
@@ -98,7 +99,14 @@ class VideoPlan:
         unit_labels = None if labels is None else {u: labels[v] for u, (v, _) in units.items()}
         sizes = {unit: frames for unit, (_, frames) in units.items()}
         return assign(
-            list(units), split, seed, unit_labels, groups=groups, sizes=sizes, group_by=group_by
+            list(units),
+            split,
+            seed,
+            unit_labels,
+            groups=groups,
+            sizes=sizes,
+            group_by=group_by,
+            merged=merged,
         )
 
     def opening(self, key: str, frames: int) -> tuple[str, str, Span]:

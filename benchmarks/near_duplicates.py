@@ -1,0 +1,194 @@
+"""What `train_test_split.near_duplicates` costs: time on the seed request, driver memory at scale.
+
+    .venv/bin/python -m benchmarks.near_duplicates [--images 2000] [--rounds 3]
+        [--rss-images 100000] [--record benchmarks/result.json]
+
+Method. One local Ray (--workers CPUs) in this process; every job runs here, in process,
+as `motoray run` runs one (pipeline.job.run_job), on sample frames (1280x720) hard-linked
+from a few hundred rendered ones, so any count costs no disk:
+- time: the seed request (examples/requests/seed_sample.json) on --images frames, three
+  variants side by side in each of --rounds rounds: `without` (the request as it is),
+  `first` (with near_duplicates, its hash sidecar deleted first: every image decoded and
+  hashed), `rerun` (with near_duplicates, the sidecar of the run before: nothing decoded).
+  Ratios are of wall times in one round, then their median over rounds. Targets: first /
+  without <= 1.3, rerun / without <= 1.05.
+- memory: the driver's peak RSS (this process, sampled at 20 Hz; the workers are not the
+  driver) during one job of --rss-images frames without, then one with near_duplicates,
+  after a warm-up job. Target: with / without <= 1.5. The frames are copies of a few hundred
+  shots, so every image has hundreds of identical ones: the merge's worst case, every group
+  merged with hundreds of others.
+--record adds (or replaces) the `near_duplicates` block of a bench result file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from benchmarks.run import run_record
+
+REPO = Path(__file__).resolve().parent.parent
+SEED = json.loads((REPO / "examples" / "requests" / "seed_sample.json").read_text())[0]
+RENDERED = 300  # distinct frames; the rest are hard links to them
+TARGETS = {"first / without": 1.3, "rerun / without": 1.05, "rss with / without": 1.5}
+
+
+def frames(work: Path, count: int) -> Path:
+    """A folder of `count` frames, hard links to at most RENDERED rendered ones."""
+    from motoray.sample_data import write_sample_frames
+
+    rendered = work / "rendered"
+    if not rendered.exists():
+        write_sample_frames(rendered, RENDERED, (1280, 720))
+    originals = sorted(rendered.glob("*.jpg"))
+    folder = work / f"frames-{count}"
+    if not folder.exists():
+        folder.mkdir()
+        for index in range(count):
+            os.link(originals[index % len(originals)], folder / f"frame{index:07d}.jpg")
+    return folder
+
+
+class Bench:
+    def __init__(self, work: Path, source: Path) -> None:
+        from motoray.config import Config, OutputConfig, SourceConfig
+
+        self.work = work
+        self.output = work / "outputs"
+        sources = {"MotoGP": SourceConfig(uri=str(source))}
+        self.config = Config(sources=sources, output=OutputConfig(uri=str(self.output)))
+        self.jobs = 0
+
+    def run(self, near: dict | None) -> float:
+        """Seconds for one seed-request job (with `near` as its near_duplicates)."""
+        from motoray.jobs.record import accept
+        from motoray.pipeline.job import run_job
+        from motoray.spec import parse_for
+
+        body = json.loads(json.dumps(SEED))
+        if near is not None:
+            body["train_test_split"]["near_duplicates"] = near
+        self.jobs += 1
+        [inputs] = accept(parse_for(self.config, body), self.config, f"bench-{self.jobs}")
+        started = time.perf_counter()
+        run_job(inputs)
+        elapsed = time.perf_counter() - started
+        shutil.rmtree(self.output / "MotoGP" / f"bench-{self.jobs}")
+        return elapsed
+
+    def forget_hashes(self) -> None:
+        shutil.rmtree(self.output / ".motoray" / "near_duplicates", ignore_errors=True)
+
+
+class DriverPeak:
+    """Peak RSS of this process while the block runs, sampled at 20 Hz."""
+
+    def __enter__(self) -> DriverPeak:
+        self.peak, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            self.peak = max(self.peak, me.memory_info().rss)
+            self._stop.wait(0.05)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def time_rounds(work: Path, images: int, rounds: int, log) -> dict:
+    bench = Bench(work, frames(work, images))
+    bench.run(None)  # warm-up: workers started, imports done
+    seconds: dict[str, list[float]] = {"without": [], "first": [], "rerun": []}
+    for number in range(rounds):
+        seconds["without"].append(bench.run(None))
+        bench.forget_hashes()
+        seconds["first"].append(bench.run({}))
+        seconds["rerun"].append(bench.run({}))
+        log(f"round {number + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in seconds.items()))
+    per_round = {
+        f"{variant} / without": [
+            round(s / w, 3) for s, w in zip(seconds[variant], seconds["without"])
+        ]
+        for variant in ("first", "rerun")
+    }
+    return {
+        "images": images,
+        "rounds": rounds,
+        "seconds": {k: [round(s, 3) for s in v] for k, v in seconds.items()},
+        "ratios_per_round": per_round,
+        "ratios_median": {k: round(statistics.median(v), 3) for k, v in per_round.items()},
+    }
+
+
+def driver_memory(work: Path, images: int, log) -> dict:
+    bench = Bench(work, frames(work, images))
+    bench.run(None)  # warm-up, so neither measured job pays for first imports
+    peaks = {}
+    for name, near in (("without", None), ("with", {})):
+        bench.forget_hashes()
+        with DriverPeak() as peak:
+            bench.run(near)
+        peaks[name] = peak.peak
+        log(f"{images} images {name} near_duplicates: driver peak {peak.peak / 2**20:.0f} MiB")
+    return {
+        "images": images,
+        "without_mib": round(peaks["without"] / 2**20, 1),
+        "with_mib": round(peaks["with"] / 2**20, 1),
+        "ratio": round(peaks["with"] / peaks["without"], 3),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000, help="frames of the timed jobs")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rss-images", type=int, default=100_000, help="frames, memory jobs")
+    parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--work", type=Path, help="keep frames here (default: a temp folder)")
+    parser.add_argument("--record", type=Path, help="a bench result file to add the block to")
+    args = parser.parse_args()
+    import ray
+
+    started = time.time()
+    log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    with contextlib.ExitStack() as stack:
+        work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        work.mkdir(parents=True, exist_ok=True)
+        ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False,
+                 logging_level="WARNING")  # fmt: skip
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        try:
+            block = time_rounds(work, args.images, args.rounds, log)
+            block["driver_peak_rss"] = driver_memory(work, args.rss_images, log)
+        finally:
+            ray.shutdown()
+    run = run_record(started)
+    run["command"] = "python -m benchmarks.near_duplicates " + " ".join(sys.argv[1:])
+    block["run"] = run
+    block["targets"] = TARGETS
+    print(json.dumps(block, indent=2))
+    if args.record:
+        result = json.loads(args.record.read_text())
+        result["near_duplicates"] = block
+        args.record.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
