@@ -12,8 +12,10 @@ here: pipeline/listing.py runs ranges in tasks.
 from __future__ import annotations
 
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from itertools import pairwise
 
 from motoray.storage.s3 import LIST_PAGE_KEYS, S3Storage, _hidden, list_errors
+from motoray.storage.s3_pages import list_page
 
 TOP = "\U0010ffff"  # above every key of a prefix (no UTF-8 key holds a larger code point)
 # Cuts are made of printable characters (a control character in StartAfter makes some
@@ -61,6 +63,26 @@ def folder_bounds(storage: S3Storage) -> list[str]:
     return sorted(p["Prefix"] for p in page.get("CommonPrefixes", ()))
 
 
+def ahead(first: str, last: str, end: str, cuts: int) -> list[str]:
+    """Up to `cuts` keys after `last` and before `end`, each about as far from the one
+    before as `last` is from `first` (a page's first and last keys): where pages to come
+    will likely end, keys being about as dense ahead as in the page just read."""
+    first_digit, base = _DIGITS[0]
+    base -= first_digit
+    width = max(len(first), len(last), len(end)) + 1
+    low, high = _number(first, width, first_digit, base), _number(last, width, first_digit, base)
+    step = (high - low) * 9 // 10  # a little short of a page: most pieces take one request
+    found: list[str] = []
+    at = high
+    while step > 0 and len(found) < cuts:
+        at += step
+        cut = _text(at, width, first_digit, base)
+        if not (found[-1] if found else last) < cut < end:
+            break
+        found.append(cut)
+    return found
+
+
 def list_range(
     storage: S3Storage,
     after: str | None,
@@ -75,35 +97,33 @@ def list_range(
     wanted = tuple(e.lower() for e in extensions)
     found: dict[str, str | None] = {}
 
-    def page(start: str | None, end: str) -> tuple[str | None, str]:
-        """One page of (start, end]: where the range goes on (None: done) and its end."""
-        extra = {"StartAfter": start} if start else {}
+    def page(start: str | None, end: str) -> tuple[str | None, str, str | None]:
+        """One page of (start, end]: where the range goes on (None: done), its end, and
+        the page's first key."""
         with list_errors(storage):
-            listed = storage._client.list_objects_v2(
-                Bucket=storage.bucket, Prefix=root, MaxKeys=page_keys, **extra
-            )
-        contents = listed.get("Contents", ())
-        for obj in contents:
-            key = obj["Key"]
-            if key > end:
-                return None, end
+            listed = list_page(storage, root, start, page_keys, until=end)
+        for key, etag in listed.keys:
             relative = key[len(root) :]
             if relative.lower().endswith(wanted) and not _hidden(relative):
-                found[relative] = obj.get("ETag")
-        more = listed.get("IsTruncated") and contents
-        return (contents[-1]["Key"] if more else None), end
+                found[relative] = etag
+        if not (listed.truncated and listed.keys):
+            return None, end, None
+        return listed.keys[-1][0], end, listed.keys[0][0]
 
     with ThreadPoolExecutor(threads) as pool:
         pending = {pool.submit(page, after or None, until)}
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                start, end = future.result()
+                start, end, first = future.result()
                 if start is None:
                     continue
-                middle = between(start, end) if len(pending) < threads - 1 else None
-                if middle is None:
-                    pending.add(pool.submit(page, start, end))
-                else:  # (start, middle] and (middle, end], both at once
-                    pending |= {pool.submit(page, start, middle), pool.submit(page, middle, end)}
+                idle = threads - 1 - len(pending)
+                # Pieces about a page long where the page says how dense keys are; else
+                # halves of the key space between the page's end and the range's.
+                cuts = ahead(first, start, end, idle) if idle > 0 and first else []
+                if not cuts and idle > 0 and (middle := between(start, end)) is not None:
+                    cuts = [middle]
+                bounds = [start, *cuts, end]
+                pending |= {pool.submit(page, a, b) for a, b in pairwise(bounds)}
     return found
