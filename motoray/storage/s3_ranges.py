@@ -11,6 +11,7 @@ here: pipeline/listing.py runs ranges in tasks.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from itertools import pairwise
 
@@ -66,21 +67,50 @@ def folder_bounds(storage: S3Storage) -> list[str]:
 def ahead(first: str, last: str, end: str, cuts: int) -> list[str]:
     """Up to `cuts` keys after `last` and before `end`, each about as far from the one
     before as `last` is from `first` (a page's first and last keys): where pages to come
-    will likely end, keys being about as dense ahead as in the page just read."""
-    first_digit, base = _DIGITS[0]
-    base -= first_digit
-    width = max(len(first), len(last), len(end)) + 1
-    low, high = _number(first, width, first_digit, base), _number(last, width, first_digit, base)
+    will likely end, keys being about as dense ahead as in the page just read.
+
+    Distances are counted in the keys' own alphabet, per position: the characters the two
+    keys have there, all ten digits where either has a digit (numbered frames), and "" where
+    a key may end. Counted over all of Unicode, "frame_9" to "frame_10" would cross the
+    empty space of ":" to "~" and most cuts would fall where there is no key."""
+    width = max(len(first), len(last))
+    alphabets = []
+    for i in range(width):
+        seen = {key[i] for key in (first, last) if i < len(key)}
+        if any(c.isdigit() for c in seen):
+            seen |= set("0123456789")
+        ends = i >= min(len(first), len(last))
+        alphabets.append(([""] if ends else []) + sorted(seen))
+    low, high = _mixed(first, alphabets), _mixed(last, alphabets)
+    total = 1
+    for alphabet in alphabets:
+        total *= len(alphabet)
     step = (high - low) * 9 // 10  # a little short of a page: most pieces take one request
     found: list[str] = []
-    at = high
-    while step > 0 and len(found) < cuts:
-        at += step
-        cut = _text(at, width, first_digit, base)
+    at = high + step
+    while step > 0 and at < total and len(found) < cuts:
+        cut = _unmixed(at, alphabets)
         if not (found[-1] if found else last) < cut < end:
             break
         found.append(cut)
+        at += step
     return found
+
+
+def _mixed(key: str, alphabets: list[list[str]]) -> int:
+    value = 0
+    for i, alphabet in enumerate(alphabets):
+        char = key[i] if i < len(key) else ""
+        value = value * len(alphabet) + max(bisect_right(alphabet, char) - 1, 0)
+    return value
+
+
+def _unmixed(value: int, alphabets: list[list[str]]) -> str:
+    chars = []
+    for alphabet in reversed(alphabets):
+        value, digit = divmod(value, len(alphabet))
+        chars.append(alphabet[digit])
+    return "".join(reversed(chars))
 
 
 def list_range(
