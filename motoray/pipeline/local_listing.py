@@ -1,0 +1,65 @@
+"""A local tree's keys listed by Ray tasks, one task per few folder subtrees (os.walk in
+each), the keys in Ray blocks. The driver walks only the top levels, until it has enough
+subtrees for every CPU; a tree smaller than LOCAL_TASKS_FROM keys is listed in this process
+(LocalStorage.list), which is faster there. Same keys and refusals as LocalStorage.list:
+hidden entries skipped, links to folders not followed, a folder that cannot be listed fails
+the listing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import ray
+
+from motoray.storage.keyfile import KEY
+from motoray.storage.local import LocalStorage, _unlistable, level_keys, walk_keys
+
+SUBTREES_PER_CPU = 4  # uneven subtrees: a few per CPU keep both busy to the end
+TOP_LEVELS = 3  # the driver looks no deeper for subtrees
+LOCAL_TASKS_FROM = 200_000  # keys; below, one os.walk here is faster (measured: see report)
+
+
+def local_keys(storage: LocalStorage, extensions: tuple[str, ...]) -> ray.data.Dataset:
+    """The tree's keys as a `key` column: the files of its top levels in one block, each
+    group of subtrees' keys in one block (sorted within it, each key once overall)."""
+    if not storage.root.is_dir():
+        raise FileNotFoundError(f"source folder does not exist: {storage.root}")
+    wanted = tuple(e.lower() for e in extensions)
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    top, subtrees = _top_levels(storage.root, wanted, cpus * SUBTREES_PER_CPU)
+    groups = [subtrees[i :: cpus * SUBTREES_PER_CPU] for i in range(cpus * SUBTREES_PER_CPU)]
+    refs = [_listed.remote(storage.root, group, wanted) for group in groups if group]
+    return ray.data.from_arrow_refs([ray.put(_block(top)), *refs])
+
+
+def _top_levels(root: Path, wanted: tuple[str, ...], enough: int) -> tuple[list[str], list[Path]]:
+    """The keys of the files in the top levels, and the folders below them (each a subtree
+    a task walks): level by level until there are `enough` folders."""
+    keys: list[str] = []
+    frontier = [root]
+    for _ in range(TOP_LEVELS):
+        below: list[Path] = []
+        for folder in frontier:
+            # One level of os.walk: the same files and folders as LocalStorage.list sees.
+            dirpath, dirnames, filenames = next(os.walk(folder, onerror=_unlistable))
+            keys += level_keys(root, dirpath, filenames, wanted)
+            for name in dirnames:
+                path = folder / name
+                # Hidden folders skipped, links to folders not followed, as os.walk does.
+                if not name.startswith(".") and not path.is_symlink():
+                    below.append(path)
+        frontier = below
+        if len(frontier) >= enough or not frontier:
+            break
+    return keys, frontier
+
+
+@ray.remote(num_cpus=1)
+def _listed(root: Path, subtrees: list[Path], wanted: tuple[str, ...]) -> pa.Table:
+    return _block([key for top in subtrees for key in walk_keys(root, top, wanted)])
+
+
+def _block(keys: list[str]) -> pa.Table:
+    return pa.table({KEY: pa.array(sorted(set(keys)), pa.string())})
