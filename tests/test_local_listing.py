@@ -68,7 +68,8 @@ def test_a_subtree_that_cannot_be_listed_fails_its_task(tree, ray_local):
 
 
 @pytest.mark.skipif(not can_drop(), reason="per-thread capabilities: Linux")
-def test_a_folder_the_driver_cannot_list_fails_the_listing(tree, ray_local):
+def test_a_folder_the_driver_cannot_list_fails_the_listing(tree, ray_local, monkeypatch):
+    monkeypatch.setattr(local_listing, "SUBTREES_PER_CPU", 1000)  # the driver walks level 2
     (tree / "season").chmod(0)
     try:
         with pytest.raises(PermissionError, match=r"cannot list source folder .*season"):
