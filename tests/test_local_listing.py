@@ -81,3 +81,11 @@ def test_a_folder_the_driver_cannot_list_fails_the_listing(tree, ray_local, monk
 def test_a_missing_root_is_an_error(tmp_path, ray_local):
     with pytest.raises(FileNotFoundError, match="source folder does not exist"):
         local_keys(LocalStorage(tmp_path / "none"), EXTENSIONS)
+
+
+@pytest.mark.parametrize("tasks_from", [0, 10**9])  # subtrees by tasks, or all walked here
+def test_a_jobs_listing_is_local_storages_whoever_walks(tree, ray_local, monkeypatch, tasks_from):
+    monkeypatch.setattr(local_listing, "LOCAL_TASKS_FROM", tasks_from)
+    listed = local_listing.local_versions(LocalStorage(tree), EXTENSIONS)
+    assert listed == LocalStorage(tree).list_versions(EXTENSIONS)
+    assert list(listed) == LocalStorage(tree).list(EXTENSIONS)  # sorted, as a job expects

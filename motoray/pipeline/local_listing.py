@@ -1,7 +1,7 @@
 """A local tree's keys listed by Ray tasks, one task per few folder subtrees (os.walk in
 each), the keys in Ray blocks. The driver walks only the top levels, until it has enough
-subtrees for every CPU; a tree smaller than LOCAL_TASKS_FROM keys is listed in this process
-(LocalStorage.list), which is faster there. Same keys and refusals as LocalStorage.list:
+subtrees for every CPU. A job's listing (local_versions) walks a tree that looks smaller than
+LOCAL_TASKS_FROM keys in this process, where tasks do not pay. Same keys and refusals as LocalStorage.list:
 hidden entries skipped, links to folders not followed, a folder that cannot be listed fails
 the listing."""
 
@@ -63,3 +63,28 @@ def _listed(root: Path, subtrees: list[Path], wanted: tuple[str, ...]) -> pa.Tab
 
 def _block(keys: list[str]) -> pa.Table:
     return pa.table({KEY: pa.array(sorted(set(keys)), pa.string())})
+
+
+def local_versions(storage: LocalStorage, extensions: tuple[str, ...]) -> dict[str, str | None]:
+    """The tree's keys, sorted (no versions: a local file is read as it is), for a job that
+    takes them as a dict. Subtrees are walked here one after another while the tree looks
+    smaller than LOCAL_TASKS_FROM keys (keys so far, scaled by the subtrees left); past
+    that, the subtrees left are walked by tasks. Nothing is walked twice either way."""
+    if not ray.is_initialized():
+        return storage.list_versions(extensions)
+    if not storage.root.is_dir():
+        raise FileNotFoundError(f"source folder does not exist: {storage.root}")
+    wanted = tuple(e.lower() for e in extensions)
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    keys, subtrees = _top_levels(storage.root, wanted, cpus * SUBTREES_PER_CPU)
+    walked = 0
+    while walked < len(subtrees):
+        keys += walk_keys(storage.root, subtrees[walked], wanted)
+        walked += 1
+        if len(keys) * len(subtrees) // walked >= LOCAL_TASKS_FROM:
+            break
+    rest = subtrees[walked:]
+    groups = [rest[i :: cpus * SUBTREES_PER_CPU] for i in range(cpus * SUBTREES_PER_CPU)]
+    for table in ray.get([_listed.remote(storage.root, g, wanted) for g in groups if g]):
+        keys += table[KEY].to_pylist()
+    return dict.fromkeys(sorted(set(keys)))
