@@ -2,6 +2,10 @@
 request, answered fast otherwise. moto's server costs ~40 ms of CPU per request on this
 machine, which hides the client side; this measures how motoray copes with cloud latency.
 
+A LIST page is a join of <Contents> elements made once per key (S3's CPU is not ours to
+count): real ListObjectsV2 XML (namespace, ETag, EncodingType=url), with StartAfter,
+ContinuationToken, a delimiter and max-keys.
+
 Enough of the S3 API for motoray: ListObjectsV2, GetObject (with Range), PutObject (with
 If-None-Match), HeadObject. Path-style addressing, no signature checks. Not for tests of
 S3 behaviour: moto is for those.
