@@ -1,9 +1,9 @@
 """A local tree's keys listed by Ray tasks, one task per few folder subtrees (os.walk in
 each), the keys in Ray blocks. The driver walks only the top levels, until it has enough
-subtrees for every CPU. A job's listing (local_versions) walks a tree that looks smaller than
-LOCAL_TASKS_FROM keys in this process, where tasks do not pay. Same keys and refusals as LocalStorage.list:
-hidden entries skipped, links to folders not followed, a folder that cannot be listed fails
-the listing."""
+subtrees for every CPU. A job's listing (local_versions) walks a tree that looks smaller
+than LOCAL_TASKS_FROM keys in this process, where tasks do not pay. Same keys and refusals
+as LocalStorage.list: hidden entries skipped, links to folders not followed, a folder that
+cannot be listed fails the listing."""
 
 from __future__ import annotations
 
