@@ -5,14 +5,16 @@ building a dict per key), more than the request's latency: a listing with many r
 flight is CPU-bound. Here the request is still made by the client: it is presigned
 (SigV4, the client's endpoint, addressing style, credentials and parameter handlers,
 EncodingType=url included) and sent through botocore's own HTTP session class; only the
-answer is parsed by ElementTree, reading just the fields a listing needs. Anything but a
+answer is read here, just the fields a listing needs. Anything but a
 200 (an error, a throttle, a dropped connection) is asked again through the client, so
 retries and error codes are exactly botocore's.
 """
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -55,13 +57,50 @@ def list_page(storage: S3Storage, prefix: str, start_after: str | None, max_keys
 
 def parse_page(body: bytes, until: str | None = None) -> Page:
     """The keys, ETags and IsTruncated of a ListObjectsV2 answer, as botocore gives them."""
+    if b"<![CDATA[" in body or b"<!--" in body or b"<Contents " in body:
+        return _parsed_tree(body, until)  # XML written unlike S3's: the full parser
+    return _scanned(body, until)
+
+
+# S3 writes a page in one fixed form (no CDATA, no comments, no attributes in it): its keys
+# are read by a scan ~5x cheaper than building the tree, each <Contents> on its own (a
+# missing ETag cannot borrow the next one's). Checked against botocore (tests/storage).
+_TEXT = {tag: re.compile(rf"<{tag}>([^<]*)</{tag}>".encode()) for tag in
+         ("Key", "ETag", "IsTruncated", "EncodingType")}  # fmt: skip
+
+
+def _scanned(body: bytes, until: str | None) -> Page:
+    head, *items = body.split(b"<Contents>")
+    tail = items[-1].rpartition(b"</Contents>")[2] if items else head
+    encoded = (_text(head, "EncodingType") or _text(tail, "EncodingType")) == "url"
+    keys = []
+    for item in items:
+        key = _text(item, "Key") or ""
+        if encoded:  # botocore asked for it (XML 1.0 cannot carry every key); so it decodes
+            key = unquote_plus(key)
+        if until is not None and key > until:
+            return Page(keys, False)
+        keys.append((key, _text(item, "ETag")))
+    truncated = (_text(head, "IsTruncated") or _text(tail, "IsTruncated")) == "true"
+    return Page(keys, truncated)
+
+
+def _text(part: bytes, tag: str) -> str | None:
+    found = _TEXT[tag].search(part)
+    if found is None:
+        return None
+    text = found.group(1).decode()
+    return html.unescape(text) if "&" in text else text  # &amp; &lt; &quot; &#13; ...
+
+
+def _parsed_tree(body: bytes, until: str | None) -> Page:
     root = ElementTree.fromstring(body)
     ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
     encoded = root.findtext(f"{ns}EncodingType") == "url"
     keys, key_tag, etag_tag = [], f"{ns}Key", f"{ns}ETag"
     for item in root.iterfind(f"{ns}Contents"):
         key = item.findtext(key_tag) or ""
-        if encoded:  # botocore asked for it (XML 1.0 cannot carry every key); so it decodes
+        if encoded:
             key = unquote_plus(key)
         if until is not None and key > until:
             return Page(keys, False)

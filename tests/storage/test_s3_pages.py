@@ -97,3 +97,25 @@ def test_url_encoded_keys_are_decoded_as_botocore_decodes_them():
         b"</ListBucketResult>"
     )
     assert parse_page(body).keys == [("new\nline sp+&.jpg", '"e"')]
+
+
+def test_xml_written_unlike_s3s_is_read_by_the_full_parser():
+    body = (
+        b"<ListBucketResult><!-- a comment --><IsTruncated>false</IsTruncated>"
+        b"<Contents><Key><![CDATA[a<b&c.jpg]]></Key></Contents>"
+        b'<Contents kind="x"><Key>d&#13;e.jpg</Key><ETag>&quot;f&quot;</ETag></Contents>'
+        b"</ListBucketResult>"
+    )
+    assert parse_page(body).keys == [("a<b&c.jpg", None), ("d\re.jpg", '"f"')]
+
+
+def test_a_contents_without_etag_does_not_borrow_the_next_ones():
+    body = (
+        b"<ListBucketResult><IsTruncated>true</IsTruncated>"
+        b"<Contents><Key>a.jpg</Key></Contents>"
+        b"<Contents><Key>b&#13;&lt;.jpg</Key><ETag>&quot;f&quot;</ETag></Contents>"
+        b"</ListBucketResult>"
+    )
+    assert parse_page(body) == parse_page(body.replace(b"<Contents>", b"<Contents >"))
+    assert parse_page(body).keys == [("a.jpg", None), ("b\r<.jpg", '"f"')]
+    assert parse_page(body).truncated
