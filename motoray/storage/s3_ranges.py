@@ -53,15 +53,16 @@ def _text(value: int, width: int, first: int, base: int) -> str:
     return "".join(chars).rstrip(" ")
 
 
-def folder_bounds(storage: S3Storage) -> list[str]:
+def folder_bounds(storage: S3Storage) -> tuple[list[str], bool]:
     """The folders right below the prefix (their full keys, as the first ranges' ends), from
-    one delimited request; none for a flat prefix."""
+    one delimited request (none for a flat prefix), and whether more follow them."""
     root = f"{storage.prefix}/" if storage.prefix else ""
     with list_errors(storage):
         page = storage._client.list_objects_v2(
             Bucket=storage.bucket, Prefix=root, Delimiter="/", MaxKeys=LIST_PAGE_KEYS
         )
-    return sorted(p["Prefix"] for p in page.get("CommonPrefixes", ()))
+    folders = sorted(p["Prefix"] for p in page.get("CommonPrefixes", ()))
+    return folders, bool(page.get("IsTruncated"))
 
 
 def ahead(first: str, last: str, end: str, cuts: int) -> list[str]:
