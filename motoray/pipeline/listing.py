@@ -14,10 +14,11 @@ from motoray.config import Config
 from motoray.storage import open_storage
 from motoray.storage.keyfile import KEY, KeyFile, key_files, read_keys
 from motoray.storage.s3 import LIST_PAGE_KEYS, S3Storage, list_errors
-from motoray.storage.s3_ranges import TOP, folder_bounds, list_range
+from motoray.storage.s3_ranges import TOP, ahead, folder_bounds, list_range
 
 VERSION = "version"
 RANGES_PER_CPU = 2  # first ranges per CPU: cut where the prefix's folders start
+FOLDER_PAGES = 4  # ranges per CPU past a first page of folders (more: the last range)
 LIST_THREADS = 32  # requests in flight per range task (at ~30 ms each, I/O-bound)
 
 
@@ -72,10 +73,12 @@ def s3_keys(storage: S3Storage, extensions: tuple[str, ...]) -> ray.data.Dataset
     """An S3 prefix's keys (and ETags, `version`), listed by tasks, one block per range, the
     blocks in key order, each key once."""
     root = f"{storage.prefix}/" if storage.prefix else ""
-    folders = folder_bounds(storage)
+    folders, more = folder_bounds(storage)
     ranges = max(1, int(ray.cluster_resources().get("CPU", 1)) * RANGES_PER_CPU)
     step = max(1, -(-len(folders) // ranges))
     ends = [*folders[step::step], root + TOP]
+    if more:  # folders past the first page: ranges as wide as it, as far as it says
+        ends[-1:] = [*ahead(folders[0], folders[-1], root + TOP, ranges * FOLDER_PAGES), root + TOP]
     starts = [None, *ends[:-1]]
     refs = [
         _listed.remote(storage, start, end, extensions, LIST_THREADS)

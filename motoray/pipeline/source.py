@@ -13,7 +13,7 @@ from motoray.config import Config
 from motoray.labels import labels_of
 from motoray.spec import RequestBase
 from motoray.split import Assignment, assign
-from motoray.storage import Storage, open_storage
+from motoray.storage import LocalStorage, Storage, open_storage
 
 if TYPE_CHECKING:
     from motoray.video.plan import VideoPlan
@@ -59,6 +59,10 @@ def list_versions(request: RequestBase, config: Config) -> tuple[Storage, dict[s
         from motoray.pipeline.listing import s3_versions
 
         return source, s3_versions(source, tuple(source_config.extensions))
+    if isinstance(source, LocalStorage):  # a large tree: its subtrees walked by tasks
+        from motoray.pipeline.local_listing import local_versions
+
+        return source, local_versions(source, tuple(source_config.extensions))
     return source, source.list_versions(tuple(source_config.extensions))
 
 

@@ -56,20 +56,7 @@ class LocalStorage:
     def list(self, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[str]:
         if not self.root.is_dir():
             raise FileNotFoundError(f"source folder does not exist: {self.root}")
-        wanted = tuple(e.lower() for e in extensions)
-        keys = []
-        # followlinks=False: a link to a folder is never walked into (its files, if they are
-        # under the root, are listed where they really are). A folder that cannot be listed
-        # fails the listing: skipped, it would silently shrink the dataset.
-        for dirpath, dirnames, filenames in os.walk(self.root, onerror=_unlistable):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            folder = os.path.relpath(dirpath, self.root)  # string work: a job lists twice
-            prefix = "" if folder == "." else folder.replace(os.sep, "/") + "/"
-            keys += [
-                _text(prefix + name)
-                for name in filenames
-                if name.lower().endswith(wanted) and not name.startswith(".")
-            ]
+        keys = walk_keys(self.root, self.root, tuple(e.lower() for e in extensions))
         # A set: a name that is not UTF-8 and one spelling it out with backslashes ("\\xff")
         # give the same key (both refused); listed twice, one key would be two images.
         return sorted(set(keys))
@@ -179,6 +166,32 @@ def _changes(version: str, info: os.stat_result) -> str:
     if size != str(info.st_size):
         return f"{size} bytes when probed, {info.st_size} now"
     return "rewritten since it was probed (same size, new modification time)"
+
+
+def walk_keys(root: Path, top: Path, wanted: tuple[str, ...]) -> list[str]:
+    """The keys (relative to `root`) of the files under `top` with a `wanted` extension
+    (lower case), in no set order; `top` is `root` or a folder below it that is listed."""
+    keys = []
+    # followlinks=False: a link to a folder is never walked into (its files, if they are
+    # under the root, are listed where they really are). A folder that cannot be listed
+    # fails the listing: skipped, it would silently shrink the dataset.
+    for dirpath, dirnames, filenames in os.walk(top, onerror=_unlistable):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        keys += level_keys(root, dirpath, filenames, wanted)
+    return keys
+
+
+def level_keys(
+    root: Path, dirpath: str, filenames: list[str], wanted: tuple[str, ...]
+) -> list[str]:
+    """The keys of the files os.walk found in one folder: hidden names skipped."""
+    folder = os.path.relpath(dirpath, root)  # string work: a job lists twice
+    prefix = "" if folder == "." else folder.replace(os.sep, "/") + "/"
+    return [
+        _text(prefix + name)
+        for name in filenames
+        if name.lower().endswith(wanted) and not name.startswith(".")
+    ]
 
 
 def _unlistable(error: OSError) -> None:

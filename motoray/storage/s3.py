@@ -25,6 +25,8 @@ LIST_PAGE_KEYS = 1000  # the most S3 returns in one ListObjectsV2 page
 _CLIENT_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 5},
     max_pool_connections=CONCURRENCY,  # one connection per request in flight (default: 10)
+    # What requests use already; said so that presigned URLs (s3_pages) are SigV4 too.
+    signature_version="s3v4",
 )
 _MISSING = {"NoSuchKey", "NoSuchBucket", "NotFound", "404"}
 _DENIED = {"AccessDenied", "Forbidden", "403"}
