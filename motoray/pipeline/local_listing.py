@@ -78,7 +78,9 @@ def local_versions(storage: LocalStorage, extensions: tuple[str, ...]) -> dict[s
     if not storage.root.is_dir():
         raise FileNotFoundError(f"source folder does not exist: {storage.root}")
     wanted = tuple(e.lower() for e in extensions)
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    # This node's CPUs, not the cluster's: no call to Ray for a tree walked here (a preview
+    # lists in a task whose memory is bounded; a first GCS call there costs threads).
+    cpus = os.cpu_count() or 1
     keys, subtrees = _top_levels(storage.root, wanted, cpus * SUBTREES_PER_CPU)
     walked = 0
     while walked < len(subtrees):

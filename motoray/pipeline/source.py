@@ -11,6 +11,8 @@ from motoray import annotations
 from motoray.annotations import ImageBoxes, SourceAnnotations
 from motoray.config import Config
 from motoray.labels import labels_of
+from motoray.pipeline.listing import manifest_key_list, s3_versions
+from motoray.pipeline.local_listing import local_versions
 from motoray.spec import RequestBase
 from motoray.split import Assignment, assign
 from motoray.storage import LocalStorage, Storage, open_storage
@@ -52,16 +54,10 @@ def list_versions(request: RequestBase, config: Config) -> tuple[Storage, dict[s
     source_config = config.sources[request.name]
     source = open_storage(source_config.uri, config.source_s3(request.name))
     if source_config.kind == "manifest":  # keys from its file: read whatever version is there
-        from motoray.pipeline.listing import manifest_key_list
-
         return source, dict.fromkeys(manifest_key_list(config, request.name))
     if source.uri.startswith("s3://"):  # more than a page of keys: listed by tasks
-        from motoray.pipeline.listing import s3_versions
-
         return source, s3_versions(source, tuple(source_config.extensions))
     if isinstance(source, LocalStorage):  # a large tree: its subtrees walked by tasks
-        from motoray.pipeline.local_listing import local_versions
-
         return source, local_versions(source, tuple(source_config.extensions))
     return source, source.list_versions(tuple(source_config.extensions))
 
