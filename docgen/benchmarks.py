@@ -93,7 +93,8 @@ def also_measured(result: dict) -> str:
             speeds = video["decoded_frames_per_s_median"]
             facts.append(
                 (
-                    f"{kind}: {video['clips']} clips, {video['decoded_frames']} frames decoded",
+                    f"{kind}: {video['clips']} clips, {video['decoded_frames']} frames decoded"
+                    + (f" (run of {video['measured']})" if "measured" in video else ""),
                     f"{speeds['motoray']} frames/s against the floor's {speeds['floor']} "
                     f"({_bold(video['ratio_median'])}; per round "
                     + ", ".join(f"{r:.3f}" for r in video["ratios_per_round"])
