@@ -194,7 +194,10 @@ def orientation(frame: av.VideoFrame) -> str:
 
 
 def _display_matrix(frame: av.VideoFrame) -> np.ndarray | None:
-    for data in frame.side_data:
+    for entry in frame.side_data:
+        # PyAV 18.1.0 iterates the side data itself, 18.1.1 (a proper Mapping) its types.
+        is_data = isinstance(entry, av.sidedata.sidedata.SideData)
+        data = entry if is_data else frame.side_data[entry]
         if data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
             return np.frombuffer(bytes(data), dtype="<i4")
     return None
