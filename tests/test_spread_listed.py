@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from motoray.config import Config, OutputConfig, SourceConfig
-from motoray.pipeline import listing, spread
+from motoray.pipeline import listing, local_listing, spread
 from tests.conftest import run_job
 from tests.s3server import S3Endpoint, s3_endpoint  # noqa: F401  (fixture)
 
@@ -42,14 +42,20 @@ def _rows(table: pa.Table) -> list[dict]:
     return sorted(table.to_pylist(), key=lambda row: row["output_path"])
 
 
-def test_a_large_local_folder_runs_spread_as_the_driver_would(frames, tmp_path, monkeypatch):
-    folder = tmp_path / "src"
+def _folder(frames: Path, folder: Path) -> Path:
+    """32 keys: 30 frames in cam*/lap*/ (subtrees a task may walk), a damaged one, and one at
+    the top level."""
     for n, path in enumerate(sorted(frames.glob("*.jpg"))[:30]):
-        key = folder / f"cam{n % 3}" / f"lap{n % 2}" / path.name  # subtrees listed by tasks
+        key = folder / f"cam{n % 3}" / f"lap{n % 2}" / path.name
         key.parent.mkdir(parents=True, exist_ok=True)
         key.hardlink_to(path)
     (folder / "cam0" / "empty.jpg").write_bytes(b"")  # damaged: one failure either way
-    (folder / "top.jpg").hardlink_to(sorted(frames.glob("*.jpg"))[30])  # the top level's
+    (folder / "top.jpg").hardlink_to(sorted(frames.glob("*.jpg"))[30])
+    return folder
+
+
+def test_a_large_local_folder_runs_spread_as_the_driver_would(frames, tmp_path, monkeypatch):
+    folder = _folder(frames, tmp_path / "src")
     body = {**REQUEST, "train_test_split": {**REQUEST["train_test_split"], "group_by": "folder"}}
     config = Config(
         sources={"src": SourceConfig(uri=str(folder))},
@@ -139,3 +145,30 @@ def test_a_large_s3_prefix_runs_spread_and_refuses_an_object_changed_since_liste
     assert made == {path: digest for path, digest in _outputs(root / "driver").items()
                     if path in made}  # fmt: skip
     assert len(made) == len(_outputs(root / "driver")) - 1
+
+
+def test_a_spread_jobs_files_are_the_same_however_its_listing_was_cut(
+    frames, tmp_path, monkeypatch
+):
+    """Few subtrees, walked by tasks, or none, the tree walked here: the blocks of the job
+    (7 of 5 keys) and so its manifest parts are cut from one order, byte for byte."""
+    config = Config(
+        sources={"src": SourceConfig(uri=str(_folder(frames, tmp_path / "src")))},
+        output=OutputConfig(uri=str(tmp_path / "out")),
+    )
+    monkeypatch.setattr(spread, "SPREAD_FROM", 32)
+    monkeypatch.setattr(spread, "IMAGES_PER_BLOCK", 5)
+    made = {}
+    for subtrees_per_cpu in (1, 16):  # 2 CPUs: 3 top folders are enough; 16: none below
+        monkeypatch.setattr(local_listing, "SUBTREES_PER_CPU", subtrees_per_cpu)
+        job = f"cut-{subtrees_per_cpu}"
+        assert run_job(REQUEST, config, job)["state"] == "SUCCEEDED"
+        root = tmp_path / "out" / "src" / job
+        made[job] = {
+            p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "job.json"
+        }
+    parts = [path for path in made["cut-1"] if path.startswith("manifest/part-")]
+    assert len(parts) == 7
+    assert made["cut-1"] == made["cut-16"]

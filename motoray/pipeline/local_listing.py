@@ -2,9 +2,9 @@
 each), the keys in Ray blocks. The driver walks only the top levels, until it has enough
 subtrees for every CPU. A job's listing (local_versions) walks a tree that looks smaller
 than LOCAL_TASKS_FROM keys (or than the number at which the job runs spread) in this
-process, where tasks do not pay. Same keys and refusals
-as LocalStorage.list: hidden entries skipped, links to folders not followed, a folder that
-cannot be listed fails the listing."""
+process, where tasks do not pay. Same keys and refusals as LocalStorage.list: hidden
+entries skipped, links to folders not followed, a folder that cannot be listed fails the
+listing."""
 
 from __future__ import annotations
 
@@ -98,14 +98,14 @@ def local_versions(
     rest = subtrees[walked:]
     groups = [rest[i :: cpus * SUBTREES_PER_CPU] for i in range(cpus * SUBTREES_PER_CPU)]
     refs = [_listed.remote(storage.root, g, wanted) for g in groups if g]
-    if spread_from is None:
+    if spread_from is None or (not refs and len(keys) < spread_from):
         tables = ray.get(refs)
     else:
-        # One global order whatever the cluster's size: a spread job's blocks (and manifest
-        # parts) are cut from it.
-        listed = held(ray.data.from_arrow_refs([ray.put(_block(keys)), *refs]).sort(KEY))
+        listed = held(ray.data.from_arrow_refs([ray.put(_block(keys)), *refs]))
         if listed.count >= spread_from:
-            return listed
+            # One global order whatever the cluster's size: a spread job's blocks (and
+            # manifest parts) are cut from it.
+            return held(listed.keys.sort(KEY))
         keys, tables = [], listed.keys.iter_batches(batch_size=None, batch_format="pyarrow")
     for table in tables:
         keys += table[KEY].to_pylist()
