@@ -43,9 +43,9 @@ from motoray.storage.keyfile import KEY
 IMAGES_PER_BLOCK = 100  # as ray_data's: ~1 s of work per task
 MAX_BLOCKS = 1024  # 10^7 keys: blocks of ~10^4 (a task of ~100 s); ~60 KiB of driver each
 # Keys of a listed prefix or folder from which its job runs spread. Below, the driver holds
-# under ~50 MB of keys, items and manifest rows and splits them in seconds (10^6 keys: ~0.5
-# GB, 40 s: issue 31), and the job keeps one manifest.parquet; the spread path's extra passes
-# over the blocks cost a few seconds, small beside a job of this size (~3 min on 2 CPUs).
+# ~40 MB of keys and items and splits them in ~5 s (issue 31 measured 0.4 GB and 45 s at
+# 10^6), and the job keeps one manifest.parquet; the spread path's extra passes over the
+# blocks cost a few seconds, small beside a job of this size (~4 min on 2 CPUs).
 SPREAD_FROM = 100_000
 
 
