@@ -172,3 +172,30 @@ def test_a_spread_jobs_files_are_the_same_however_its_listing_was_cut(
     parts = [path for path in made["cut-1"] if path.startswith("manifest/part-")]
     assert len(parts) == 7
     assert made["cut-1"] == made["cut-16"]
+
+
+def test_a_resumed_spread_job_keeps_no_part_an_earlier_run_left(frames, tmp_path, monkeypatch):
+    """An earlier run's part (a listing since changed cuts other blocks) is removed: the
+    manifest lists this run's outputs, once."""
+    from motoray.jobs.record import accept
+    from motoray.pipeline import job
+    from tests.conftest import parse_one
+
+    config = Config(
+        sources={"src": SourceConfig(uri=str(_folder(frames, tmp_path / "src")))},
+        output=OutputConfig(uri=str(tmp_path / "out")),
+    )
+    monkeypatch.setattr(spread, "SPREAD_FROM", 32)
+    [inputs] = accept([parse_one(REQUEST, config)], config, "resumed")
+    manifest = tmp_path / "out" / "src" / "resumed" / "manifest"
+    manifest.mkdir(parents=True, exist_ok=True)
+    stale = manifest / "part-0123456789abcdef.parquet"
+    pq.write_table(pa.table({"output_path": ["train/top.0.jpg"]}), stale)
+
+    record = job.run_job(inputs, run=1)
+
+    assert record.state == "SUCCEEDED" and record.resumed == 1
+    assert not stale.exists()
+    rows = ds.dataset(manifest).to_table()
+    assert rows.num_rows == record.counts.outputs == 31
+    assert len(set(rows["output_path"].to_pylist())) == 31

@@ -111,6 +111,8 @@ def run_job(
         if isinstance(found, Listed):  # no key on this driver
             listed = time.time()
             mark("listed")
+            if run:
+                spread.drop_earlier_parts(job_dir)
             _run_spread(inputs, request, record, telemetry, mark, on_progress, stop, storage, found)
         else:
             listed_versions = found

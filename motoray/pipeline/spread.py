@@ -14,6 +14,7 @@ and the failures. The manifest is the `manifest/` folder, read whole by
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from collections import Counter
@@ -38,6 +39,7 @@ from motoray.priority import as_batch_work
 from motoray.seeding import stable_hash
 from motoray.spec import RequestBase
 from motoray.split_cut import Cut, Rules
+from motoray.storage import Storage
 from motoray.storage.keyfile import KEY
 
 IMAGES_PER_BLOCK = 100  # as ray_data's: ~1 s of work per task
@@ -92,6 +94,16 @@ def processed(spec: JobSpec, keys: ray.data.Dataset, count: int, cut: Cut) -> It
         _block, fn_kwargs={"spec": spec, "cut": shared}, batch_size=None, batch_format="pyarrow"
     )
     yield from done.iter_batches(batch_size=None, batch_format="pyarrow")
+
+
+def drop_earlier_parts(job_dir: Storage) -> None:
+    """A resumed job's manifest parts from its earlier runs, removed before this run writes
+    its own: blocks are cut the same way from the same listing, but a listing that changed
+    between runs (a live bucket) cuts others, and a part left over would list rows twice."""
+    parts = job_dir.child(MANIFEST_FOLDER)
+    with contextlib.suppress(FileNotFoundError):  # no part yet (a local folder not made)
+        for name in parts.list((".parquet",)):
+            parts.delete(name)
 
 
 def _block(batch: pa.Table, spec: JobSpec, cut) -> pa.Table:
