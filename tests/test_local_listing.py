@@ -11,6 +11,7 @@ import pytest
 import ray
 
 from motoray.pipeline import local_listing
+from motoray.pipeline.listing import Listed
 from motoray.pipeline.local_listing import local_keys
 from motoray.storage import LocalStorage
 from tests.capabilities import can_drop, without_file_permission_override
@@ -89,3 +90,18 @@ def test_a_jobs_listing_is_local_storages_whoever_walks(tree, ray_local, monkeyp
     listed = local_listing.local_versions(LocalStorage(tree), EXTENSIONS)
     assert listed == LocalStorage(tree).list_versions(EXTENSIONS)
     assert list(listed) == LocalStorage(tree).list(EXTENSIONS)  # sorted, as a job expects
+
+
+@pytest.mark.parametrize("tasks_from", [0, 10**9])
+def test_a_spread_jobs_listing_is_held_by_ray_from_its_threshold_on(
+    tree, ray_local, monkeypatch, tasks_from
+):
+    """At `spread_from` keys or more the listing stays in Ray's blocks, in key order; below
+    it, the keys come back as local_versions gives them."""
+    monkeypatch.setattr(local_listing, "LOCAL_TASKS_FROM", tasks_from)
+    expected = LocalStorage(tree).list_versions(EXTENSIONS)
+    storage = LocalStorage(tree)
+    assert local_listing.local_versions(storage, EXTENSIONS, len(expected) + 1) == expected
+    held = local_listing.local_versions(storage, EXTENSIONS, len(expected))
+    assert isinstance(held, Listed) and held.count == len(expected)
+    assert _keys(held.keys) == list(expected)

@@ -47,9 +47,10 @@ from motoray.ops import operators_for
 from motoray.pipeline import boxfiles, ray_data, source, spread
 from motoray.pipeline.jobspec import JobSpec, job_spec
 from motoray.pipeline.layout import JOB_FILE, MANIFEST_FILE
+from motoray.pipeline.listing import Listed
 from motoray.pipeline.manifest import ManifestWriter, listed, manifest_columns
 from motoray.spec import RequestBase, outputs_per_image, parse_one_for
-from motoray.storage import CHANGED, open_storage
+from motoray.storage import CHANGED
 from motoray.video.sampling import parse_frame_key, video_of
 
 Progress = Callable[[Counts], None]
@@ -106,10 +107,15 @@ def run_job(
         if time.time() > deadline:  # resumed after its time was up
             raise JobTimeout("still running past limits.job_timeout_s")
         stop = should_stop or (lambda: False)
-        if spread.applies(request, config):  # no key on this driver
-            listed = _run_spread(inputs, request, record, telemetry, mark, on_progress, stop)
+        storage, found = source.listing(request, config, spread.spread_from(request, config))
+        if isinstance(found, Listed):  # no key on this driver
+            listed = time.time()
+            mark("listed")
+            if run:
+                spread.drop_earlier_parts(job_dir)
+            _run_spread(inputs, request, record, telemetry, mark, on_progress, stop, storage, found)
         else:
-            storage, listed_versions = source.list_versions(request, config)
+            listed_versions = found
             keys = list(listed_versions)
             videos = source.probe(request, config, storage, keys, listed_versions)
             images = source.image_count(keys, videos)
@@ -161,14 +167,13 @@ def run_job(
     return record
 
 
-def _run_spread(inputs, request, record, telemetry, mark, on_progress, should_stop) -> float:
+def _run_spread(
+    inputs, request, record, telemetry, mark, on_progress, should_stop, storage, listed
+) -> None:
     """A job whose keys stay in Ray's blocks (pipeline/spread.py): listing, split and the
-    file check in tasks, sums here. Returns when the listing ended."""
+    file check in tasks, sums here."""
     config, deadline = inputs.config, Deadline.of(inputs).at
-    keys, images = spread.listed(request, config)
-    listed = time.time()
-    mark("listed")
-    storage = open_storage(config.sources[request.name].uri, config.source_s3(request.name))
+    keys, images = listed.keys, listed.count
     telemetry.log("listed", f"{images} images in {storage.uri}", images=images)
     record.source = SourceRef(name=request.name, uri=storage.uri)
     _check_budget(request, config, images)
@@ -194,7 +199,6 @@ def _run_spread(inputs, request, record, telemetry, mark, on_progress, should_st
     counts.splits = dict(sorted((s, c) for s, c in per_split.items() if c.images))
     record.counts, record.failures = counts, sorted(failures, key=lambda f: f.source_path)
     _check_outcome(counts, record.failures, config.limits)
-    return listed
 
 
 @contextmanager

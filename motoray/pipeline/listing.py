@@ -1,11 +1,14 @@
 """A source's keys as a Ray dataset (a `key` column), read by tasks: the driver never holds
 them in one list. A `kind: manifest` source reads its key file (or every data file of an S3
 Inventory report) in tasks, one file per task. An S3 prefix is listed in key ranges
-(storage/s3_ranges.py), a few ranges per CPU, each range's requests in flight at once."""
+(storage/s3_ranges.py), a few ranges per CPU, each range's requests in flight at once.
+A job's listing stays in the blocks (a `Listed`) when it holds enough keys to run spread
+(pipeline/spread.py); a smaller one comes back to the driver as a dict."""
 
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 
 import pyarrow as pa
 import ray
@@ -20,6 +23,20 @@ VERSION = "version"
 RANGES_PER_CPU = 2  # first ranges per CPU: cut where the prefix's folders start
 FOLDER_PAGES = 4  # ranges per CPU past a first page of folders (more: the last range)
 LIST_THREADS = 32  # requests in flight per range task (at ~30 ms each, I/O-bound)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A listing held by Ray: materialized blocks of a `key` column (and `version`, an S3
+    key's ETag), and how many keys."""
+
+    keys: ray.data.Dataset
+    count: int
+
+
+def held(keys: ray.data.Dataset) -> Listed:
+    keys = keys.materialize()
+    return Listed(keys, keys.count())
 
 
 def manifest_files(config: Config, name: str) -> list[KeyFile]:
@@ -98,17 +115,29 @@ def _listed(
                      VERSION: pa.array([found[k] for k in keys], pa.string())})  # fmt: skip
 
 
-def s3_versions(storage: S3Storage, extensions: tuple[str, ...]) -> dict[str, str | None]:
-    """An S3 prefix's keys and ETags, sorted, for a job that takes them as a dict: listed by
-    tasks where there is more than one page of keys (and Ray), else as one stream."""
+def s3_versions(
+    storage: S3Storage, extensions: tuple[str, ...], spread_from: int | None = None
+) -> dict[str, str | None] | Listed:
+    """An S3 prefix's keys and ETags, sorted: listed by tasks where there is more than one
+    page of keys (and Ray), else as one stream. At `spread_from` keys or more (None: never)
+    they stay in Ray's blocks, a `Listed`; else they come back as a dict."""
     root = f"{storage.prefix}/" if storage.prefix else ""
     with list_errors(storage):
         first = storage._client.list_objects_v2(
             Bucket=storage.bucket, Prefix=root, MaxKeys=LIST_PAGE_KEYS
         )
+    spreads = spread_from is not None and ray.is_initialized()
     if not first.get("IsTruncated") or not ray.is_initialized():
-        return storage.list_versions(extensions)
-    found: dict[str, str | None] = {}
-    for table in s3_keys(storage, extensions).iter_batches(batch_size=None, batch_format="pyarrow"):
+        found = storage.list_versions(extensions)
+        if spreads and len(found) >= spread_from:
+            table = pa.table({KEY: pa.array(list(found), pa.string()),
+                              VERSION: pa.array(list(found.values()), pa.string())})  # fmt: skip
+            return held(ray.data.from_arrow(table))
+        return found
+    listed = held(s3_keys(storage, extensions))
+    if spreads and listed.count >= spread_from:
+        return listed
+    found = {}
+    for table in listed.keys.iter_batches(batch_size=None, batch_format="pyarrow"):
         found.update(zip(table[KEY].to_pylist(), table[VERSION].to_pylist()))
     return found

@@ -1,9 +1,10 @@
 """A local tree's keys listed by Ray tasks, one task per few folder subtrees (os.walk in
 each), the keys in Ray blocks. The driver walks only the top levels, until it has enough
 subtrees for every CPU. A job's listing (local_versions) walks a tree that looks smaller
-than LOCAL_TASKS_FROM keys in this process, where tasks do not pay. Same keys and refusals
-as LocalStorage.list: hidden entries skipped, links to folders not followed, a folder that
-cannot be listed fails the listing."""
+than LOCAL_TASKS_FROM keys (or than the number at which the job runs spread) in this
+process, where tasks do not pay. Same keys and refusals as LocalStorage.list: hidden
+entries skipped, links to folders not followed, a folder that cannot be listed fails the
+listing."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import ray
 
+from motoray.pipeline.listing import Listed, held
 from motoray.storage.keyfile import KEY
 from motoray.storage.local import LocalStorage, _unlistable, level_keys, walk_keys
 
@@ -68,16 +70,21 @@ def _block(keys: list[str]) -> pa.Table:
     return pa.table({KEY: pa.array(sorted(set(keys)), pa.string())})
 
 
-def local_versions(storage: LocalStorage, extensions: tuple[str, ...]) -> dict[str, str | None]:
-    """The tree's keys, sorted (no versions: a local file is read as it is), for a job that
-    takes them as a dict. Subtrees are walked here one after another while the tree looks
-    smaller than LOCAL_TASKS_FROM keys (keys so far, scaled by the subtrees left); past
-    that, the subtrees left are walked by tasks. Nothing is walked twice either way."""
+def local_versions(
+    storage: LocalStorage, extensions: tuple[str, ...], spread_from: int | None = None
+) -> dict[str, str | None] | Listed:
+    """The tree's keys, sorted (no versions: a local file is read as it is), for a job.
+    Subtrees are walked here one after another while the tree looks smaller than
+    LOCAL_TASKS_FROM keys, or `spread_from` (keys so far, scaled by the subtrees left); past
+    that, the subtrees left are walked by tasks. Nothing is walked twice either way. At
+    `spread_from` keys or more (None: never) they stay in Ray's blocks, sorted, a `Listed`;
+    else they come back as a dict."""
     if not ray.is_initialized():
         return storage.list_versions(extensions)
     if not storage.root.is_dir():
         raise FileNotFoundError(f"source folder does not exist: {storage.root}")
     wanted = tuple(e.lower() for e in extensions)
+    walk_here_below = min(LOCAL_TASKS_FROM, spread_from or LOCAL_TASKS_FROM)
     # This node's CPUs, not the cluster's: no call to Ray for a tree walked here (a preview
     # lists in a task whose memory is bounded; a first GCS call there costs threads).
     cpus = os.cpu_count() or 1
@@ -86,10 +93,20 @@ def local_versions(storage: LocalStorage, extensions: tuple[str, ...]) -> dict[s
     while walked < len(subtrees):
         keys += walk_keys(storage.root, subtrees[walked], wanted)
         walked += 1
-        if len(keys) * len(subtrees) // walked >= LOCAL_TASKS_FROM:
+        if len(keys) * len(subtrees) // walked >= walk_here_below:
             break
     rest = subtrees[walked:]
     groups = [rest[i :: cpus * SUBTREES_PER_CPU] for i in range(cpus * SUBTREES_PER_CPU)]
-    for table in ray.get([_listed.remote(storage.root, g, wanted) for g in groups if g]):
+    refs = [_listed.remote(storage.root, g, wanted) for g in groups if g]
+    if spread_from is None or (not refs and len(keys) < spread_from):
+        tables = ray.get(refs)
+    else:
+        listed = held(ray.data.from_arrow_refs([ray.put(_block(keys)), *refs]))
+        if listed.count >= spread_from:
+            # One global order whatever the cluster's size: a spread job's blocks (and
+            # manifest parts) are cut from it.
+            return held(listed.keys.sort(KEY))
+        keys, tables = [], listed.keys.iter_batches(batch_size=None, batch_format="pyarrow")
+    for table in tables:
         keys += table[KEY].to_pylist()
     return dict.fromkeys(sorted(set(keys)))

@@ -11,7 +11,7 @@ from motoray import annotations
 from motoray.annotations import ImageBoxes, SourceAnnotations
 from motoray.config import Config
 from motoray.labels import labels_of
-from motoray.pipeline.listing import manifest_key_list, s3_versions
+from motoray.pipeline.listing import Listed, held, manifest_key_list, manifest_keys, s3_versions
 from motoray.pipeline.local_listing import local_versions
 from motoray.spec import RequestBase
 from motoray.split import Assignment, assign
@@ -51,15 +51,29 @@ def list_source(request: RequestBase, config: Config) -> tuple[Storage, list[str
 
 def list_versions(request: RequestBase, config: Config) -> tuple[Storage, dict[str, str | None]]:
     """The listing, each key with the version listed (what a job's tasks then read)."""
+    source, found = listing(request, config)
+    assert isinstance(found, dict)  # no spread_from: never held by Ray
+    return source, found
+
+
+def listing(
+    request: RequestBase, config: Config, spread_from: int | None = None
+) -> tuple[Storage, dict[str, str | None] | Listed]:
+    """The listing, each key with the version listed; at `spread_from` keys or more (None:
+    never) it stays in Ray's blocks (a `Listed`: the job runs spread) and never reaches
+    this process whole."""
     source_config = config.sources[request.name]
     source = open_storage(source_config.uri, config.source_s3(request.name))
+    extensions = tuple(source_config.extensions)
     if source_config.kind == "manifest":  # keys from its file: read whatever version is there
+        if spread_from is not None:  # they never need this process, whatever their number
+            return source, held(manifest_keys(config, request.name))
         return source, dict.fromkeys(manifest_key_list(config, request.name))
     if source.uri.startswith("s3://"):  # more than a page of keys: listed by tasks
-        return source, s3_versions(source, tuple(source_config.extensions))
+        return source, s3_versions(source, extensions, spread_from)
     if isinstance(source, LocalStorage):  # a large tree: its subtrees walked by tasks
-        return source, local_versions(source, tuple(source_config.extensions))
-    return source, source.list_versions(tuple(source_config.extensions))
+        return source, local_versions(source, extensions, spread_from)
+    return source, source.list_versions(extensions)
 
 
 def read_annotations(

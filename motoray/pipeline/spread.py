@@ -1,9 +1,11 @@
-"""A job whose keys never sit on the driver: a `kind: manifest` source of images without
-annotations, in files (not WebDataset) format.
+"""A job whose keys never sit on the driver: images without annotations, in files (not
+WebDataset) format, without a near-duplicate pass, from a `kind: manifest` source (always)
+or from an S3 prefix or a local folder whose listing holds at least SPREAD_FROM keys.
 
-    key blocks (listing.manifest_keys) -> split (placing.plan: a Cut) -> per block of keys,
-    in a task: placement from the Cut, read, process, write, the block's manifest part
-    (manifest/part-<hash of its first key>.parquet), its outputs checked -> one row of sums
+    key blocks (pipeline/listing.py, local_listing.py) -> split (placing.plan: a Cut) ->
+    per block of keys, in a task: placement from the Cut, read, process, write, the
+    block's manifest part (manifest/part-<hash of its first key>.parquet), its outputs
+    checked -> one row of sums
 
 The driver holds the Cut (thresholds, or one entry per group), the sums the tasks report
 and the failures. The manifest is the `manifest/` folder, read whole by
@@ -12,6 +14,7 @@ and the failures. The manifest is the `manifest/` folder, read whole by
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from collections import Counter
@@ -25,9 +28,10 @@ import ray
 from motoray.config import Config
 from motoray.jobs.record import Counts, Failure, SplitCounts
 from motoray.labels import label_of
-from motoray.pipeline import listing, placing, worker
+from motoray.pipeline import placing, worker
 from motoray.pipeline.jobspec import JobSpec
 from motoray.pipeline.layout import MANIFEST_FOLDER
+from motoray.pipeline.listing import VERSION
 from motoray.pipeline.manifest import manifest_columns, rows_table
 from motoray.pipeline.ray_data import _board_says_ended
 from motoray.pipeline.source import Item
@@ -35,28 +39,30 @@ from motoray.priority import as_batch_work
 from motoray.seeding import stable_hash
 from motoray.spec import RequestBase
 from motoray.split_cut import Cut, Rules
+from motoray.storage import Storage
 from motoray.storage.keyfile import KEY
 
 IMAGES_PER_BLOCK = 100  # as ray_data's: ~1 s of work per task
 MAX_BLOCKS = 1024  # 10^7 keys: blocks of ~10^4 (a task of ~100 s); ~60 KiB of driver each
+# Keys of a listed prefix or folder from which its job runs spread. Below, the driver holds
+# ~40 MB of keys and items and splits them in ~5 s (issue 31 measured 0.4 GB and 45 s at
+# 10^6), and the job keeps one manifest.parquet; the spread path's extra passes over the
+# blocks cost a few seconds, small beside a job of this size (~4 min on 2 CPUs).
+SPREAD_FROM = 100_000
 
 
-def applies(request: RequestBase, config: Config) -> bool:
-    """Whether a job runs spread: a manifest source of images, no boxes, files format, no
-    near-duplicate pass (its hashes and merges are made on the driver's listing)."""
+def spread_from(request: RequestBase, config: Config) -> int | None:
+    """How many keys the listing must hold for the job to run spread (None: it never does).
+    Only images without boxes, in files format, without a near-duplicate pass (its hashes
+    and merges are made on the driver's listing) run spread: a `kind: manifest` source's
+    whatever their number, a listed prefix's or folder's from SPREAD_FROM keys."""
     source = config.sources[request.name]
     sharded = request.output is not None and request.output.format == "webdataset"
     split = request.train_test_split
     near_duplicates = split is not None and split.near_duplicates is not None
-    plain = source.annotations is None and not sharded and not near_duplicates
-    return source.kind == "manifest" and plain
-
-
-def listed(request: RequestBase, config: Config) -> tuple[ray.data.Dataset, int]:
-    """The source's keys, held by Ray in the listing's blocks (one per key file), and how
-    many."""
-    keys = listing.manifest_keys(config, request.name).materialize()
-    return keys, keys.count()
+    if source.annotations is not None or sharded or near_duplicates:
+        return None
+    return {"manifest": 0, "images": SPREAD_FROM}.get(source.kind)
 
 
 def in_blocks(keys: ray.data.Dataset, count: int) -> ray.data.Dataset:
@@ -90,15 +96,29 @@ def processed(spec: JobSpec, keys: ray.data.Dataset, count: int, cut: Cut) -> It
     yield from done.iter_batches(batch_size=None, batch_format="pyarrow")
 
 
+def drop_earlier_parts(job_dir: Storage) -> None:
+    """A resumed job's manifest parts from its earlier runs, removed before this run writes
+    its own: blocks are cut the same way from the same listing, but a listing that changed
+    between runs (a live bucket) cuts others, and a part left over would list rows twice."""
+    parts = job_dir.child(MANIFEST_FOLDER)
+    with contextlib.suppress(FileNotFoundError):  # no part yet (a local folder not made)
+        for name in parts.list((".parquet",)):
+            parts.delete(name)
+
+
 def _block(batch: pa.Table, spec: JobSpec, cut) -> pa.Table:
     """A block of keys placed, processed and written, with its manifest part; its outputs
     checked on storage. Returns its sums: images per split, outputs per split, failures."""
     as_batch_work()
+    # An S3 key's ETag, as listed: its read is pinned to it (If-Match), as the driver's is.
+    listed = batch[VERSION].to_pylist() if VERSION in batch.column_names else None
+    versions = dict(zip(batch[KEY].to_pylist(), listed or []))
     keys = sorted(batch[KEY].to_pylist())
     cut = ray.get(cut)
     splits, groups = cut.place(keys)
     rule = cut.rules.labels
-    items = [Item(k, s, label_of(k, rule), g) for k, s, g in zip(keys, splits, groups)]
+    items = [Item(k, s, label_of(k, rule), g, version=versions.get(k))
+             for k, s, g in zip(keys, splits, groups)]  # fmt: skip
     rows = worker.write_files(spec, items, _board_says_ended(spec.job_id))
     table = rows_table(rows)
     made = table.filter(table["error"].is_null())

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from motoray.pipeline.listing import s3_keys, s3_versions
+from motoray.pipeline import listing
+from motoray.pipeline.listing import Listed, s3_keys, s3_versions
 from motoray.storage.s3_ranges import TOP, between, list_range
 
 KEYS = (
@@ -74,3 +75,19 @@ def test_a_job_lists_a_prefix_of_many_pages_by_tasks(s3_endpoint, ray_local):
     listed = s3_versions(storage, (".jpg",))
     assert list(listed) == list(storage.list_versions((".jpg",)))
     assert listed == storage.list_versions((".jpg",)) and len(listed) == 1100
+
+
+@pytest.mark.parametrize("page_keys", [1000, 25])  # one page, listed here, or ranges in tasks
+def test_a_spread_jobs_listing_is_held_by_ray_with_its_etags(
+    source, ray_local, monkeypatch, page_keys
+):
+    """At `spread_from` keys or more the listing stays in Ray's blocks, keys in order with
+    their ETags; below it, the keys come back as the serial listing gives them."""
+    monkeypatch.setattr(listing, "LIST_PAGE_KEYS", page_keys)  # the first page's size
+    serial = source.list_versions((".jpg", ".png"))
+    assert s3_versions(source, (".jpg", ".png"), len(serial) + 1) == serial
+    held = s3_versions(source, (".jpg", ".png"), len(serial))
+    assert isinstance(held, Listed) and held.count == len(serial)
+    rows = held.keys.take_all()
+    assert {row["key"]: row["version"] for row in rows} == serial
+    assert [row["key"] for row in rows] == list(serial)
