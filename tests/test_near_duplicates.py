@@ -253,8 +253,8 @@ def test_the_bench_measures_and_records_its_block_and_the_page_shows_it(tmp_path
     result.write_text(json.dumps({"images": 1, "near_duplicates": {"stale": True}}))
     command = [
         sys.executable, "-m", "benchmarks.near_duplicates", "--images", "12", "--rounds", "1",
-        "--rss-images", "30", "--workers", "2", "--work", str(tmp_path / "work"),
-        "--record", str(result),
+        "--rss-images", "30", "--rss-frame", "64x36", "--workers", "2",
+        "--work", str(tmp_path / "work"), "--record", str(result),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(command, capture_output=True, text=True, timeout=540, cwd=REPO, env=env)
@@ -265,7 +265,9 @@ def test_the_bench_measures_and_records_its_block_and_the_page_shows_it(tmp_path
     assert block["images"] == 12 and block["rounds"] == 1
     assert all(len(block["seconds"][v]) == 1 for v in ("without", "first", "rerun"))
     assert block["driver_peak_rss"]["images"] == 30 and block["driver_peak_rss"]["ratio"] > 0
-    assert len(list((tmp_path / "work/frames-30").iterdir())) == 30
+    assert block["driver_peak_rss"]["frame"] == [64, 36]
+    assert len(list((tmp_path / "work/frames-30-64x36").iterdir())) == 30
+    assert len(list((tmp_path / "work/frames-12").iterdir())) == 12  # timed: 1280x720
     page = near_duplicates(recorded)
     assert f"**{block['ratios_median']['first / without']}**" in page
     assert f"**{block['driver_peak_rss']['ratio']}**" in page
