@@ -34,6 +34,9 @@ IDENTITY_SLICE = 1000
 # hashes take a few ms each and hold a few MB; a band whose value ~1,500 distinct hashes
 # share reaches ~50 MB of temporaries, bounded by lsh.COMPARED_AT_ONCE), in tasks above.
 IN_PROCESS_UP_TO = 20_000
+# Hashing an image costs ~2 ms of CPU, a fifth of processing it: blocks of 5x the images
+# make tasks as long as the processing's (~1 s), and a fifth as many task overheads.
+HASHED_PER_BLOCK = 5 * ray_data.IMAGES_PER_BLOCK
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +123,10 @@ def _hashes(spec: JobSpec, items: list[source.Item], cached: pa.Table, until=ite
     missing = pc.invert(pc.is_in(want, have))
     stale = [items[i] for i in pc.indices_nonzero(missing).to_pylist()]
     if stale:
-        rows = [{"items": ray_data.packed(block)} for block in ray_data.blocks(spec, stale)]
+        rows = [
+            {"items": ray_data.packed(block)}
+            for block in ray_data.blocks(spec, stale, HASHED_PER_BLOCK)
+        ]
         fresh = pa.concat_tables(until(ray_data.map_blocks(_hash_block, spec, rows, len(stale))))
         placed = wanted.select(["group", "split"]).take(pc.index_in(fresh["item"], wanted["item"]))
         fresh = pa.Table.from_arrays(
