@@ -2,10 +2,10 @@
 
 `place` is `source.place` with `train_test_split.near_duplicates`: every image (every
 sampled frame) is hashed in tasks (phash.py; cached: cache.py), pairs within max_distance
-bits are found by banded hashing in tasks (lsh.py), and the groups group_by made that hold
-such a pair are merged, on the driver, over the groups that have one (union-find): the
-merged group is named by its smallest group name. The split then places merged groups as it
-places any group. With dedupe, one image per cluster of near-duplicates is kept: the one
+bits are found by banded hashing (lsh.py; here for a small job, in tasks for a large one),
+and the groups group_by made that hold such a pair are merged, on the driver, over the
+groups that have one (union-find): the merged group is named by its smallest group name.
+The split then places merged groups as it places any group. With dedupe, one image per cluster of near-duplicates is kept: the one
 with the most pixels, ties to the smallest key; the others are listed, not processed.
 """
 
@@ -28,7 +28,7 @@ from motoray.priority import as_batch_work
 
 __all__ = ["Found", "place"]
 
-IDENTITY_THREADS = 8  # a local file's identity is an lstat: waiting on a network disk
+IDENTITY_THREADS = 8  # a local file's identity is an lstat, which waits on a network disk
 IDENTITY_SLICE = 1000
 # Images hashed up to which the pairs are found in this process (lsh's passes over 2x10^4
 # hashes take a few ms each and hold a few MB; a band whose value ~1,500 distinct hashes
