@@ -1,7 +1,7 @@
 """What `train_test_split.near_duplicates` costs: time on the seed request, driver memory at scale.
 
     .venv/bin/python -m benchmarks.near_duplicates [--images 2000] [--rounds 3]
-        [--rss-images 100000] [--record benchmarks/result.json]
+        [--rss-images 100000] [--rss-frame 320x180] [--record benchmarks/result.json]
 
 Method. One local Ray (--workers CPUs) in this process; every job runs here, in process,
 as `motoray run` runs one (pipeline.job.run_job), on sample frames (1280x720) hard-linked
@@ -16,7 +16,9 @@ from a few hundred rendered ones, so any count costs no disk:
   driver) during one job of --rss-images frames without, then one with near_duplicates,
   after a warm-up job. Target: with / without <= 1.5. The frames are copies of a few hundred
   shots, so every image has hundreds of identical ones: the merge's worst case, every group
-  merged with hundreds of others.
+  merged with hundreds of others. They are --rss-frame pixels (320x180 unless told): what
+  the driver holds is per image, not per pixel, and small frames let 10^5 images run in
+  minutes.
 --record adds (or replaces) the `near_duplicates` block of a bench result file.
 """
 
@@ -41,18 +43,21 @@ from benchmarks.run import run_record
 REPO = Path(__file__).resolve().parent.parent
 SEED = json.loads((REPO / "examples" / "requests" / "seed_sample.json").read_text())[0]
 RENDERED = 300  # distinct frames; the rest are hard links to them
+FRAME = (1280, 720)  # the timed jobs' frames
+WARM_UP = 200  # frames of the job before the memory jobs
 TARGETS = {"first / without": 1.3, "rerun / without": 1.05, "rss with / without": 1.5}
 
 
-def frames(work: Path, count: int) -> Path:
-    """A folder of `count` frames, hard links to at most RENDERED rendered ones."""
+def frames(work: Path, count: int, size: tuple[int, int] = FRAME) -> Path:
+    """A folder of `count` frames of `size`, hard links to at most RENDERED rendered ones."""
     from motoray.sample_data import write_sample_frames
 
-    rendered = work / "rendered"
+    named = "" if size == FRAME else f"-{size[0]}x{size[1]}"
+    rendered = work / f"rendered{named}"
     if not rendered.exists():
-        write_sample_frames(rendered, RENDERED, (1280, 720))
+        write_sample_frames(rendered, RENDERED, size)
     originals = sorted(rendered.glob("*.jpg"))
-    folder = work / f"frames-{count}"
+    folder = work / f"frames-{count}{named}"
     if not folder.exists():
         folder.mkdir()
         for index in range(count):
@@ -136,9 +141,10 @@ def time_rounds(work: Path, images: int, rounds: int, log) -> dict:
     }
 
 
-def driver_memory(work: Path, images: int, log) -> dict:
-    bench = Bench(work, frames(work, images))
-    bench.run(None)  # warm-up, so neither measured job pays for first imports
+def driver_memory(work: Path, images: int, size: tuple[int, int], log) -> dict:
+    # Warm-up on a few frames, so neither measured job pays for first imports.
+    Bench(work, frames(work, min(images, WARM_UP), size)).run(None)
+    bench = Bench(work, frames(work, images, size))
     peaks = {}
     for name, near in (("without", None), ("with", {})):
         bench.forget_hashes()
@@ -148,10 +154,16 @@ def driver_memory(work: Path, images: int, log) -> dict:
         log(f"{images} images {name} near_duplicates: driver peak {peak.peak / 2**20:.0f} MiB")
     return {
         "images": images,
+        "frame": list(size),
         "without_mib": round(peaks["without"] / 2**20, 1),
         "with_mib": round(peaks["with"] / 2**20, 1),
         "ratio": round(peaks["with"] / peaks["without"], 3),
     }
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, _, height = text.partition("x")
+    return int(width), int(height)
 
 
 def main() -> int:
@@ -159,6 +171,7 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=2000, help="frames of the timed jobs")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rss-images", type=int, default=100_000, help="frames, memory jobs")
+    parser.add_argument("--rss-frame", type=_size, default=(320, 180), help="WxH, memory jobs")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--work", type=Path, help="keep frames here (default: a temp folder)")
     parser.add_argument("--record", type=Path, help="a bench result file to add the block to")
@@ -175,7 +188,7 @@ def main() -> int:
         ray.data.DataContext.get_current().enable_progress_bars = False
         try:
             block = time_rounds(work, args.images, args.rounds, log)
-            block["driver_peak_rss"] = driver_memory(work, args.rss_images, log)
+            block["driver_peak_rss"] = driver_memory(work, args.rss_images, args.rss_frame, log)
         finally:
             ray.shutdown()
     run = run_record(started)

@@ -268,7 +268,7 @@ def near_duplicates(result: dict) -> str:
     rss = block["driver_peak_rss"]
     rows.append(
         (
-            f"driver peak RSS, {rss['images']} images: with / without",
+            f"driver peak RSS, {rss['images']} images{_frame(rss)}: with / without",
             f"{rss['with_mib']} / {rss['without_mib']} MiB",
             f"**{rss['ratio']}** (target <= {targets['rss with / without']})",
         )
@@ -279,6 +279,11 @@ def near_duplicates(result: dict) -> str:
         "median ratio",
     )
     return _table(heads, rows)
+
+
+def _frame(rss: dict) -> str:
+    """The memory jobs' frame size, where the block records it."""
+    return f" of {rss['frame'][0]}x{rss['frame'][1]}" if "frame" in rss else ""
 
 
 def _bold(value: Any) -> str:

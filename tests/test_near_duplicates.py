@@ -16,7 +16,14 @@ from motoray.config import Config, OutputConfig, SourceConfig
 from motoray.imageio import encode_jpeg, load_image
 from motoray.near_duplicates import cache, lsh
 from motoray.near_duplicates.hashing import SCHEMA
-from motoray.near_duplicates.phash import centre, grey_32, grey_32_of_bytes, hamming, phash
+from motoray.near_duplicates.phash import (
+    _grey_jpeg,
+    centre,
+    grey_32,
+    grey_32_of_bytes,
+    hamming,
+    phash,
+)
 from motoray.ops import operators_for
 from motoray.sample_data import render_frame
 from motoray.sample_replays import draw_shot, read_shot, shot_id
@@ -49,6 +56,36 @@ def test_the_reduced_scale_decode_stays_within_two_bits_of_imagehash():
         distances.append(int(hamming(phash(grey), reference)))
         assert pixels == 1280 * 720
     assert max(distances) <= 2, distances
+
+
+def _pillow_grey(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        image.draft("L", (53, 53))  # what grey_32_of_bytes asks of Pillow
+        return grey_32(image)
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (640, 360), (300, 200), (40, 30)])
+def test_the_libjpeg_grey_decode_has_pillows_draft_pixels(size):
+    # Every scale draft() picks (1/8 down to 1/1): the same pixels, so the same bits.
+    for data in _jpegs(3, size):
+        assert _grey_jpeg(data, 10**8) is not None
+        grey, pixels = grey_32_of_bytes(data, 10**8)
+        assert np.array_equal(grey, _pillow_grey(data)) and pixels == size[0] * size[1]
+
+
+def test_what_libjpeg_cannot_decode_cleanly_is_left_to_pillow():
+    frame = render_frame(3, (320, 180))
+    png = io.BytesIO()
+    Image.fromarray(frame).save(png, "PNG")
+    cmyk = io.BytesIO()
+    Image.fromarray(frame).convert("CMYK").save(cmyk, "JPEG")
+    for data in (png.getvalue(), cmyk.getvalue()):
+        assert _grey_jpeg(data, 10**8) is None
+        assert np.array_equal(grey_32_of_bytes(data, 10**8)[0], _pillow_grey(data))
+    cut = _jpegs(1)[0][:-5000]
+    assert _grey_jpeg(cut, 10**8) is None
+    with pytest.raises(OSError):  # truncated: Pillow refuses it, as before
+        grey_32_of_bytes(cut, 10**8)
 
 
 def test_an_undecodable_or_oversized_file_raises():
@@ -216,8 +253,8 @@ def test_the_bench_measures_and_records_its_block_and_the_page_shows_it(tmp_path
     result.write_text(json.dumps({"images": 1, "near_duplicates": {"stale": True}}))
     command = [
         sys.executable, "-m", "benchmarks.near_duplicates", "--images", "12", "--rounds", "1",
-        "--rss-images", "30", "--workers", "2", "--work", str(tmp_path / "work"),
-        "--record", str(result),
+        "--rss-images", "30", "--rss-frame", "64x36", "--workers", "2",
+        "--work", str(tmp_path / "work"), "--record", str(result),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(command, capture_output=True, text=True, timeout=540, cwd=REPO, env=env)
@@ -228,7 +265,9 @@ def test_the_bench_measures_and_records_its_block_and_the_page_shows_it(tmp_path
     assert block["images"] == 12 and block["rounds"] == 1
     assert all(len(block["seconds"][v]) == 1 for v in ("without", "first", "rerun"))
     assert block["driver_peak_rss"]["images"] == 30 and block["driver_peak_rss"]["ratio"] > 0
-    assert len(list((tmp_path / "work/frames-30").iterdir())) == 30
+    assert block["driver_peak_rss"]["frame"] == [64, 36]
+    assert len(list((tmp_path / "work/frames-30-64x36").iterdir())) == 30
+    assert len(list((tmp_path / "work/frames-12").iterdir())) == 12  # timed: 1280x720
     page = near_duplicates(recorded)
     assert f"**{block['ratios_median']['first / without']}**" in page
     assert f"**{block['driver_peak_rss']['ratio']}**" in page

@@ -130,6 +130,24 @@ def test_a_rerun_decodes_nothing_and_makes_the_same_bytes(ray_local, replays, tm
     assert assignment.report["near_duplicates"]["hashed"] == 1
 
 
+def test_pairs_found_in_tasks_are_those_found_in_process(ray_local, replays, monkeypatch):
+    import motoray.near_duplicates as near_duplicates
+
+    config = _config(replays, Path("/nonexistent"))
+    request = parse_one(_body({"dedupe": True}), config)
+    storage, versions = source.list_versions(request, config)
+    spec = job_spec(request, config, storage, MemoryStorage(), None)
+    items = source.items(list(versions), source.place(request, config, list(versions)))
+    options = request.train_test_split.near_duplicates
+    cache = (MemoryStorage(), "hashes.parquet")
+    here = near_duplicates.find(spec, items, options, cache)
+    monkeypatch.setattr(near_duplicates, "IN_PROCESS_UP_TO", 0)
+    in_tasks = near_duplicates.find(spec, items, options, cache)
+    assert here.merged and here.dropped and here.report["pairs_across_splits"] > 0
+    assert in_tasks.merged == here.merged and in_tasks.dropped == here.dropped
+    assert in_tasks.report == here.report | {"hashed": 0}  # the second run read the cache
+
+
 def _place(request, config):
     storage, versions = source.list_versions(request, config)
     spec = job_spec(request, config, storage, MemoryStorage(), None)

@@ -2,10 +2,10 @@
 
 `place` is `source.place` with `train_test_split.near_duplicates`: every image (every
 sampled frame) is hashed in tasks (phash.py; cached: cache.py), pairs within max_distance
-bits are found by banded hashing in tasks (lsh.py), and the groups group_by made that hold
-such a pair are merged, on the driver, over the groups that have one (union-find): the
-merged group is named by its smallest group name. The split then places merged groups as it
-places any group. With dedupe, one image per cluster of near-duplicates is kept: the one
+bits are found by banded hashing (lsh.py; here for a small job, in tasks for a large one),
+and the groups group_by made that hold such a pair are merged, on the driver, over the
+groups that have one (union-find): the merged group is named by its smallest group name.
+The split then places merged groups as it places any group. With dedupe, one image per cluster of near-duplicates is kept: the one
 with the most pixels, ties to the smallest key; the others are listed, not processed.
 """
 
@@ -28,8 +28,15 @@ from motoray.priority import as_batch_work
 
 __all__ = ["Found", "place"]
 
-IDENTITY_THREADS = 8  # a local file's identity is an open and an fstat
+IDENTITY_THREADS = 8  # a local file's identity is an lstat, which waits on a network disk
 IDENTITY_SLICE = 1000
+# Images hashed up to which the pairs are found in this process (lsh's passes over 2x10^4
+# hashes take a few ms each and hold a few MB; a band whose value ~1,500 distinct hashes
+# share reaches ~50 MB of temporaries, bounded by lsh.COMPARED_AT_ONCE), in tasks above.
+IN_PROCESS_UP_TO = 20_000
+# Hashing an image costs ~2 ms of CPU, a fifth of processing it: blocks of 5x the images
+# make tasks as long as the processing's (~1 s), and a fifth as many task overheads.
+HASHED_PER_BLOCK = 5 * ray_data.IMAGES_PER_BLOCK
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,17 +75,14 @@ def find(spec: JobSpec, items: list[source.Item], options, sidecar, until=iter) 
     groups = pc.dictionary_encode(hashed["group"]).combine_chunks()
     names = groups.dictionary.to_pylist()  # one per group: the driver's only per-group list
     codes = pc.index_in(hashed["split"], pa.array(lsh.SPLIT_CODES)).to_numpy()
-    unique, a, b, across = ray.get(
-        _collapse.remote(hashed["hash"].to_numpy(), groups.indices.to_numpy(), codes)
+    unique, a, b, across, bands = _pairs(
+        hashed["hash"].to_numpy(), groups.indices.to_numpy(), codes, options.max_distance
     )
-    bands = [
-        _band.remote(unique, band, options.max_distance) for band in range(options.max_distance + 1)
-    ]
     union = lsh.UnionFind()
     for x, y in zip(a.tolist(), b.tolist()):
         union.union(names[x], names[y])
     pairs = []
-    for edges_a, edges_b, hash_a, hash_b, found_across in ray.get(bands):
+    for edges_a, edges_b, hash_a, hash_b, found_across in bands:
         across += found_across
         for x, y in zip(edges_a.tolist(), edges_b.tolist()):
             union.union(names[x], names[y])
@@ -119,7 +123,10 @@ def _hashes(spec: JobSpec, items: list[source.Item], cached: pa.Table, until=ite
     missing = pc.invert(pc.is_in(want, have))
     stale = [items[i] for i in pc.indices_nonzero(missing).to_pylist()]
     if stale:
-        rows = [{"items": ray_data.packed(block)} for block in ray_data.blocks(spec, stale)]
+        rows = [
+            {"items": ray_data.packed(block)}
+            for block in ray_data.blocks(spec, stale, HASHED_PER_BLOCK)
+        ]
         fresh = pa.concat_tables(until(ray_data.map_blocks(_hash_block, spec, rows, len(stale))))
         placed = wanted.select(["group", "split"]).take(pc.index_in(fresh["item"], wanted["item"]))
         fresh = pa.Table.from_arrays(
@@ -140,6 +147,20 @@ def _hash_block(batch: pa.Table, spec: JobSpec) -> pa.Table:
     return hash_items(spec, ray_data.unpacked(batch))
 
 
+def _pairs(hashes: np.ndarray, groups: np.ndarray, splits: np.ndarray, max_distance: int):
+    """lsh.collapse, then lsh.band_edges of every band: in this process up to
+    IN_PROCESS_UP_TO images (a task's round trip, and a worker, cost more than the NumPy),
+    in tasks above, where the passes' temporaries (up to ~50 MB a band) stay off the
+    driver, and the bands run side by side."""
+    count = range(max_distance + 1)
+    if len(hashes) <= IN_PROCESS_UP_TO:
+        unique, a, b, across = lsh.collapse(hashes, groups, splits)
+        return unique, a, b, across, [lsh.band_edges(unique, n, max_distance) for n in count]
+    unique, a, b, across = ray.get(_collapse.remote(hashes, groups, splits))
+    shared = ray.put(unique)  # once, not once per band
+    return unique, a, b, across, ray.get([_band.remote(shared, n, max_distance) for n in count])
+
+
 @ray.remote(num_cpus=1)
 def _collapse(hashes: np.ndarray, groups: np.ndarray, splits: np.ndarray):
     as_batch_work()
@@ -148,16 +169,8 @@ def _collapse(hashes: np.ndarray, groups: np.ndarray, splits: np.ndarray):
 
 @ray.remote(num_cpus=1)
 def _band(unique: lsh.Unique, band: int, max_distance: int):
-    """One band's pairs: as group edges (first groups of the two hashes, where they differ),
-    as hash pairs (for dedupe), and the image pairs across splits behind them."""
     as_batch_work()
-    a, b = lsh.band_pairs(unique, band, max_distance)
-    across = lsh.pairs_across(unique, a, b)
-    ga, gb = unique.group[a], unique.group[b]
-    apart = ga != gb
-    # Each pair of groups once: a replay of 500 frames is one edge, not 500.
-    edges = np.unique(np.stack([ga[apart], gb[apart]], axis=1), axis=0).reshape(-1, 2)
-    return edges[:, 0], edges[:, 1], unique.hashes[a], unique.hashes[b], across
+    return lsh.band_edges(unique, band, max_distance)
 
 
 def _dropped(hashed: pa.Table, unique: lsh.Unique, pairs) -> dict[str, str]:

@@ -19,6 +19,7 @@ from motoray.near_duplicates.phash import grey_32_of_bytes, grey_32_of_pixels, p
 from motoray.pipeline.jobspec import JobSpec
 from motoray.pipeline.source import Item
 from motoray.storage import Refused
+from motoray.storage.local import LocalStorage
 
 # One row per image: the item it came from (an image's key, or a video range's id), the
 # object's identity, the image's key, its hash (null: not decodable) and its pixels.
@@ -56,10 +57,12 @@ def hash_items(spec: JobSpec, items: Sequence[Item]) -> pa.Table:
 
 def identity(spec: JobSpec, item: Item) -> str:
     """The object's identity: the version listed (S3: its ETag), else a local file's size
-    and mtime (one open and fstat)."""
+    and mtime (one lstat), else what opening it names."""
     if item.version is not None:
         return item.version
     try:
+        if isinstance(spec.source, LocalStorage):
+            return spec.source.version_of(item.key)
         with spec.source.open(item.key) as f:
             return f.version
     except (Refused, FileNotFoundError):

@@ -107,6 +107,18 @@ def band_pairs(unique: Unique, band: int, max_distance: int) -> tuple[np.ndarray
     return np.concatenate(left), np.concatenate(right)
 
 
+def band_edges(unique: Unique, band: int, max_distance: int):
+    """One band's pairs: as group edges (first groups of the two hashes, where they differ),
+    as hash pairs (for dedupe), and the image pairs across splits behind them."""
+    a, b = band_pairs(unique, band, max_distance)
+    across = pairs_across(unique, a, b)
+    ga, gb = unique.group[a], unique.group[b]
+    apart = ga != gb
+    # Each pair of groups once: a replay of 500 frames is one edge, not 500.
+    edges = np.unique(np.stack([ga[apart], gb[apart]], axis=1), axis=0).reshape(-1, 2)
+    return edges[:, 0], edges[:, 1], unique.hashes[a], unique.hashes[b], across
+
+
 def pairs_across(unique: Unique, a: np.ndarray, b: np.ndarray) -> int:
     """Image pairs behind the hash pairs (a, b) that group_by alone put in different splits."""
     sa, sb = unique.splits[a], unique.splits[b]

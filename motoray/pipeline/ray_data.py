@@ -66,11 +66,14 @@ def process_files(spec: JobSpec, items: list[Item]) -> Iterator[pa.Table]:
         yield from map_blocks(_write_files, spec, rows, len(items))
 
 
-def blocks(spec: JobSpec, items: list[Item]) -> list[list[Item]]:
+def blocks(
+    spec: JobSpec, items: list[Item], images_per_block: int = IMAGES_PER_BLOCK
+) -> list[list[Item]]:
     """`items` cut in blocks: enough to keep every CPU busy, each big enough to amortise task
-    overhead. Block boundaries change no output byte: seeds and names come from keys alone."""
+    overhead (`images_per_block`: for a lighter pass than processing, more). Block boundaries
+    change no output byte: seeds and names come from keys alone."""
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    per_block = RANGES_PER_BLOCK if spec.frames else IMAGES_PER_BLOCK
+    per_block = RANGES_PER_BLOCK if spec.frames else images_per_block
     count = max(-(-len(items) // per_block), min(len(items), 2 * cpus))
     return list(_cut(items, count))
 

@@ -109,6 +109,19 @@ class LocalStorage:
             raise Changed(f"{CHANGED}: {_changes(version, info)}")
         return f
 
+    def version_of(self, key: str) -> str:
+        """The version `open` names the file by, from one lstat where the key is a regular
+        file, not a link (a listed file almost always; no realpath, open or close): the
+        same inode, so the same size and mtime. Anything else is opened, and refused as
+        `open` refuses it."""
+        if _canonical(key):
+            with contextlib.suppress(OSError):
+                info = os.lstat(self._path(key))
+                if stat.S_ISREG(info.st_mode):
+                    return f"{info.st_size}-{info.st_mtime_ns}"
+        with self.open(key) as f:
+            return f.version
+
     def size(self, key: str) -> int:
         return self._path(key).stat().st_size
 

@@ -99,3 +99,26 @@ def test_a_link_loop_is_refused_not_an_error(tmp_path: Path) -> None:
             storage.read(key)
         with pytest.raises(Refused, match="refused: a symbolic link loop"):
             storage.open(key)
+
+
+def test_version_of_names_a_file_as_open_does_and_refuses_what_open_refuses(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "a.jpg").write_bytes(b"x" * 10)
+    (root / "inside.jpg").symlink_to(root / "sub" / "a.jpg")
+    (tmp_path / "outside.jpg").write_bytes(b"y")
+    (root / "out.jpg").symlink_to(tmp_path / "outside.jpg")
+    os.mkfifo(root / "pipe.jpg")
+    storage = LocalStorage(root)
+    for key in ("sub/a.jpg", "inside.jpg"):  # lstat for the file, open for the link
+        with storage.open(key) as f:
+            assert storage.version_of(key) == f.version
+    os.utime(root / "sub" / "a.jpg", ns=(0, 5))
+    assert storage.version_of("sub/a.jpg") == "10-5"
+    for key in ("out.jpg", "pipe.jpg"):
+        with pytest.raises(Refused):
+            storage.version_of(key)
+    with pytest.raises(FileNotFoundError):
+        storage.version_of("gone.jpg")
