@@ -5,8 +5,9 @@ sampled frame) is hashed in tasks (phash.py; cached: cache.py), pairs within max
 bits are found by banded hashing (lsh.py; here for a small job, in tasks for a large one),
 and the groups group_by made that hold such a pair are merged, on the driver, over the
 groups that have one (union-find): the merged group is named by its smallest group name.
-The split then places merged groups as it places any group. With dedupe, one image per cluster of near-duplicates is kept: the one
-with the most pixels, ties to the smallest key; the others are listed, not processed.
+The split then places merged groups as it places any group. With dedupe, one image per
+cluster of near-duplicates is kept: the one with the most pixels, ties to the smallest key;
+the others are listed, not processed.
 """
 
 from __future__ import annotations
