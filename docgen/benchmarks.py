@@ -268,7 +268,8 @@ def near_duplicates(result: dict) -> str:
     rss = block["driver_peak_rss"]
     rows.append(
         (
-            f"driver peak RSS, {rss['images']} images{_frame(rss)}: with / without",
+            f"driver peak RSS, {rss['images']} images{_frame(rss)}: with / without"
+            + (f" (run of {rss['measured']})" if "measured" in rss else ""),
             f"{rss['with_mib']} / {rss['without_mib']} MiB",
             f"**{rss['ratio']}** (target <= {targets['rss with / without']})",
         )

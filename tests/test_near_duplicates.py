@@ -271,3 +271,15 @@ def test_the_bench_measures_and_records_its_block_and_the_page_shows_it(tmp_path
     page = near_duplicates(recorded)
     assert f"**{block['ratios_median']['first / without']}**" in page
     assert f"**{block['driver_peak_rss']['ratio']}**" in page
+
+    # --rss-images 0: new rounds, the memory line kept from the run before, dated.
+    command[command.index("--rss-images") + 1] = "0"
+    done = subprocess.run(command, capture_output=True, text=True, timeout=540, cwd=REPO, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    again = json.loads(result.read_text())["near_duplicates"]
+    assert (
+        again["run"]["date"] >= block["run"]["date"] and "--rss-images 0" in again["run"]["command"]
+    )
+    kept = again["driver_peak_rss"]
+    assert kept == {"measured": block["run"]["date"], **block["driver_peak_rss"]}
+    assert f"(run of {block['run']['date']})" in near_duplicates({"near_duplicates": again})
