@@ -118,10 +118,11 @@ def test_a_jobs_tasks_learn_it_has_ended_when_stopped_or_finished(jobs, ray_loca
     not hold; yes once a stop is asked for, and once it has ended (a give-up included)."""
     board = jobs.board
     ray_local.get(board.accept.remote([info("other")]))
-    board.running.remote("other", 0)
+    ray_local.get(board.running.remote("other", 0))
     asked = [board.ended.remote(j) for j in ("job", "other", "nobody")]
     assert ray_local.get(asked) == [False, False, False]
-    board.stop.remote("job")
-    board.finished.remote("other", JobStatus.FAILED, None, "JobTimeout: stuck")
+    # Waited for: an async actor (the board is one) runs its calls in no set order.
+    ray_local.get(board.stop.remote("job"))
+    ray_local.get(board.finished.remote("other", JobStatus.FAILED, None, "JobTimeout: stuck"))
     assert ray_local.get([board.ended.remote(j) for j in ("job", "other")]) == [True, True]
     assert ray_local.get(board.get.remote("job")).status is JobStatus.RUNNING  # until it stops
