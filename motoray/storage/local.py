@@ -103,7 +103,7 @@ class LocalStorage:
             raise Refused(f"refused: {kind}, not a regular file")
         # Its size and modification time name the version: a file rewritten in place or
         # replaced since it was probed is refused, not read as a mix of two.
-        f.version = f"{info.st_size}-{info.st_mtime_ns}"
+        f.version = _version(info)
         if version is not None and f.version != version:
             f.close()
             raise Changed(f"{CHANGED}: {_changes(version, info)}")
@@ -118,7 +118,7 @@ class LocalStorage:
             with contextlib.suppress(OSError):
                 info = os.lstat(self._path(key))
                 if stat.S_ISREG(info.st_mode):
-                    return f"{info.st_size}-{info.st_mtime_ns}"
+                    return _version(info)
         with self.open(key) as f:
             return f.version
 
@@ -267,3 +267,8 @@ def _canonical(key: str) -> bool:
         return safe_key(key) == key
     except ValueError:
         return False
+
+
+def _version(info: os.stat_result) -> str:
+    """A local file's version: its size and mtime (what open, lstat and caches key on)."""
+    return f"{info.st_size}-{info.st_mtime_ns}"
