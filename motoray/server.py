@@ -116,11 +116,14 @@ def _ray_start(ray_cli, env, num_cpus, dashboard, timeout) -> LocalRay:
     # taken before the agent binds it (by any connection's local port), and then the agent
     # stays up without its HTTP server: every job submission fails (seen once in CI, every
     # POST a 503). A GCS port taken makes `ray start` fail, and it is tried again.
+    # Workers and drivers on ports the system picks, as `ray.init()` does: `ray start` hands
+    # out 10002, 10003, ... in every Ray on the machine, and a second Ray's driver or worker
+    # that binds one already taken dies in its gRPC server (seen in CI: the service exited).
     command = [
         *ray_cli, "start", "--head", "--block", "--disable-usage-stats",
         f"--port={gcs}", f"--dashboard-port={dashboard}", "--include-dashboard=true",
         "--dashboard-agent-listen-port=0", f"--ray-client-server-port={client}",
-        f"--temp-dir={temp_dir}",
+        "--min-worker-port=0", "--max-worker-port=0", f"--temp-dir={temp_dir}",
     ]  # fmt: skip
     if num_cpus is not None:
         command.append(f"--num-cpus={num_cpus}")

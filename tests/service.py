@@ -38,7 +38,7 @@ def spawn_service(
 
     def healthy() -> bool:
         if process.poll() is not None:
-            raise RuntimeError(f"motoray serve exited:\n{log_path.read_text()[-4000:]}")
+            raise RuntimeError(f"motoray serve exited:\n{_telling_part(log_path.read_text())}")
         try:
             return httpx.get(f"{url}/healthz", verify=verify, timeout=5).status_code == 200
         except httpx.HTTPError:
@@ -49,6 +49,12 @@ def spawn_service(
     except TimeoutError:
         process.kill()
         process.wait(120)
-        log = log_path.read_text()[-4000:]
+        log = _telling_part(log_path.read_text())
         raise RuntimeError(f"motoray serve did not become healthy:\n{log}") from None
     return process, url
+
+
+def _telling_part(log: str) -> str:
+    """The log's head and tail: a crash's reason ("Check failed: ...") comes before its stack
+    trace, which alone fills a tail."""
+    return log if len(log) <= 6000 else f"{log[:3000]}\n[...]\n{log[-3000:]}"
