@@ -67,6 +67,17 @@ def title(process: psutil.Process) -> str:
     return " ".join(words) or process.name()
 
 
+def wait_for(roots: tuple[int, ...], titles: set[str], timeout: float = 120) -> None:
+    """Until processes of these titles run in the trees: /healthz answers before the job
+    runner's worker has started, and a sample taken then misses it."""
+    from motoray.waiting import wait_until
+
+    def present() -> bool:
+        return titles <= {name for name, _ in cpu_times(*roots).values()}
+
+    wait_until(present, timeout, interval=0.5, what=f"processes {sorted(titles)}")
+
+
 def used(before: CpuTimes, after: CpuTimes) -> dict[str, float]:
     """CPU-s per process title between two snapshots (a process started meanwhile counts
     whole; one that ended meanwhile is lost)."""
@@ -185,6 +196,7 @@ def main() -> None:
     token = secrets.token_urlsafe(16)
     process, url = spawn_service(config, token, work / "serve.log", env=env)
     try:
+        wait_for((process.pid,), {"ray::JobRunner", "ray::ServeReplica"})
         print("\n".join(idle_report(idle_table((process.pid,), args.seconds), "after start")))
         if args.images:
             headers = {"Authorization": f"Bearer {token}"}

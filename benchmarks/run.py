@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.costs import fixed_cost, idle_report, idle_table, submit_overhead
+from benchmarks.costs import fixed_cost, idle_report, idle_table, submit_overhead, wait_for
 from benchmarks.measures import (
     _timed,
     cold_paths,
@@ -77,6 +77,7 @@ def run(
     cold = cold_paths(paths[0], work, min(repeats, 3))
     log("starting a Ray cluster and a motoray service ...")
     bench = Bench(frames, work, workers, log)
+    wait_for(bench.roots, {"ray::JobRunner", "ray::ServeReplica"})
     log(f"idle, right after the service answers ({idle_s:g} s) ...")
     idle_start = idle_table(bench.roots, idle_s)
     # In this order: the floor, the paths measured against it, the floor again (FLOOR_AGAIN),
