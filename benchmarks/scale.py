@@ -18,8 +18,8 @@ Method:
   listed once (goal: parallel >= 8x faster).
 
     .venv/bin/python -m benchmarks.scale [--sizes 1e5 1e6 1e7] [--list-keys 1e6]
-        [--job-sizes 1e4 1e6]
-        [--record benchmarks/result.json]   # adds (replaces) its `scale` block
+        [--job-sizes 1e4 1e6] [--lines plan job listing]
+        [--record benchmarks/result.json]   # replaces the lines measured in its `scale` block
 
 Check the code at toy sizes (--sizes 1e4 2e4 --list-keys 1e4 --job-sizes 200 400); full
 sizes on a quiet machine.
@@ -47,6 +47,7 @@ SEED_REQUEST = Path(__file__).resolve().parent.parent / "examples/requests/seed_
 FRAMES_PER_VIDEO = 100
 LIST_LATENCY_S = 0.03
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
+LINES = ("plan", "job", "listing")
 
 
 def frame_keys(start: int, stop: int) -> list[str]:
@@ -239,28 +240,32 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e5, 1e6, 1e7])
     parser.add_argument("--list-keys", type=float, default=1e6)
     parser.add_argument("--job-sizes", type=float, nargs="+", default=[1e4, 1e6])
+    parser.add_argument("--lines", nargs="+", choices=LINES, default=list(LINES),
+                        help="the lines to measure (the others stay as recorded)")  # fmt: skip
     parser.add_argument("--record", type=Path, help="a bench result file: its `scale` block")
     args = parser.parse_args(argv)
+    measure = {
+        "plan": lambda: plan_line([int(n) for n in args.sizes]),
+        "job": lambda: job_line([int(n) for n in args.job_sizes]),
+        "listing": lambda: listing_line(int(args.list_keys)),
+    }
     import ray
 
     for name, value in FAKE_AWS.items():  # the stand-in checks no signature; Ray's workers
         os.environ.setdefault(name, value)  # take the environment ray.init sees
     ray.init(logging_level="WARNING", log_to_driver=False, include_dashboard=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
+    result: dict = {"cores": os.cpu_count()}
     try:
-        result = {
-            "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-            "cores": os.cpu_count(),
-            "plan": plan_line([int(n) for n in args.sizes]),
-            "job": job_line([int(n) for n in args.job_sizes]),
-            "listing": listing_line(int(args.list_keys)),
-        }
+        for line in args.lines:
+            result[line] = {"date": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+            result[line].update(measure[line]())
     finally:
         ray.shutdown()
     print(json.dumps(result, indent=2))
     if args.record:
         recorded = json.loads(args.record.read_text())
-        recorded["scale"] = result
+        recorded["scale"] = {**recorded.get("scale", {}), **result}
         args.record.write_text(json.dumps(recorded, indent=2) + "\n")
     return result
 

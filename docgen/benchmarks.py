@@ -243,7 +243,11 @@ def scale(result: dict) -> str:
             f"{_bold(listing['serial / parallel'])}x",
         )
     )
-    return _table((f"scale ({found['date']}, {found['cores']} cores)", "measured"), rows)
+    # Each line carries the date it was measured (`--lines` measures some of them again).
+    dates = {line: found[line].get("date", found.get("date")) for line in ("plan", "job", "listing")
+             if line in found}  # fmt: skip
+    rows.append(("measured (UTC)", ", ".join(f"{line} {date}" for line, date in dates.items())))
+    return _table((f"scale ({found['cores']} cores)", "measured"), rows)
 
 
 def near_duplicates(result: dict) -> str:

@@ -39,3 +39,14 @@ def test_the_scale_line_runs_records_and_renders(tmp_path):
     page = scale(recorded)
     assert "plan of 5,000 keys" in page and "S3 listing of 3,000 keys at 30 ms" in page
     assert "a job on 300 images" in page
+
+    # One line measured again replaces only that line.
+    command = [sys.executable, "-m", "benchmarks.scale", "--lines", "job",
+               "--job-sizes", "100", "200", "--record", str(result)]  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=540, cwd=tmp_path, env=env
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    again = json.loads(result.read_text())["scale"]
+    assert [run["images"] for run in again["job"]["runs"]] == [100, 200]
+    assert again["plan"] == found["plan"] and again["listing"] == found["listing"]
