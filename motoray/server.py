@@ -33,10 +33,6 @@ DEFAULT_DASHBOARD_PORT = 8265
 CONFIG_ENV = "MOTORAY_CONFIG"
 EXAMPLE_REQUEST = "examples/requests/seed_sample.json"
 SERVE_LOGGER = "ray.serve"
-# Ray's log monitor tails every worker's log files to push their lines to drivers that ask
-# (log_to_driver). No motoray driver asks, and its polling grows with the files a day of
-# jobs leaves (the largest idle cost after jobs). The files stay, for the dashboard's logs.
-LOG_MONITOR = False
 
 
 class _Stop(BaseException):
@@ -127,8 +123,11 @@ def _ray_start(ray_cli, env, num_cpus, dashboard, timeout) -> LocalRay:
     ]  # fmt: skip
     if num_cpus is not None:
         command.append(f"--num-cpus={num_cpus}")
-    if not LOG_MONITOR:
-        command.append("--include-log-monitor=false")
+    # Without Ray's log monitor: it tails every worker's log files to push their lines to
+    # drivers that ask (log_to_driver). No motoray driver asks, and its polling grows with
+    # the files a day of jobs leaves (the largest idle cost after jobs). The files stay, for
+    # the dashboard's logs.
+    command.append("--include-log-monitor=false")
     log_path = Path(temp_dir, "ray-start.log")
     with log_path.open("wb") as log:
         # Own session: a Ctrl-C in the terminal reaches us, and we stop Ray in order.
