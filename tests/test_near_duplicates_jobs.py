@@ -5,6 +5,7 @@ the hash."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections import defaultdict
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from motoray.near_duplicates import place
 from motoray.pipeline import source
 from motoray.pipeline.jobspec import job_spec
 from motoray.sample_replays import read_shot
-from motoray.storage import MemoryStorage
+from motoray.storage import LocalStorage, MemoryStorage
 from tests.conftest import parse_one, run_request
 
 OUTPUT = [320, 180]  # big enough for the shot ids' cells to be read back
@@ -100,8 +101,8 @@ def test_distinct_shots_of_one_track_are_not_merged_at_the_default_distance(
 
 
 def test_a_rerun_decodes_nothing_and_makes_the_same_bytes(ray_local, replays, tmp_path):
-    import shutil
-
+    # A first run hashes its images as it processes them, then moves the outputs of the
+    # images whose split the merges changed; a rerun knows every hash before it starts.
     source_dir = tmp_path / "source"
     shutil.copytree(replays, source_dir)
     config = _config(source_dir, tmp_path / "out")
@@ -109,29 +110,73 @@ def test_a_rerun_decodes_nothing_and_makes_the_same_bytes(ray_local, replays, tm
     again, again_dir = run_request(config, _body({}), "again")
     assert first["split"]["near_duplicates"]["hashed"] == 108
     assert again["split"]["near_duplicates"]["hashed"] == 0
+    assert "settled" in first["timings"]["marks_s"] and "settled" not in again["timings"]["marks_s"]
     assert again["split"] == first["split"] | {"near_duplicates": again["split"]["near_duplicates"]}
-    assert _files(first_dir) == _files(again_dir)
-
+    assert _files(first_dir) == _files(again_dir)  # every output, and the manifest
     # Spoil every file but keep its identity (size and mtime): the hashes still come from
     # the sidecar, so the same groups merge. Had anything been decoded, nothing would.
+    _spoil(source_dir)
+    placed = _place(parse_one(_body({}), config), config, LocalStorage(tmp_path / "job"))
+    assert placed.pending is None
+    assert placed.assignment.report["near_duplicates"]["hashed"] == 0
+    assert placed.assignment.report["near_duplicates"]["groups_merged"] == 12
+    # A changed object (another mtime) is not known: the job hashes as it processes again,
+    # and its images start where group_by alone puts them.
+    changed = source_dir / "replays/replay00/frame0000.jpg"
+    os.utime(changed, ns=(0, changed.stat().st_mtime_ns + 10**9))
+    placed = _place(parse_one(_body({}), config), config, LocalStorage(tmp_path / "job"))
+    assert placed.pending is not None and "near_duplicates" not in placed.assignment.report
+
+
+def test_a_job_resumed_after_its_outputs_moved_makes_the_same_bytes(ray_local, replays, tmp_path):
+    # A run cut short after it moved outputs, before its sidecar was saved (what settle
+    # does last), leaves outputs where the merged split puts them: a run again into the
+    # same folder hashes as it processes, moves what it wrote again, and ends as a rerun.
+    config = _config(replays, tmp_path / "out")
+    _, done_dir = run_request(config, _body({}), "done")
+    sidecars = tmp_path / "out/.motoray/near_duplicates"
+    shutil.rmtree(sidecars)
+    (done_dir / "job.json").unlink()
+    (done_dir / "manifest.parquet").unlink()
+    before = _files(done_dir)
+    record, job_dir = run_request(config, _body({}), "done")
+    assert record["split"]["near_duplicates"]["hashed"] == 108 and job_dir == done_dir
+    assert _files(job_dir).keys() - {"manifest.parquet"} == before.keys()
+    _, rerun_dir = run_request(config, _body({}), "rerun")
+    assert _files(rerun_dir) == _files(job_dir)
+
+
+def test_the_hash_pass_decodes_only_what_changed(ray_local, replays, tmp_path):
+    # Where outputs cannot be moved (here: a job folder in memory), a pass of hash tasks
+    # hashes the images before the split, at reduced scale, cached as a kind of its own.
+    source_dir = tmp_path / "source"
+    shutil.copytree(replays, source_dir)
+    config = _config(source_dir, tmp_path / "out")
     request = parse_one(_body({}), config)
+    first = _place(request, config, MemoryStorage()).assignment.report["near_duplicates"]
+    again = _place(request, config, MemoryStorage()).assignment.report["near_duplicates"]
+    assert first["hashed"] == 108 and again == first | {"hashed": 0}
+    _spoil(source_dir)
+    placed = _place(request, config, MemoryStorage())
+    assert placed.assignment.report["near_duplicates"] == again
+    changed = source_dir / "replays/replay00/frame0000.jpg"
+    os.utime(changed, ns=(0, changed.stat().st_mtime_ns + 10**9))
+    assert (
+        _place(request, config, MemoryStorage()).assignment.report["near_duplicates"]["hashed"] == 1
+    )
+
+
+def _spoil(source_dir: Path) -> None:
+    """Every file zeros, its size and mtime kept: the identity the cache knows it by."""
     for path in source_dir.rglob("*.jpg"):
         stat = path.stat()
         path.write_bytes(b"\0" * stat.st_size)
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assignment, _ = _place(request, config)
-    assert assignment.report["near_duplicates"]["hashed"] == 0
-    assert assignment.report["near_duplicates"]["groups_merged"] == 12
-
-    # A changed object (another mtime) is hashed again: spoilt now, it merges with nothing.
-    changed = source_dir / "replays/replay00/frame0000.jpg"
-    os.utime(changed, ns=(0, changed.stat().st_mtime_ns + 10**9))
-    assignment, _ = _place(request, config)
-    assert assignment.report["near_duplicates"]["hashed"] == 1
 
 
 def test_pairs_found_in_tasks_are_those_found_in_process(ray_local, replays, monkeypatch):
     import motoray.near_duplicates as near_duplicates
+    from motoray.near_duplicates import merging
 
     config = _config(replays, Path("/nonexistent"))
     request = parse_one(_body({"dedupe": True}), config)
@@ -141,16 +186,16 @@ def test_pairs_found_in_tasks_are_those_found_in_process(ray_local, replays, mon
     options = request.train_test_split.near_duplicates
     cache = (MemoryStorage(), "hashes.parquet")
     here = near_duplicates.find(spec, items, options, cache)
-    monkeypatch.setattr(near_duplicates, "IN_PROCESS_UP_TO", 0)
+    monkeypatch.setattr(merging, "IN_PROCESS_UP_TO", 0)
     in_tasks = near_duplicates.find(spec, items, options, cache)
     assert here.merged and here.dropped and here.report["pairs_across_splits"] > 0
     assert in_tasks.merged == here.merged and in_tasks.dropped == here.dropped
     assert in_tasks.report == here.report | {"hashed": 0}  # the second run read the cache
 
 
-def _place(request, config):
+def _place(request, config, job_dir):
     storage, versions = source.list_versions(request, config)
-    spec = job_spec(request, config, storage, MemoryStorage(), None)
+    spec = job_spec(request, config, storage, job_dir, None)
     return place(request, config, spec, list(versions), None, None, versions)
 
 
@@ -210,10 +255,25 @@ def test_a_job_stopped_while_hashing_ends_before_the_split(ray_local, replays, t
     from motoray.pipeline import job
 
     config = _config(replays, tmp_path)
-    [inputs] = accept([parse_one(_body({}), config)], config, "stopped")
+    [inputs] = accept([parse_one(_body({"dedupe": True}), config)], config, "stopped")
     with pytest.raises(job.JobStopped):
         job.run_job(inputs, should_stop=lambda: True)
     # Stopped at the hash tasks' first result: no sidecar saved, no output, no job.json.
     assert not (tmp_path / ".motoray/near_duplicates").exists()
     made = [p.name for p in (tmp_path / "replays").rglob("*") if p.is_file()]
     assert not [name for name in made if name.endswith((".jpg", ".json", ".parquet"))], made
+
+
+def test_a_job_stopped_while_hashing_as_it_processes_saves_no_hash(ray_local, replays, tmp_path):
+    from motoray.jobs.record import accept
+    from motoray.pipeline import job
+
+    config = _config(replays, tmp_path)
+    [inputs] = accept([parse_one(_body({}), config)], config, "stopped")
+    with pytest.raises(job.JobStopped):
+        job.run_job(inputs, should_stop=lambda: True)
+    # Stopped at the first result: some outputs made, where group_by put them; no sidecar
+    # (a rerun hashes again), no manifest, no job.json.
+    assert not (tmp_path / ".motoray/near_duplicates").exists()
+    made = [p.name for p in (tmp_path / "replays").rglob("*") if p.is_file()]
+    assert not [name for name in made if name.endswith((".json", ".parquet"))], made

@@ -108,6 +108,15 @@ def grey_32_of_pixels(rgb: np.ndarray) -> np.ndarray:
     return grey_32(Image.fromarray(rgb))
 
 
+def grey_32_of_decoded(rgb: np.ndarray) -> np.ndarray:
+    """The same for an image as a job decodes it (hashed as it is processed): shrunk in two
+    steps (Pillow's reducing_gap), ~2x faster than Lanczos alone from a large image; a
+    hash of its own kind, kept apart from the others in the cache (cache.sidecar)."""
+    grey = centre(Image.fromarray(rgb)).convert("L")
+    small = grey.resize((SIDE, SIDE), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    return np.asarray(small, dtype=np.uint8)
+
+
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Bits that differ between uint64 hashes, elementwise."""
     return np.bitwise_count(np.bitwise_xor(np.asarray(a, np.uint64), np.asarray(b, np.uint64)))

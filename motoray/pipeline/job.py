@@ -41,6 +41,7 @@ from motoray.jobs.record import (
     SplitCounts,
     Timings,
 )
+from motoray.near_duplicates import as_processed
 from motoray.near_duplicates import place as near_duplicates_place
 from motoray.observability import JobTelemetry
 from motoray.ops import operators_for
@@ -134,15 +135,21 @@ def run_job(
             ray_data.ship_plugins(config.operators)
             until_ended = lambda tables: _until_ended(tables, stop, deadline, spec)  # noqa: E731
             placed = (request, config, spec, keys, boxes, videos, listed_versions, until_ended)
-            assignment, dropped = near_duplicates_place(*placed)  # source.place, unless asked
-            record.split = assignment.report
+            placed = near_duplicates_place(*placed)  # source.place, unless asked
+            record.split = placed.assignment.report  # group_by's alone, while pending
             mark("placed")
-            splits = {name: s["images"] for name, s in assignment.report["splits"].items()}
-            telemetry.log("split", "images per split", splits=splits)
-            items = source.items(keys, assignment, boxes, videos, listed_versions, dropped)
+            if placed.pending is None:
+                _log_split(telemetry, record.split)
+            a, versions = placed.assignment, placed.versions
+            items = source.items(keys, a, boxes, videos, versions, placed.dropped)
+            spec = dataclasses.replace(spec, hashed=placed.pending is not None)
             record.counts, record.failures, outputs, files = _process(
-                spec, items, images, on_progress, telemetry, deadline, stop, mark, boxes
-            )
+                spec, items, images, on_progress, telemetry, deadline, stop, mark, boxes,
+                placed.pending,
+            )  # fmt: skip
+            if placed.pending is not None:
+                record.split = placed.pending.report
+                _log_split(telemetry, record.split)
             if videos is not None:
                 record.counts.videos = len(keys)
             _check_outcome(record.counts, record.failures, config.limits)
@@ -167,6 +174,11 @@ def run_job(
     return record
 
 
+def _log_split(telemetry: JobTelemetry, report: dict) -> None:
+    splits = {name: s["images"] for name, s in report["splits"].items()}
+    telemetry.log("split", "images per split", splits=splits)
+
+
 def _run_spread(
     inputs, request, record, telemetry, mark, on_progress, should_stop, storage, listed
 ) -> None:
@@ -179,8 +191,7 @@ def _run_spread(
     _check_budget(request, config, images)
     cut, record.split = spread.placed(request, config, keys)
     mark("placed")
-    splits = {name: s["images"] for name, s in record.split["splits"].items()}
-    telemetry.log("split", "images per split", splits=splits)
+    _log_split(telemetry, record.split)
     spec = job_spec(request, config, storage, JobFolder.of(inputs).storage, None)
     spec = dataclasses.replace(spec, job_id=inputs.job_id, deadline=deadline)
     ray_data.ship_plugins(config.operators)
@@ -329,10 +340,12 @@ def _process(
     should_stop: Callable[[], bool],
     mark: Callable[[str], None],
     boxes: SourceAnnotations | None = None,
+    pending: as_processed.Pending | None = None,
 ) -> tuple[Counts, list[Failure], list[str], list[str]]:
     """Fan the images out to Ray Data, stream results into the manifest (and the COCO files).
     Returns the counts, the failures, every output's path and the files written by the
-    driver or as shards (not the outputs themselves)."""
+    driver or as shards (not the outputs themselves). `pending`: the near-duplicate split,
+    settled once every image is processed (and hashed)."""
     # Images the annotations fail (a file gone since the export, an entry skipped) are
     # failures before any task runs. Video: the frames promised, until done.
     failed_early = boxes.failed if boxes is not None else {}
@@ -395,8 +408,15 @@ def _process(
         telemetry.block(done, failed.num_rows, made.num_rows, nbytes, counts)
         if on_progress:
             on_progress(counts.model_copy())
+        if pending is not None:
+            pending.collect(table)
     mark("last_result")
-    spec.job_dir.write(MANIFEST_FILE, manifest.finish())
+    data = manifest.finish()
+    if pending is not None:  # outputs moved where the merged groups' split puts them
+        failed_keys = {failure.source_path for failure in failures}
+        data, per_split, outputs = pending.settle(spec.job_dir, data, failed_keys)
+        mark("settled")
+    spec.job_dir.write(MANIFEST_FILE, data)
     mark("manifest")
     if boxes is not None:
         for item in items:

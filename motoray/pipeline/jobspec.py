@@ -42,6 +42,7 @@ class JobSpec:
     shard_bytes: int = 0  # the size a shard aims at
     boxes: BoxSpec | None = None  # the source has annotations
     frames: FrameSampling | None = None  # a video source: which frames are its images
+    hashed: bool = False  # each image's near-duplicate hash in its rows (near_duplicates)
     job_id: str = ""  # a job's (previews have none)
     deadline: float = math.inf  # time.time() past which the job's tasks stop writing
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -44,6 +45,11 @@ COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ),
     ("error", pa.string(), "set on the one row of an image that failed (not in the manifest)"),
     ("skipped", pa.string(), "an output not made, and why (not in the manifest)"),
+    (
+        "phash",
+        pa.uint64(),
+        "the image's near-duplicate hash, taken as it was processed (not in the manifest)",
+    ),
 ]
 ROWS_SCHEMA = pa.schema([(name, kind) for name, kind, _ in COLUMNS])
 BOX_COLUMNS = ["boxes", "boxes_dropped"]
@@ -53,7 +59,8 @@ OPTIONAL_COLUMNS = ["notes", "duplicate_of"]
 MANIFEST_COLUMNS = [
     f.name
     for f in ROWS_SCHEMA
-    if f.name not in ("shard", "error", "skipped", *BOX_COLUMNS, *VIDEO_COLUMNS, *OPTIONAL_COLUMNS)
+    if f.name
+    not in ("shard", "error", "skipped", "phash", *BOX_COLUMNS, *VIDEO_COLUMNS, *OPTIONAL_COLUMNS)
 ]
 
 
@@ -145,6 +152,18 @@ class ManifestWriter:
         self._flush(final=True)
         self._writer.close()
         return self._buffer.getvalue()
+
+
+def rewritten(data: bytes, change: Callable[[pa.Table], pa.Table]) -> bytes:
+    """A manifest with `change` applied to each of its row groups (same rows, same order):
+    the bytes of a manifest whose rows had the changed values from the start."""
+    written = pq.ParquetFile(io.BytesIO(data))
+    buffer = io.BytesIO()
+    with pq.ParquetWriter(buffer, written.schema_arrow) as writer:
+        for group in range(written.num_row_groups):
+            table = change(written.read_row_group(group))
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+    return buffer.getvalue()
 
 
 def _with_nulls(table: pa.Table, name: str) -> pa.Table:

@@ -257,26 +257,42 @@ def _group_outputs(spec: JobSpec, group: list[_Decoded]) -> Iterator[Output]:
     for decoded in group:
         by_shape[decoded.image.shape].append(decoded)
     for same_shape in by_shape.values():
-        stack = [decoded.item for decoded in same_shape]
-        notes = [decoded.notes for decoded in same_shape]
-        images = np.stack([decoded.image for decoded in same_shape])
-        boxes = _stack_boxes(same_shape) if spec.boxes is not None else None
-        if spec.original:
-            kept = _box_records(spec, boxes, len(stack))
-            for item, note, image, box_record in zip(stack, notes, images, kept):
-                yield _encoded(spec, item, "ORIGINAL", "original", {}, image, box_record, note)
-        keys = [item.key for item in stack]
-        for step in spec.steps:
-            names = "-".join(stage.operator.name.lower() for stage in step.stages)
-            for out in apply_step(step, images, keys, spec.seed, boxes):
-                suffix = f"{step.index}-{names}-{out.copy}"
-                for member in out.skipped:
-                    yield _skipped(stack[member], step.name, out)
-                members = out.sources()
-                kept = _box_records(spec, out.boxes, len(members))
-                for member, params, image, box_record in zip(members, out.params, out.images, kept):
-                    item, note = stack[member], notes[member]
-                    yield _encoded(spec, item, step.name, suffix, params, image, box_record, note)
+        if not spec.hashed:
+            yield from _stack_outputs(spec, same_shape)
+            continue
+        # Hashed from the pixels decoded here: the near-duplicate pass costs no second decode.
+        # (Imported here: the near_duplicates package imports the pipeline.)
+        from motoray.near_duplicates.phash import grey_32_of_decoded, phash
+
+        grey = np.stack([grey_32_of_decoded(decoded.image) for decoded in same_shape])
+        hashes = dict(zip((d.item.key for d in same_shape), phash(grey).tolist()))
+        for output in _stack_outputs(spec, same_shape):
+            output.row["phash"] = hashes[output.row["source_path"]]
+            yield output
+
+
+def _stack_outputs(spec: JobSpec, same_shape: list[_Decoded]) -> Iterator[Output]:
+    """The outputs of images of one shape, through each step's kernels together."""
+    stack = [decoded.item for decoded in same_shape]
+    notes = [decoded.notes for decoded in same_shape]
+    images = np.stack([decoded.image for decoded in same_shape])
+    boxes = _stack_boxes(same_shape) if spec.boxes is not None else None
+    if spec.original:
+        kept = _box_records(spec, boxes, len(stack))
+        for item, note, image, box_record in zip(stack, notes, images, kept):
+            yield _encoded(spec, item, "ORIGINAL", "original", {}, image, box_record, note)
+    keys = [item.key for item in stack]
+    for step in spec.steps:
+        names = "-".join(stage.operator.name.lower() for stage in step.stages)
+        for out in apply_step(step, images, keys, spec.seed, boxes):
+            suffix = f"{step.index}-{names}-{out.copy}"
+            for member in out.skipped:
+                yield _skipped(stack[member], step.name, out)
+            members = out.sources()
+            kept = _box_records(spec, out.boxes, len(members))
+            for member, params, image, box_record in zip(members, out.params, out.images, kept):
+                item, note = stack[member], notes[member]
+                yield _encoded(spec, item, step.name, suffix, params, image, box_record, note)
 
 
 def _with_boxes(spec: JobSpec, item: Item, fetched: bytes, image: np.ndarray) -> _Decoded:

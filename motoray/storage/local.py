@@ -16,6 +16,7 @@ import functools
 import os
 import stat
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -142,6 +143,23 @@ class LocalStorage:
         except FileNotFoundError:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
+
+    def move(self, moves: Sequence[tuple[str, str]]) -> None:
+        """Rename each (key, new key), replacing what the new key held; then remove the
+        folders the moves left empty."""
+        left = set()
+        for key, to in moves:
+            path, new = self._path(key), self._path(to)
+            try:
+                os.replace(path, new)
+            except FileNotFoundError:
+                new.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, new)
+            left.update(path.relative_to(self.root).parents)
+        left.discard(Path("."))
+        for folder in sorted((self.root / f for f in left), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):  # not empty: it holds what stayed
+                folder.rmdir()
 
     def write_new(self, key: str, data: bytes) -> bool:
         path = self._path(key)
