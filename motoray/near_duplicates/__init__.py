@@ -44,6 +44,10 @@ class Placed:
     versions: dict[str, str | None] | None = None
     pending: as_processed.Pending | None = None
 
+    def items(self, keys: list[str], boxes=None, videos=None) -> list[source.Item]:
+        """Every image (every video range) with where it goes, and the version to read."""
+        return source.items(keys, self.assignment, boxes, videos, self.versions, self.dropped)
+
 
 def place(
     request, config, spec: JobSpec, keys, boxes=None, videos=None, versions=None, until=None

@@ -51,8 +51,7 @@ from motoray.pipeline.layout import JOB_FILE, MANIFEST_FILE
 from motoray.pipeline.listing import Listed
 from motoray.pipeline.manifest import ManifestWriter, listed, manifest_columns
 from motoray.spec import RequestBase, outputs_per_image, parse_one_for
-from motoray.storage import CHANGED
-from motoray.video.sampling import parse_frame_key, video_of
+from motoray.video.sampling import one_failure_per_changed_video, video_of
 
 Progress = Callable[[Counts], None]
 
@@ -136,20 +135,17 @@ def run_job(
             until_ended = lambda tables: _until_ended(tables, stop, deadline, spec)  # noqa: E731
             placed = (request, config, spec, keys, boxes, videos, listed_versions, until_ended)
             placed = near_duplicates_place(*placed)  # source.place, unless asked
-            record.split = placed.assignment.report  # group_by's alone, while pending
             mark("placed")
-            if placed.pending is None:
-                _log_split(telemetry, record.split)
-            a, versions = placed.assignment, placed.versions
-            items = source.items(keys, a, boxes, videos, versions, placed.dropped)
-            spec = dataclasses.replace(spec, hashed=placed.pending is not None)
+            pending = placed.pending  # the split, once every image is hashed as processed
+            if pending is None:
+                record.split = _logged_split(telemetry, placed.assignment.report)
+            spec = dataclasses.replace(spec, hashed=pending is not None)
             record.counts, record.failures, outputs, files = _process(
-                spec, items, images, on_progress, telemetry, deadline, stop, mark, boxes,
-                placed.pending,
+                spec, placed.items(keys, boxes, videos), images, on_progress, telemetry,
+                deadline, stop, mark, boxes, pending,
             )  # fmt: skip
-            if placed.pending is not None:
-                record.split = placed.pending.report
-                _log_split(telemetry, record.split)
+            if pending is not None:
+                record.split = _logged_split(telemetry, pending.report)
             if videos is not None:
                 record.counts.videos = len(keys)
             _check_outcome(record.counts, record.failures, config.limits)
@@ -174,9 +170,10 @@ def run_job(
     return record
 
 
-def _log_split(telemetry: JobTelemetry, report: dict) -> None:
+def _logged_split(telemetry: JobTelemetry, report: dict) -> dict:
     splits = {name: s["images"] for name, s in report["splits"].items()}
     telemetry.log("split", "images per split", splits=splits)
+    return report
 
 
 def _run_spread(
@@ -191,7 +188,7 @@ def _run_spread(
     _check_budget(request, config, images)
     cut, record.split = spread.placed(request, config, keys)
     mark("placed")
-    _log_split(telemetry, record.split)
+    _logged_split(telemetry, record.split)
     spec = job_spec(request, config, storage, JobFolder.of(inputs).storage, None)
     spec = dataclasses.replace(spec, job_id=inputs.job_id, deadline=deadline)
     ray_data.ship_plugins(config.operators)
@@ -426,33 +423,13 @@ def _process(
         files = files + boxfiles.write_box_files(spec, coco_files, per_split)
     counts.splits = dict(sorted((s, c) for s, c in per_split.items() if c.images))
     if spec.frames is not None:  # frames are known once decoded; the budget counts videos
-        merged = _one_per_changed_video(failures)
+        merged = one_failure_per_changed_video(failures)
         counts.images_failed -= len(failures) - len(merged)
         failures = merged
         counts.images_total = counts.images_done
         failed = {video_of(failure.source_path) for failure in failures}
         counts.videos_failed = len(failed - videos_made)
     return counts, sorted(failures, key=lambda f: f.source_path), outputs, files
-
-
-def _one_per_changed_video(failures: list[Failure]) -> list[Failure]:
-    """A video that changed during the job fails every range still to read it: one failure,
-    at the earliest of them."""
-    changed: dict[str, Failure] = {}
-    kept = []
-    for failure in failures:
-        if not failure.reason.startswith(CHANGED):
-            kept.append(failure)
-            continue
-        video = video_of(failure.source_path)
-        earlier = changed.get(video)
-        if earlier is None or _time_ms(failure) < _time_ms(earlier):
-            changed[video] = failure
-    return kept + list(changed.values())
-
-
-def _time_ms(failure: Failure) -> int:
-    return (parse_frame_key(failure.source_path) or ("", -1))[1]
 
 
 def _until_ended(

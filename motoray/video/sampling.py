@@ -17,8 +17,13 @@ import itertools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from motoray.config import FrameSampling
+from motoray.storage.base import CHANGED
+
+if TYPE_CHECKING:
+    from motoray.jobs.record import Failure
 
 FRAME_MARK = "#t="  # <video key>#t=<milliseconds>
 KEYFRAME_INTERVAL_GUESS_S = 2  # plans only: keyframes are not counted without decoding
@@ -137,3 +142,23 @@ def segment_name(video_key: str, index: int, segment_ms: int) -> str:
 def _seconds(ms: int) -> str:
     whole, part = divmod(ms, 1000)
     return f"{whole}.{part:03d}".rstrip("0").rstrip(".")
+
+
+def one_failure_per_changed_video(failures: list[Failure]) -> list[Failure]:
+    """A video that changed during the job fails every range still to read it: one failure,
+    at the earliest of them."""
+    changed: dict[str, Failure] = {}
+    kept = []
+    for failure in failures:
+        if not failure.reason.startswith(CHANGED):
+            kept.append(failure)
+            continue
+        video = video_of(failure.source_path)
+        earlier = changed.get(video)
+        if earlier is None or _failed_at_ms(failure) < _failed_at_ms(earlier):
+            changed[video] = failure
+    return kept + list(changed.values())
+
+
+def _failed_at_ms(failure: Failure) -> int:
+    return (parse_frame_key(failure.source_path) or ("", -1))[1]
