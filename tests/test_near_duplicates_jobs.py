@@ -277,3 +277,21 @@ def test_a_job_stopped_while_hashing_as_it_processes_saves_no_hash(ray_local, re
     assert not (tmp_path / ".motoray/near_duplicates").exists()
     made = [p.name for p in (tmp_path / "replays").rglob("*") if p.is_file()]
     assert not [name for name in made if name.endswith((".json", ".parquet"))], made
+
+
+def test_labelled_outputs_move_with_their_label(ray_local, replays, tmp_path):
+    # Outputs under `<split>/<label>/`: a first run's moved outputs keep their label folder,
+    # and leave no folder a split no longer holds an image of.
+    config = _config(replays, tmp_path / "out", labels="folder")
+    first, first_dir = run_request(config, _body({}), "first")
+    _, again_dir = run_request(config, _body({}), "again")
+    assert first["split"]["near_duplicates"]["pairs_across_splits"] > 0
+    assert _files(first_dir) == _files(again_dir)
+    rows = pq.read_table(first_dir / "manifest.parquet").to_pylist()
+    assert {row["output_path"].split("/")[1] for row in rows} == {"live", "replays"}
+    assert all(row["output_path"].startswith(f"{row['split']}/{row['label']}/") for row in rows)
+    folders = {str(p.relative_to(first_dir)) for p in first_dir.rglob("*") if p.is_dir()}
+    assert folders == {str(Path(row["output_path"]).parent) for row in rows} | {
+        row["split"] for row in rows
+    }
+    assert _leak(first_dir) == 0

@@ -50,7 +50,7 @@ class Pending:
         self.report: dict = {}  # job.json's split, once settled
 
     def collect(self, rows: pa.Table) -> None:
-        """The hashes in a result table (every row of an image carries its image's)."""
+        """The hashes in a result table (an image's first row carries its hash)."""
         self._hashes.append(rows.filter(rows["phash"].is_valid()).select(["source_path", "phash"]))
 
     def settle(
@@ -76,17 +76,19 @@ class Pending:
         for key in self._keys:
             if key not in failed:
                 per_split[final.split[key]].images += 1
-        moves, outputs = [], []
+        outputs = []
 
-        def placed(table: pa.Table) -> pa.Table:
+        def placed(table: pa.Table) -> pa.Table:  # a row group's rows, its outputs moved
             keys = table["source_path"].to_pylist()
             splits = [final.split[key] for key in keys]
             paths = table["output_path"].to_pylist()
+            moves = []
             for row, (was, now) in enumerate(zip(table["split"].to_pylist(), splits)):
                 per_split[now].outputs += 1
                 if was != now:  # `<split>[/<label>]/<name>`
-                    paths[row] = now + paths[row][len(was) :]
-                    moves.append((table["output_path"][row].as_py(), paths[row]))
+                    moves.append((paths[row], now + paths[row][len(was) :]))
+                    paths[row] = moves[-1][1]
+            job_dir.move(moves)
             outputs.extend(paths)
             changed = {"split": splits, "group": [final.group[key] for key in keys]}
             changed["output_path"] = paths
@@ -96,6 +98,5 @@ class Pending:
             return table
 
         manifest = rewritten(manifest, placed)
-        job_dir.move(moves)
         cache.save(*self._sidecar, self._old, rows)
         return manifest, dict(per_split), outputs

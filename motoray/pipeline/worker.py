@@ -267,7 +267,7 @@ def _group_outputs(spec: JobSpec, group: list[_Decoded]) -> Iterator[Output]:
         grey = np.stack([grey_32_of_decoded(decoded.image) for decoded in same_shape])
         hashes = dict(zip((d.item.key for d in same_shape), phash(grey).tolist()))
         for output in _stack_outputs(spec, same_shape):
-            output.row["phash"] = hashes[output.row["source_path"]]
+            output.row["phash"] = hashes.pop(output.row["source_path"], None)  # its first row
             yield output
 
 
