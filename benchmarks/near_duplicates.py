@@ -8,8 +8,8 @@ as `motoray run` runs one (pipeline.job.run_job), on sample frames (1280x720) ha
 from a few hundred rendered ones, so any count costs no disk:
 - time: the seed request (examples/requests/seed_sample.json) on --images frames, three
   variants side by side in each of --rounds rounds: `without` (the request as it is),
-  `first` (with near_duplicates, its hash sidecar deleted first: every image decoded and
-  hashed), `rerun` (with near_duplicates, the sidecar of the run before: nothing decoded),
+  `first` (with near_duplicates, its hash sidecars deleted first: every image hashed, as
+  it is processed, and the outputs whose split the merges changed moved), `rerun` (with near_duplicates, the sidecar of the run before: nothing decoded),
   then `without` again: a round's `without` is the mean of its two runs, so a drift of the
   machine within the round moves both sides of a ratio alike. Ratios are of wall times in
   one round, then their median over rounds. Targets: first / without <= 1.3, rerun /
