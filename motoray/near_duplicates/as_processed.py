@@ -70,33 +70,36 @@ class Pending:
             schema=cache.SCHEMA,
         )
         near = merge(self._known.placed(rows), self._request.train_test_split.near_duplicates)
+        self._hashes = []
         final = source.place(self._request, self._config, self._keys, merged=near.merged)
         self.report = final.report | {"near_duplicates": near.report}
         per_split: dict[str, SplitCounts] = defaultdict(SplitCounts)
         for key in self._keys:
             if key not in failed:
                 per_split[final.split[key]].images += 1
+        # Looked up and rewritten in Arrow: Python strings per row held ~2x the memory.
+        keys = pa.array(self._keys)
+        splits = pa.array([final.split[key] for key in self._keys])
+        groups = pa.array([final.group[key] for key in self._keys], pa.string())
         outputs = []
 
         def placed(table: pa.Table) -> pa.Table:  # a row group's rows, its outputs moved
-            keys = table["source_path"].to_pylist()
-            splits = [final.split[key] for key in keys]
-            paths = table["output_path"].to_pylist()
-            moves = []
-            for row, (was, now) in enumerate(zip(table["split"].to_pylist(), splits)):
-                per_split[now].outputs += 1
-                if was != now:  # `<split>[/<label>]/<name>`
-                    moves.append((paths[row], now + paths[row][len(was) :]))
-                    paths[row] = moves[-1][1]
-            job_dir.move(moves)
-            outputs.extend(paths)
-            changed = {"split": splits, "group": [final.group[key] for key in keys]}
-            changed["output_path"] = paths
-            for name, values in changed.items():
-                at = table.schema.get_field_index(name)
-                table = table.set_column(at, table.field(at), pa.array(values, pa.string()))
+            at = pc.index_in(table["source_path"], keys)
+            split = splits.take(at)
+            name = pc.replace_substring_regex(table["output_path"], "^[^/]*", "")
+            path = pc.binary_join_element_wise(split, name, "")  # `<split>[/<label>]/<name>`
+            moved = pc.not_equal(table["split"], split)
+            froms, tos = table["output_path"].filter(moved), path.filter(moved)
+            job_dir.move(list(zip(froms.to_pylist(), tos.to_pylist())))
+            for name, count in zip(*pc.value_counts(split).flatten()):
+                per_split[name.as_py()].outputs += count.as_py()
+            outputs.append(path)
+            changed = {"split": split, "group": groups.take(at), "output_path": path}
+            for column, values in changed.items():
+                index = table.schema.get_field_index(column)
+                table = table.set_column(index, table.field(index), values)
             return table
 
         manifest = rewritten(manifest, placed)
         cache.save(*self._sidecar, self._old, rows)
-        return manifest, dict(per_split), outputs
+        return manifest, dict(per_split), pa.chunked_array(outputs, pa.string()).to_pylist()

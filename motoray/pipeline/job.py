@@ -383,7 +383,8 @@ def _process(
             for k, r in zip(failed["source_path"].to_pylist(), failed["error"].to_pylist())
         ]
         manifest.add(table.filter(listed(table)))
-        outputs += made["output_path"].to_pylist()
+        if pending is None:  # else settle's, once the outputs are where they stay
+            outputs += made["output_path"].to_pylist()
         if spec.frames is not None:
             videos_made.update(made["video"].to_pylist())
         placed = pa.concat_tables(t.select(["source_path", "split"]) for t in (made, skipped))
