@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import yaml
 from moto.server import DomainDispatcherApplication, create_backend_app
@@ -270,9 +271,9 @@ def test_output_names_used_twice_fail_the_check(frames, make_config, tmp_path):
     job_dir = LocalStorage(tmp_path / "job")
     spec = job_spec(request, config, LocalStorage(frames), job_dir)
     job_dir.write("all/a.jpg", b"x")
-    _check_files(spec, ["all/a.jpg"], [])  # as written: fine
+    _check_files(spec, pa.chunked_array([["all/a.jpg"]]), [])  # as written: fine
     with pytest.raises(JobFailed, match=r"1 outputs share a name, e\.g\. all/a\.jpg"):
-        _check_files(spec, ["all/a.jpg", "all/a.jpg"], [])
+        _check_files(spec, pa.chunked_array([["all/a.jpg"], ["all/a.jpg"]]), [])
 
 
 def test_task_bytes_bounds_the_pixels_a_task_holds(frames, make_config):

@@ -55,7 +55,7 @@ class Pending:
 
     def settle(
         self, job_dir: LocalStorage, manifest: bytes, failed: set[str]
-    ) -> tuple[bytes, dict[str, SplitCounts], list[str]]:
+    ) -> tuple[bytes, dict[str, SplitCounts], list[pa.Array]]:
         """Merge, place, move: the manifest as it is then, the counts per split and every
         output's path. The sidecar is saved last: a job cut short before then runs this
         way again when resumed, and finds its outputs where this run left them."""
@@ -93,7 +93,7 @@ class Pending:
             job_dir.move(list(zip(froms.to_pylist(), tos.to_pylist())))
             for name, count in zip(*pc.value_counts(split).flatten()):
                 per_split[name.as_py()].outputs += count.as_py()
-            outputs.append(path)
+            outputs.extend(path.chunks)
             changed = {"split": split, "group": groups.take(at), "output_path": path}
             for column, values in changed.items():
                 index = table.schema.get_field_index(column)
@@ -102,4 +102,4 @@ class Pending:
 
         manifest = rewritten(manifest, placed)
         cache.save(*self._sidecar, self._old, rows)
-        return manifest, dict(per_split), pa.chunked_array(outputs, pa.string()).to_pylist()
+        return manifest, dict(per_split), outputs

@@ -305,22 +305,26 @@ def _check_outcome(counts: Counts, failures: list[Failure], limits) -> None:
         )
 
 
-def _check_files(spec: JobSpec, outputs: list[str], files: list[str]) -> None:
+def _check_files(spec: JobSpec, outputs: pa.ChunkedArray, files: list[str]) -> None:
     """Every output name once (a name two images share would hold one image's outputs
     under both), and the job folder holds exactly the files written: the outputs (and a
-    YOLO label beside each), or the shards that hold them, and the job's annotation files."""
-    unique = set(outputs)
+    YOLO label beside each), or the shards that hold them, and the job's annotation files.
+    In Arrow: as Python strings and sets, 10^5 images' outputs held ~3x the memory."""
+    unique = pc.unique(outputs)
     if len(unique) != len(outputs):
-        seen: set[str] = set()
-        twice = next(path for path in outputs if path in seen or seen.add(path))
+        counts = pc.value_counts(outputs)
+        twice = counts.field("values").filter(pc.greater(counts.field("counts"), 1))[0]
         raise JobFailed(f"{len(outputs) - len(unique)} outputs share a name, e.g. {twice}")
-    expected = set(files) if spec.sharded else unique | set(files)
-    if spec.boxes is not None and spec.boxes.yolo:
-        expected |= {yolo.label_file(path) for path in unique}  # one label per output image
-    listed = set(spec.job_dir.list(("",))) - {MANIFEST_FILE, JOB_FILE}
-    missing, extra = expected - listed, listed - expected
-    if missing or extra:
-        example = sorted(missing or extra)[0]
+    expected = [pa.array(files, pa.string()), *(() if spec.sharded else (unique,))]
+    if spec.boxes is not None and spec.boxes.yolo:  # one label per output image
+        expected.append(pc.replace_substring_regex(unique, r"\.[^.]*$", yolo.LABEL_EXTENSION))
+    expected = pa.chunked_array(expected, pa.string())
+    listed = pa.array(spec.job_dir.list(("",)), pa.string())
+    listed = listed.filter(pc.invert(pc.is_in(listed, pa.array([MANIFEST_FILE, JOB_FILE]))))
+    missing = expected.filter(pc.invert(pc.is_in(expected, listed)))
+    extra = listed.filter(pc.invert(pc.is_in(listed, expected)))
+    if len(missing) or len(extra):
+        example = min((missing if len(missing) else extra).to_pylist())
         raise JobFailed(
             f"the job folder does not hold what the manifest lists: {len(missing)} missing, "
             f"{len(extra)} unexpected (e.g. {example})"
@@ -338,7 +342,7 @@ def _process(
     mark: Callable[[str], None],
     boxes: SourceAnnotations | None = None,
     pending: as_processed.Pending | None = None,
-) -> tuple[Counts, list[Failure], list[str], list[str]]:
+) -> tuple[Counts, list[Failure], pa.ChunkedArray, list[str]]:
     """Fan the images out to Ray Data, stream results into the manifest (and the COCO files).
     Returns the counts, the failures, every output's path and the files written by the
     driver or as shards (not the outputs themselves). `pending`: the near-duplicate split,
@@ -370,7 +374,7 @@ def _process(
     else:
         tables = ray_data.process_files(spec, items)
         files = []
-    outputs: list[str] = []
+    outputs: list[pa.Array] = []
     videos_made: set[str] = set()
     for number, table in enumerate(_until_ended(tables, should_stop, deadline, spec)):
         if number == 0:
@@ -384,7 +388,7 @@ def _process(
         ]
         manifest.add(table.filter(listed(table)))
         if pending is None:  # else settle's, once the outputs are where they stay
-            outputs += made["output_path"].to_pylist()
+            outputs += made["output_path"].chunks
         if spec.frames is not None:
             videos_made.update(made["video"].to_pylist())
         placed = pa.concat_tables(t.select(["source_path", "split"]) for t in (made, skipped))
@@ -430,6 +434,7 @@ def _process(
         counts.images_total = counts.images_done
         failed = {video_of(failure.source_path) for failure in failures}
         counts.videos_failed = len(failed - videos_made)
+    outputs = pa.chunked_array(outputs, pa.string())
     return counts, sorted(failures, key=lambda f: f.source_path), outputs, files
 
 
