@@ -16,7 +16,6 @@ from collections import defaultdict
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import ray
 
 from motoray.jobs.record import SplitCounts
 from motoray.near_duplicates import cache
@@ -24,7 +23,6 @@ from motoray.near_duplicates.merging import merge
 from motoray.pipeline import source
 from motoray.pipeline.jobspec import JobSpec
 from motoray.pipeline.manifest import rewritten
-from motoray.priority import as_batch_work
 from motoray.storage import LocalStorage
 
 
@@ -72,11 +70,12 @@ class Pending:
             schema=cache.SCHEMA,
         )
         self._hashes = []
-        # In a task: the merge's and the split's per-image temporaries stay off the driver.
-        ref = _merged_split.remote(
-            self._request, self._config, self._keys, self._known.placed(rows)
-        )
-        self.report, splits, groups = ray.get(ref)
+        near = merge(self._known.placed(rows), self._request.train_test_split.near_duplicates)
+        final = source.place(self._request, self._config, self._keys, merged=near.merged)
+        self.report = final.report | {"near_duplicates": near.report}
+        splits = pa.array([final.split[key] for key in self._keys], pa.string())
+        groups = pa.array([final.group[key] for key in self._keys], pa.string())
+        del near, final  # per-image dicts, not needed past here
         keys = pa.array(self._keys)
         per_split: dict[str, SplitCounts] = defaultdict(SplitCounts)
         done = splits.filter(pc.invert(pc.is_in(keys, pa.array(list(failed), pa.string()))))
@@ -104,14 +103,3 @@ class Pending:
         manifest = rewritten(manifest, placed)
         cache.save(*self._sidecar, self._old, rows)
         return manifest, dict(per_split), outputs
-
-
-@ray.remote(num_cpus=1)
-def _merged_split(request, config, keys: list[str], rows: pa.Table):
-    """job.json's split, and each key's split and group (as `keys`), once merged."""
-    as_batch_work()
-    near = merge(rows, request.train_test_split.near_duplicates)
-    final = source.place(request, config, keys, merged=near.merged)
-    splits = pa.array([final.split[key] for key in keys], pa.string())
-    groups = pa.array([final.group[key] for key in keys], pa.string())
-    return final.report | {"near_duplicates": near.report}, splits, groups

@@ -104,14 +104,9 @@ def _grey_jpeg(data: bytes, max_pixels: int) -> tuple[np.ndarray, int] | None:
 
 
 def grey_32_of_pixels(rgb: np.ndarray) -> np.ndarray:
-    """The same for decoded pixels (a video frame), HxWx3 uint8."""
-    return grey_32(Image.fromarray(rgb))
-
-
-def grey_32_of_decoded(rgb: np.ndarray) -> np.ndarray:
-    """The same for an image as a job decodes it (hashed as it is processed): shrunk in two
-    steps (Pillow's reducing_gap), ~2x faster than Lanczos alone from a large image; a
-    hash of its own kind, kept apart from the others in the cache (cache.sidecar)."""
+    """The same for decoded pixels (a video frame, an image as a job decodes it), HxWx3
+    uint8: shrunk in two steps (Pillow's reducing_gap), ~2x faster than Lanczos alone from
+    a large image; the same pixels as Lanczos alone below 128x128 (a video frame's 58x58)."""
     grey = centre(Image.fromarray(rgb)).convert("L")
     small = grey.resize((SIDE, SIDE), Image.Resampling.LANCZOS, reducing_gap=2.0)
     return np.asarray(small, dtype=np.uint8)

@@ -262,9 +262,9 @@ def _group_outputs(spec: JobSpec, group: list[_Decoded]) -> Iterator[Output]:
             continue
         # Hashed from the pixels decoded here: the near-duplicate pass costs no second decode.
         # (Imported here: the near_duplicates package imports the pipeline.)
-        from motoray.near_duplicates.phash import grey_32_of_decoded, phash
+        from motoray.near_duplicates.phash import grey_32_of_pixels, phash
 
-        grey = np.stack([grey_32_of_decoded(decoded.image) for decoded in same_shape])
+        grey = np.stack([grey_32_of_pixels(decoded.image) for decoded in same_shape])
         hashes = dict(zip((d.item.key for d in same_shape), phash(grey).tolist()))
         for output in _stack_outputs(spec, same_shape):
             output.row["phash"] = hashes.pop(output.row["source_path"], None)  # its first row
