@@ -16,7 +16,7 @@ from motoray.cli import main
 from motoray.config import Config, OutputConfig, SourceConfig
 from motoray.imageio import load_image
 from motoray.near_duplicates import place
-from motoray.pipeline import source
+from motoray.pipeline import source, spread
 from motoray.pipeline.jobspec import job_spec
 from motoray.sample_replays import read_shot
 from motoray.storage import LocalStorage, MemoryStorage
@@ -51,7 +51,7 @@ def _body(near: dict | None = None, seed: int = 3, group_by: str | None = "folde
 def _leak(job_dir: Path) -> float:
     """The share of test outputs whose shot (read from its pixels) is also in train."""
     shots = defaultdict(list)
-    for row in pq.read_table(job_dir / "manifest.parquet").to_pylist():
+    for row in _manifest(job_dir):
         if row["output_path"] is not None:
             image = load_image((job_dir / row["output_path"]).read_bytes())
             shots[row["split"]].append(read_shot(image, OUTPUT[1]))
@@ -81,6 +81,13 @@ def test_replays_leak_with_group_by_alone_and_not_with_near_duplicates(
             shot = read_shot(load_image((job_dir / _output(rows, key)).read_bytes()), OUTPUT[1])
             assert name == f"live/clip{shot // 4096:03d}"
     assert record["counts"]["images_total"] == alone["counts"]["images_total"] == 108
+
+
+def _manifest(job_dir: Path) -> list[dict]:
+    """The manifest's rows: manifest.parquet, or a spread job's manifest/ parts."""
+    single = job_dir / "manifest.parquet"
+    table = pq.read_table(single if single.exists() else job_dir / "manifest")
+    return sorted(table.to_pylist(), key=lambda row: row["source_path"])
 
 
 def _output(rows: list[dict], key: str) -> str:
@@ -164,6 +171,31 @@ def test_the_hash_pass_decodes_only_what_changed(ray_local, replays, tmp_path):
     assert (
         _place(request, config, MemoryStorage()).assignment.report["near_duplicates"]["hashed"] == 1
     )
+
+
+def test_a_source_of_spread_size_hashes_in_its_key_blocks(
+    ray_local, replays, tmp_path, monkeypatch
+):
+    # From SPREAD_FROM keys (lowered here) the keys stay in Ray's blocks: the hash pass runs
+    # over them, the driver merges; the split is the one the driver's hash pass gives.
+    monkeypatch.setattr(spread, "SPREAD_FROM", 100)  # 108 images
+    config = _config(replays, tmp_path / "out")
+    record, job_dir = run_request(config, _body({}), "spread")
+    assert (job_dir / "manifest").is_dir() and not (job_dir / "manifest.parquet").exists()
+    assert _leak(job_dir) == 0
+    found = record["split"]["near_duplicates"]
+    assert found["groups_merged"] == 12 and found["hashed"] == 108
+    assert (tmp_path / "out/.motoray/near_duplicates/replays.v1.parquet").exists()
+    placed = _place(parse_one(_body({}), config), config, MemoryStorage()).assignment
+    assert placed.report == record["split"] | {"near_duplicates": found | {"hashed": 0}}
+    rows = _manifest(job_dir)
+    assert {row["source_path"]: row["split"] for row in rows} == placed.split
+    assert {row["source_path"]: row["group"] for row in rows} == {
+        key: group or key for key, group in placed.group.items()
+    }
+    again, again_dir = run_request(config, _body({}), "again")
+    assert again["split"]["near_duplicates"] == found | {"hashed": 0}
+    assert _files(again_dir) == _files(job_dir)  # every output, and the manifest parts
 
 
 def _spoil(source_dir: Path) -> None:
@@ -250,12 +282,19 @@ def test_video_replays_leak_with_group_by_alone_and_not_with_near_duplicates(ray
     assert found["hashed"] == 10  # every video is one range here: 10 items decoded
 
 
-def test_a_job_stopped_while_hashing_ends_before_the_split(ray_local, replays, tmp_path):
+@pytest.mark.parametrize("spread_from", [None, 100])  # the driver's items; key blocks
+def test_a_job_stopped_while_hashing_ends_before_the_split(
+    ray_local, replays, tmp_path, monkeypatch, spread_from
+):
     from motoray.jobs.record import accept
     from motoray.pipeline import job
 
     config = _config(replays, tmp_path)
-    [inputs] = accept([parse_one(_body({"dedupe": True}), config)], config, "stopped")
+    near = {"dedupe": True}  # hashed first, on the driver's items
+    if spread_from is not None:
+        monkeypatch.setattr(spread, "SPREAD_FROM", spread_from)  # 108 images
+        near = {}
+    [inputs] = accept([parse_one(_body(near), config)], config, "stopped")
     with pytest.raises(job.JobStopped):
         job.run_job(inputs, should_stop=lambda: True)
     # Stopped at the hash tasks' first result: no sidecar saved, no output, no job.json.

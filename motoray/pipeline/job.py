@@ -186,11 +186,12 @@ def _run_spread(
     telemetry.log("listed", f"{images} images in {storage.uri}", images=images)
     record.source = SourceRef(name=request.name, uri=storage.uri)
     _check_budget(request, config, images)
-    cut, record.split = spread.placed(request, config, keys)
-    mark("placed")
-    _logged_split(telemetry, record.split)
     spec = job_spec(request, config, storage, JobFolder.of(inputs).storage, None)
     spec = dataclasses.replace(spec, job_id=inputs.job_id, deadline=deadline)
+    until_ended = lambda tables: _until_ended(tables, should_stop, deadline, spec)  # noqa: E731
+    cut, record.split = spread.placed(request, config, spec, listed, until_ended)
+    mark("placed")
+    _logged_split(telemetry, record.split)
     ray_data.ship_plugins(config.operators)
     counts, failures = Counts(images_total=images), []
 
@@ -201,7 +202,7 @@ def _run_spread(
 
     if on_progress:
         on_progress(counts.model_copy())
-    sums = _until_ended(spread.processed(spec, keys, images, cut), should_stop, deadline, spec)
+    sums = until_ended(spread.processed(spec, keys, images, cut))
     per_split = spread.summed(sums, counts, failures, on_block)
     mark("last_result")
     counts.splits = dict(sorted((s, c) for s, c in per_split.items() if c.images))

@@ -1,20 +1,22 @@
 """A job whose keys never sit on the driver: images without annotations, in files (not
-WebDataset) format, without a near-duplicate pass, from a `kind: manifest` source (always)
-or from an S3 prefix or a local folder whose listing holds at least SPREAD_FROM keys.
+WebDataset) format, without dedupe, from a `kind: manifest` source (always) or from an S3
+prefix or a local folder whose listing holds at least SPREAD_FROM keys.
 
-    key blocks (pipeline/listing.py, local_listing.py) -> split (placing.plan: a Cut) ->
+    key blocks (pipeline/listing.py, local_listing.py) -> split (placing.plan: a Cut;
+    with near_duplicates, its groups merged first: near_duplicates/spread.py) ->
     per block of keys, in a task: placement from the Cut, read, process, write, the
     block's manifest part (manifest/part-<hash of its first key>.parquet), its outputs
     checked -> one row of sums
 
-The driver holds the Cut (thresholds, or one entry per group), the sums the tasks report
-and the failures. The manifest is the `manifest/` folder, read whole by
+The driver holds the Cut (thresholds, or one entry per group), the merges, the sums the
+tasks report and the failures. The manifest is the `manifest/` folder, read whole by
 `pyarrow.dataset.dataset(path)` or `ray.data.read_parquet(path)`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 from collections import Counter
@@ -28,10 +30,12 @@ import ray
 from motoray.config import Config
 from motoray.jobs.record import Counts, Failure, SplitCounts
 from motoray.labels import label_of
+from motoray.near_duplicates import cache
+from motoray.near_duplicates import spread as near_duplicates
 from motoray.pipeline import placing, worker
 from motoray.pipeline.jobspec import JobSpec
 from motoray.pipeline.layout import MANIFEST_FOLDER
-from motoray.pipeline.listing import VERSION
+from motoray.pipeline.listing import VERSION, Listed
 from motoray.pipeline.manifest import manifest_columns, rows_table
 from motoray.pipeline.ray_data import _board_says_ended
 from motoray.pipeline.source import Item
@@ -53,14 +57,14 @@ SPREAD_FROM = 100_000
 
 def spread_from(request: RequestBase, config: Config) -> int | None:
     """How many keys the listing must hold for the job to run spread (None: it never does).
-    Only images without boxes, in files format, without a near-duplicate pass (its hashes
-    and merges are made on the driver's listing) run spread: a `kind: manifest` source's
-    whatever their number, a listed prefix's or folder's from SPREAD_FROM keys."""
+    Only images without boxes, in files format, without dedupe (what it drops is decided
+    on the driver's items) run spread: a `kind: manifest` source's whatever their number, a
+    listed prefix's or folder's from SPREAD_FROM keys."""
     source = config.sources[request.name]
     sharded = request.output is not None and request.output.format == "webdataset"
     split = request.train_test_split
-    near_duplicates = split is not None and split.near_duplicates is not None
-    if source.annotations is not None or sharded or near_duplicates:
+    near = split.near_duplicates if split is not None else None
+    if source.annotations is not None or sharded or (near is not None and near.dedupe):
         return None
     return {"manifest": 0, "images": SPREAD_FROM}.get(source.kind)
 
@@ -74,11 +78,24 @@ def in_blocks(keys: ray.data.Dataset, count: int) -> ray.data.Dataset:
     return keys.repartition(blocks)
 
 
-def placed(request: RequestBase, config: Config, keys: ray.data.Dataset) -> tuple[Cut, dict]:
+def placed(
+    request: RequestBase, config: Config, spec: JobSpec, listed: Listed, until: Callable
+) -> tuple[Cut, dict]:
+    """The Cut and the split's report. With near_duplicates, the near-duplicate groups
+    merged first (`until` wraps the hash tasks' results: it raises once the job ends)."""
     split = request.train_test_split
     group_by = split.group_by if split is not None else "image"
-    labels = config.sources[request.name].labels
-    return placing.plan(keys, Rules(split, request.seed, group_by, labels))
+    rules = Rules(split, request.seed, group_by, config.sources[request.name].labels)
+    cut, report = placing.plan(listed.keys, rules)
+    if split is None or split.near_duplicates is None:
+        return cut, report
+    sidecar = cache.sidecar(config, request.name)
+    near = near_duplicates.found(
+        spec, listed.keys, listed.count, cut, split.near_duplicates, sidecar, until
+    )
+    del cut  # group_by's: one entry per group, as the merged one's
+    cut, report = placing.plan(listed.keys, dataclasses.replace(rules, merged=near.merged))
+    return cut, report | {"near_duplicates": near.report}
 
 
 def processed(spec: JobSpec, keys: ray.data.Dataset, count: int, cut: Cut) -> Iterator[pa.Table]:
