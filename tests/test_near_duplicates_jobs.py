@@ -198,6 +198,23 @@ def test_a_source_of_spread_size_hashes_in_its_key_blocks(
     assert _files(again_dir) == _files(job_dir)  # every output, and the manifest parts
 
 
+def test_dedupe_on_a_source_of_spread_size_drops_what_the_driver_drops(
+    ray_local, replays, tmp_path, monkeypatch
+):
+    config = _config(replays, tmp_path / "out")
+    driver, driver_dir = run_request(config, _body({"dedupe": True}), "driver")
+    monkeypatch.setattr(spread, "SPREAD_FROM", 100)  # 108 images
+    spread_job, spread_dir = run_request(config, _body({"dedupe": True}), "spread")
+    assert (spread_dir / "manifest").is_dir() and (driver_dir / "manifest.parquet").exists()
+    found = driver["split"]["near_duplicates"]
+    assert found["dropped"] > 0 and found["hashed"] == 108
+    assert spread_job["split"] == driver["split"] | {"near_duplicates": found | {"hashed": 0}}
+    assert spread_job["counts"] == driver["counts"]
+    assert _manifest(spread_dir) == _manifest(driver_dir)  # dropped rows, duplicate_of
+    outputs = lambda job_dir: {k: v for k, v in _files(job_dir).items() if "manifest" not in k}  # noqa: E731
+    assert outputs(spread_dir) == outputs(driver_dir)
+
+
 def _spoil(source_dir: Path) -> None:
     """Every file zeros, its size and mtime kept: the identity the cache knows it by."""
     for path in source_dir.rglob("*.jpg"):

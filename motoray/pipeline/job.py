@@ -189,7 +189,7 @@ def _run_spread(
     spec = job_spec(request, config, storage, JobFolder.of(inputs).storage, None)
     spec = dataclasses.replace(spec, job_id=inputs.job_id, deadline=deadline)
     until_ended = lambda tables: _until_ended(tables, should_stop, deadline, spec)  # noqa: E731
-    cut, record.split = spread.placed(request, config, spec, listed, until_ended)
+    cut, record.split, dropped = spread.placed(request, config, spec, listed, until_ended)
     mark("placed")
     _logged_split(telemetry, record.split)
     ray_data.ship_plugins(config.operators)
@@ -202,7 +202,7 @@ def _run_spread(
 
     if on_progress:
         on_progress(counts.model_copy())
-    sums = until_ended(spread.processed(spec, keys, images, cut))
+    sums = until_ended(spread.processed(spec, keys, images, cut, dropped))
     per_split = spread.summed(sums, counts, failures, on_block)
     mark("last_result")
     counts.splits = dict(sorted((s, c) for s, c in per_split.items() if c.images))

@@ -1,6 +1,6 @@
 """A job whose keys never sit on the driver: images without annotations, in files (not
-WebDataset) format, without dedupe, from a `kind: manifest` source (always) or from an S3
-prefix or a local folder whose listing holds at least SPREAD_FROM keys.
+WebDataset) format, from a `kind: manifest` source (always) or from an S3 prefix or a local
+folder whose listing holds at least SPREAD_FROM keys.
 
     key blocks (pipeline/listing.py, local_listing.py) -> split (placing.plan: a Cut;
     with near_duplicates, its groups merged first: near_duplicates/spread.py) ->
@@ -8,9 +8,10 @@ prefix or a local folder whose listing holds at least SPREAD_FROM keys.
     block's manifest part (manifest/part-<hash of its first key>.parquet), its outputs
     checked -> one row of sums
 
-The driver holds the Cut (thresholds, or one entry per group), the merges, the sums the
-tasks report and the failures. The manifest is the `manifest/` folder, read whole by
-`pyarrow.dataset.dataset(path)` or `ray.data.read_parquet(path)`.
+The driver holds the Cut (thresholds, or one entry per group), the merges (and what dedupe
+drops, as Arrow), the sums the tasks report and the failures. The manifest is the
+`manifest/` folder, read whole by `pyarrow.dataset.dataset(path)` or
+`ray.data.read_parquet(path)`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from motoray.jobs.record import Counts, Failure, SplitCounts
 from motoray.labels import label_of
 from motoray.near_duplicates import cache
 from motoray.near_duplicates import spread as near_duplicates
-from motoray.pipeline import placing, worker
+from motoray.pipeline import manifest, placing, worker
 from motoray.pipeline.jobspec import JobSpec
 from motoray.pipeline.layout import MANIFEST_FOLDER
 from motoray.pipeline.listing import VERSION, Listed
@@ -53,18 +54,16 @@ MAX_BLOCKS = 1024  # 10^7 keys: blocks of ~10^4 (a task of ~100 s); ~60 KiB of d
 # 10^6), and the job keeps one manifest.parquet; the spread path's extra passes over the
 # blocks cost a few seconds, small beside a job of this size (~4 min on 2 CPUs).
 SPREAD_FROM = 100_000
+DROPPED = pa.schema([(KEY, pa.string()), ("kept", pa.string())])  # image -> kept in its stead
 
 
 def spread_from(request: RequestBase, config: Config) -> int | None:
     """How many keys the listing must hold for the job to run spread (None: it never does).
-    Only images without boxes, in files format, without dedupe (what it drops is decided
-    on the driver's items) run spread: a `kind: manifest` source's whatever their number, a
-    listed prefix's or folder's from SPREAD_FROM keys."""
+    Only images without boxes, in files format run spread: a `kind: manifest` source's
+    whatever their number, a listed prefix's or folder's from SPREAD_FROM keys."""
     source = config.sources[request.name]
     sharded = request.output is not None and request.output.format == "webdataset"
-    split = request.train_test_split
-    near = split.near_duplicates if split is not None else None
-    if source.annotations is not None or sharded or (near is not None and near.dedupe):
+    if source.annotations is not None or sharded:
         return None
     return {"manifest": 0, "images": SPREAD_FROM}.get(source.kind)
 
@@ -80,36 +79,40 @@ def in_blocks(keys: ray.data.Dataset, count: int) -> ray.data.Dataset:
 
 def placed(
     request: RequestBase, config: Config, spec: JobSpec, listed: Listed, until: Callable
-) -> tuple[Cut, dict]:
-    """The Cut and the split's report. With near_duplicates, the near-duplicate groups
-    merged first (`until` wraps the hash tasks' results: it raises once the job ends)."""
+) -> tuple[Cut, dict, pa.Table | None]:
+    """The Cut, the split's report and, with dedupe, the images dropped (DROPPED). With
+    near_duplicates, the near-duplicate groups are merged first (`until` wraps the hash
+    tasks' results: it raises once the job ends)."""
     split = request.train_test_split
     group_by = split.group_by if split is not None else "image"
     rules = Rules(split, request.seed, group_by, config.sources[request.name].labels)
     cut, report = placing.plan(listed.keys, rules)
     if split is None or split.near_duplicates is None:
-        return cut, report
+        return cut, report, None
+    options = split.near_duplicates
     sidecar = cache.sidecar(config, request.name)
-    near = near_duplicates.found(
-        spec, listed.keys, listed.count, cut, split.near_duplicates, sidecar, until
-    )
+    near = near_duplicates.found(spec, listed.keys, listed.count, cut, options, sidecar, until)
     del cut  # group_by's: one entry per group, as the merged one's
     cut, report = placing.plan(listed.keys, dataclasses.replace(rules, merged=near.merged))
-    return cut, report | {"near_duplicates": near.report}
+    dropped = None
+    if options.dedupe:  # Arrow: a task finds its keys' in it without unpickling a dict
+        dropped = pa.table([list(near.dropped), list(near.dropped.values())], schema=DROPPED)
+    return cut, report | {"near_duplicates": near.report}, dropped
 
 
-def processed(spec: JobSpec, keys: ray.data.Dataset, count: int, cut: Cut) -> Iterator[pa.Table]:
-    """One row of sums per block (see `_block`), as tasks finish."""
+def processed(
+    spec: JobSpec, keys: ray.data.Dataset, count: int, cut: Cut, dropped: pa.Table | None = None
+) -> Iterator[pa.Table]:
+    """One row of sums per block (see `_block`), as tasks finish. `dropped`: see `placed`."""
     keys = in_blocks(keys, count)
     context = keys.context
     context.op_resource_reservation_enabled = False  # as ray_data._mapped says why
     context.raise_original_map_exception = True
     context.enable_progress_bars = False
     keys.set_name(spec.job_id or None)
-    shared = ray.put(cut)
-    done = keys.map_batches(
-        _block, fn_kwargs={"spec": spec, "cut": shared}, batch_size=None, batch_format="pyarrow"
-    )
+    dropped = None if dropped is None else ray.put(dropped)
+    shared = {"spec": spec, "cut": ray.put(cut), "dropped": dropped}
+    done = keys.map_batches(_block, fn_kwargs=shared, batch_size=None, batch_format="pyarrow")
     yield from done.iter_batches(batch_size=None, batch_format="pyarrow")
 
 
@@ -123,9 +126,10 @@ def drop_earlier_parts(job_dir: Storage) -> None:
             parts.delete(name)
 
 
-def _block(batch: pa.Table, spec: JobSpec, cut) -> pa.Table:
+def _block(batch: pa.Table, spec: JobSpec, cut, dropped) -> pa.Table:
     """A block of keys placed, processed and written, with its manifest part; its outputs
-    checked on storage. Returns its sums: images per split, outputs per split, failures."""
+    checked on storage. Returns its sums: images per split, outputs per split, failures.
+    `dropped` (dedupe): the parts have its `duplicate_of` column, null where none is."""
     as_batch_work()
     # An S3 key's ETag, as listed: its read is pinned to it (If-Match), as the driver's is.
     listed = batch[VERSION].to_pylist() if VERSION in batch.column_names else None
@@ -134,17 +138,23 @@ def _block(batch: pa.Table, spec: JobSpec, cut) -> pa.Table:
     cut = ray.get(cut)
     splits, groups = cut.place(keys)
     rule = cut.rules.labels
-    items = [Item(k, s, label_of(k, rule), g, version=versions.get(k))
-             for k, s, g in zip(keys, splits, groups)]  # fmt: skip
+    kept = [None] * len(keys)
+    if dropped is not None:
+        dropped = ray.get(dropped)
+        kept = dropped["kept"].take(pc.index_in(pa.array(keys), dropped[KEY])).to_pylist()
+    items = [Item(k, s, label_of(k, rule), g, version=versions.get(k), duplicate_of=d)
+             for k, s, g, d in zip(keys, splits, groups, kept)]  # fmt: skip
     rows = worker.write_files(spec, items, _board_says_ended(spec.job_id))
     table = rows_table(rows)
-    made = table.filter(table["error"].is_null())
+    made = table.filter(pc.and_(table["error"].is_null(), table["skipped"].is_null()))
     failed = table.filter(table["error"].is_valid())
+    kept_rows = table.filter(manifest.listed(table))  # made, and dropped as near-duplicates
     if keys:
         part = f"{MANIFEST_FOLDER}/part-{stable_hash(keys[0], bits=64):016x}.parquet"
-        spec.job_dir.write(part, _parquet(made.select(manifest_columns(False))))
+        columns = manifest_columns(False) + (["duplicate_of"] if dropped is not None else [])
+        spec.job_dir.write(part, _parquet(kept_rows.select(columns)))
     missing = [path for path in made["output_path"].to_pylist() if not spec.job_dir.exists(path)]
-    images = made.group_by(["source_path", "split"]).aggregate([]).column("split")
+    images = kept_rows.group_by(["source_path", "split"]).aggregate([]).column("split")
     failures = list(zip(failed["source_path"].to_pylist(), failed["error"].to_pylist()))
     sums = {
         "images": json.dumps(Counter(images.to_pylist())),
