@@ -17,7 +17,8 @@ from a few hundred rendered ones, so any count costs no disk:
 - memory: the driver's peak RSS (this process, sampled at 20 Hz; the workers are not the
   driver) during one job of --rss-images frames without, then one with near_duplicates,
   after a warm-up job; the job only (its outputs are removed after the sampling ends).
-  Target: with / without <= 1.5. The frames are copies of a few hundred shots, so every
+  Target: with / without <= 1.5. At 10^5 listed images both jobs run spread: the one with
+  near_duplicates hashes in a pass over its key blocks and merges on the driver. The frames are copies of a few hundred shots, so every
   image has hundreds of identical ones: the merge's worst case, every group merged with
   hundreds of others. They are --rss-frame pixels (320x180 unless told): what the driver
   holds is per image, not per pixel, and small frames let 10^5 images run in minutes.

@@ -4,9 +4,9 @@
     its cached row or its hash (decoded at 1/8 scale) -> the rows (Arrow) -> merge ->
     the merged groups, which the split then places as any group
 
-The driver holds the hash rows as one Arrow table (no Python object per image), the pairs'
-passes run in tasks (merging.py), and what it keeps is the merges: one entry per group
-merged. Hashed first, not as processed: a spread job's outputs and manifest parts are
+The driver holds the hash rows as one Arrow table (no Python object per image); the merge
+names each group once, its pairs' passes run in tasks above 2x10^4 images (merging.py); what
+it keeps is the merges (one entry per group merged). Hashed first, not as processed: a spread job's outputs and manifest parts are
 written by the tasks that process them, so moving them after the merge would be another
 pass of tasks over every block.
 """
