@@ -6,9 +6,9 @@
 
 The driver holds the hash rows as one Arrow table (no Python object per image); the merge
 names each group once, its pairs' passes run in tasks above 2x10^4 images (merging.py); what
-it keeps is the merges (one entry per group merged). Hashed first, not as processed: a spread job's outputs and manifest parts are
-written by the tasks that process them, so moving them after the merge would be another
-pass of tasks over every block.
+it keeps is the merges (one entry per group merged). Hashed first, not as processed: a
+spread job's outputs and manifest parts are written by the tasks that process them, so
+moving them after the merge would be another pass of tasks over every block.
 """
 
 from __future__ import annotations
