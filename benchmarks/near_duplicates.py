@@ -20,8 +20,9 @@ from a few hundred rendered ones, so any count costs no disk:
   Target: with / without <= 1.5. At 10^5 listed images both jobs run spread: the one with
   near_duplicates hashes in a pass over its key blocks and merges on the driver. The frames
   are copies of a few hundred shots, so every image has hundreds of identical ones: the
-  merge's worst case, every group merged with hundreds of others. They are --rss-frame pixels (320x180 unless told): what the driver
-  holds is per image, not per pixel, and small frames let 10^5 images run in minutes.
+  merge's worst case, every group merged with hundreds of others. They are --rss-frame
+  pixels (320x180 unless told): what the driver holds is per image, not per pixel, and
+  small frames let 10^5 images run in minutes.
 --record adds (or replaces) the `near_duplicates` block of a bench result file; with
 --rss-images 0 it keeps the memory line recorded before (and says when it was measured).
 """
