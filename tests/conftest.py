@@ -273,6 +273,19 @@ def outputs_in_memory(
     return worker.in_manifest_order(rows), {r["output_path"]: d for r, d in made if d}
 
 
+def manifest_rows(table) -> list[dict]:
+    """A manifest's rows by output_path, an optional column (notes, duplicate_of) left out
+    where no row has a value: a spread job's parts always have them, a manifest.parquet
+    only once a row has a value."""
+    from motoray.pipeline.manifest import OPTIONAL_COLUMNS
+
+    empty = [
+        c for c in OPTIONAL_COLUMNS if c in table.column_names and table[c].null_count == len(table)
+    ]
+    rows = table.drop_columns(empty).to_pylist()
+    return sorted(rows, key=lambda row: (row["output_path"] or "", row["source_path"]))
+
+
 def run_request(config: Config, body: dict, job_id: str) -> tuple[dict, Path]:
     """One request through a job on the current Ray: (job.json as written, job folder)."""
     record = run_job(body, config, job_id)

@@ -20,7 +20,7 @@ from motoray.pipeline import source, spread
 from motoray.pipeline.jobspec import job_spec
 from motoray.sample_replays import read_shot
 from motoray.storage import LocalStorage, MemoryStorage
-from tests.conftest import parse_one, run_request
+from tests.conftest import manifest_rows, parse_one, run_request
 
 OUTPUT = [320, 180]  # big enough for the shot ids' cells to be read back
 
@@ -86,8 +86,7 @@ def test_replays_leak_with_group_by_alone_and_not_with_near_duplicates(
 def _manifest(job_dir: Path) -> list[dict]:
     """The manifest's rows: manifest.parquet, or a spread job's manifest/ parts."""
     single = job_dir / "manifest.parquet"
-    table = pq.read_table(single if single.exists() else job_dir / "manifest")
-    return sorted(table.to_pylist(), key=lambda row: row["source_path"])
+    return manifest_rows(pq.read_table(single if single.exists() else job_dir / "manifest"))
 
 
 def _output(rows: list[dict], key: str) -> str:

@@ -17,7 +17,7 @@ import pytest
 
 from motoray.config import Config, OutputConfig, SourceConfig
 from motoray.pipeline import listing, local_listing, spread
-from tests.conftest import run_job
+from tests.conftest import manifest_rows, run_job
 from tests.s3server import S3Endpoint, s3_endpoint  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("ray_local")
@@ -36,10 +36,6 @@ def _outputs(job: Path) -> dict[str, str]:
         if p.is_file() and p.name not in ("job.json", "manifest.parquet")
         and p.parent.name != "manifest"
     }  # fmt: skip
-
-
-def _rows(table: pa.Table) -> list[dict]:
-    return sorted(table.to_pylist(), key=lambda row: row["output_path"])
 
 
 def _folder(frames: Path, folder: Path) -> Path:
@@ -79,7 +75,9 @@ def test_a_large_local_folder_runs_spread_as_the_driver_would(frames, tmp_path, 
     assert [f["source_path"] for f in spread_job["failures"]] == ["cam0/empty.jpg"]
     assert _outputs(root / "driver") == _outputs(root / "spread")
     expected = pq.read_table(root / "driver" / "manifest.parquet")
-    assert _rows(ds.dataset(root / "spread" / "manifest").to_table()) == _rows(expected)
+    assert manifest_rows(ds.dataset(root / "spread" / "manifest").to_table()) == manifest_rows(
+        expected
+    )
     assert json.loads((root / "spread" / "job.json").read_text()) == spread_job
 
 
@@ -140,7 +138,9 @@ def test_a_large_s3_prefix_runs_spread_and_refuses_an_object_changed_since_liste
         }
     expected = pq.read_table(root / "driver" / "manifest.parquet")
     expected = expected.filter(pc.not_equal(expected["source_path"], changed))
-    assert _rows(ds.dataset(root / "spread" / "manifest").to_table()) == _rows(expected)
+    assert manifest_rows(ds.dataset(root / "spread" / "manifest").to_table()) == manifest_rows(
+        expected
+    )
     made = _outputs(root / "spread")
     assert made == {path: digest for path, digest in _outputs(root / "driver").items()
                     if path in made}  # fmt: skip
@@ -199,3 +199,69 @@ def test_a_resumed_spread_job_keeps_no_part_an_earlier_run_left(frames, tmp_path
     rows = ds.dataset(manifest).to_table()
     assert rows.num_rows == record.counts.outputs == 31
     assert len(set(rows["output_path"].to_pylist())) == 31
+
+
+def test_a_note_in_a_later_part_reaches_whoever_reads_the_folder(frames, tmp_path, monkeypatch):
+    """A reader of `manifest/` takes the first part's columns: every part has `notes`, so
+    the note of an image repaired from its header (in the last block) is not lost."""
+    from tests.test_imageio_oddities import HEADER_CASES
+
+    folder = _folder(frames, tmp_path / "src")
+    top = folder / "top.jpg"  # the last key: in the last block
+    odd, _, words = HEADER_CASES["junk_before_dqt"](top.read_bytes())
+    top.unlink()  # a hard link to the shared frame: not written through
+    top.write_bytes(odd)
+    config = Config(
+        sources={"src": SourceConfig(uri=str(folder))},
+        output=OutputConfig(uri=str(tmp_path / "out")),
+    )
+    driver = run_job(REQUEST, config, "driver")
+    monkeypatch.setattr(spread, "SPREAD_FROM", 32)
+    monkeypatch.setattr(spread, "IMAGES_PER_BLOCK", 5)
+    spread_job = run_job(REQUEST, config, "spread")
+
+    assert driver["counts"] == spread_job["counts"]
+    root = tmp_path / "out" / "src"
+    parts = ds.dataset(root / "spread" / "manifest").to_table()
+    notes = {row["source_path"]: row["notes"] for row in parts.to_pylist()}
+    assert words in notes["top.jpg"] and {k for k, v in notes.items() if v} == {"top.jpg"}
+    assert manifest_rows(parts) == manifest_rows(
+        pq.read_table(root / "driver" / "manifest.parquet")
+    )
+
+
+def test_near_duplicates_on_a_large_s3_prefix_hash_by_etag_in_the_key_blocks(
+    frames,
+    tmp_path,
+    monkeypatch,
+    s3_endpoint: S3Endpoint,  # noqa: F811
+):
+    """The hash pass runs over the blocks, each object keyed by the ETag listed: a frame
+    exported again under other names joins its original's split, and a rerun hashes none."""
+    bucket = s3_endpoint.new_bucket()
+    client = s3_endpoint.client()
+    paths = sorted(frames.glob("*.jpg"))[:20]
+    for n, path in enumerate(paths):
+        client.put_object(Bucket=bucket, Key=f"raw/cam{n % 4}/{path.name}", Body=path.read_bytes())
+    for n in range(4):  # one frame again, in every folder
+        client.put_object(Bucket=bucket, Key=f"raw/cam{n}/again{n}.jpg", Body=paths[0].read_bytes())
+    config = Config(
+        sources={"src": SourceConfig(uri=f"s3://{bucket}/raw")},
+        output=OutputConfig(uri=str(tmp_path / "out")),
+        s3=s3_endpoint.settings(),
+    )
+    split = {**REQUEST["train_test_split"], "group_by": "folder", "near_duplicates": {}}
+    body = {**REQUEST, "train_test_split": split}
+    monkeypatch.setattr(spread, "SPREAD_FROM", 24)
+
+    first = run_job(body, config, "first")
+    again = run_job(body, config, "again")
+
+    assert first["state"] == again["state"] == "SUCCEEDED"
+    found = first["split"]["near_duplicates"]
+    assert found["hashed"] == 24 and found["groups_merged"] == 4 and found["merged_into"] == 1
+    assert again["split"] == first["split"] | {"near_duplicates": found | {"hashed": 0}}
+    assert (tmp_path / "out/.motoray/near_duplicates/src.v1.parquet").exists()
+    rows = ds.dataset(tmp_path / "out/src/first/manifest").to_table().to_pylist()
+    assert {row["split"] for row in rows} == {"train"}  # every folder merged into one group
+    assert {row["group"] for row in rows} == {"cam0"}

@@ -129,7 +129,7 @@ def drop_earlier_parts(job_dir: Storage) -> None:
 def _block(batch: pa.Table, spec: JobSpec, cut, dropped) -> pa.Table:
     """A block of keys placed, processed and written, with its manifest part; its outputs
     checked on storage. Returns its sums: images per split, outputs per split, failures.
-    `dropped` (dedupe): the parts have its `duplicate_of` column, null where none is."""
+    `dropped`: see `placed`."""
     as_batch_work()
     # An S3 key's ETag, as listed: its read is pinned to it (If-Match), as the driver's is.
     listed = batch[VERSION].to_pylist() if VERSION in batch.column_names else None
@@ -151,8 +151,7 @@ def _block(batch: pa.Table, spec: JobSpec, cut, dropped) -> pa.Table:
     kept_rows = table.filter(manifest.listed(table))  # made, and dropped as near-duplicates
     if keys:
         part = f"{MANIFEST_FOLDER}/part-{stable_hash(keys[0], bits=64):016x}.parquet"
-        columns = manifest_columns(False) + (["duplicate_of"] if dropped is not None else [])
-        spec.job_dir.write(part, _parquet(kept_rows.select(columns)))
+        spec.job_dir.write(part, _parquet(kept_rows.select(part_columns(dropped is not None))))
     missing = [path for path in made["output_path"].to_pylist() if not spec.job_dir.exists(path)]
     images = kept_rows.group_by(["source_path", "split"]).aggregate([]).column("split")
     failures = list(zip(failed["source_path"].to_pylist(), failed["error"].to_pylist()))
@@ -165,6 +164,13 @@ def _block(batch: pa.Table, spec: JobSpec, cut, dropped) -> pa.Table:
         "bytes": pc.sum(made["bytes"]).as_py() or 0,
     }
     return pa.Table.from_pylist([sums])
+
+
+def part_columns(dedupe: bool) -> list[str]:
+    """A manifest part's columns: the same in every part of a job (a reader of the folder
+    takes the first part's), so the optional columns are always there, null where a row has
+    no value: `notes`, and `duplicate_of` with dedupe."""
+    return manifest_columns(False) + ["notes"] + (["duplicate_of"] if dedupe else [])
 
 
 def _parquet(table: pa.Table) -> bytes:
