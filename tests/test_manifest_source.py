@@ -89,7 +89,12 @@ def test_a_split_by_folder_with_labels_over_many_blocks(frames, tmp_path):
     assert len(list((root / "spread" / "manifest").glob("part-*.parquet"))) == 3
 
 
-def test_a_key_file_listing_no_image_fails_the_job_saying_so(tmp_path, seed_request):
+@pytest.mark.parametrize("near_duplicates", [False, True])
+def test_a_key_file_listing_no_image_fails_the_job_saying_so(
+    tmp_path, seed_request, near_duplicates
+):
+    if near_duplicates:  # its hash pass has no block to hash
+        seed_request["train_test_split"]["near_duplicates"] = {}
     (tmp_path / "src").mkdir()
     (tmp_path / "keys.csv").write_text("key\nnotes.txt\n.hidden.jpg\n")
     source = SourceConfig(

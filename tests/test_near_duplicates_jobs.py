@@ -350,3 +350,11 @@ def test_labelled_outputs_move_with_their_label(ray_local, replays, tmp_path):
         row["split"] for row in rows
     }
     assert _leak(first_dir) == 0
+
+
+@pytest.mark.parametrize("near", [{}, {"dedupe": True}])  # hashed as processed; hashed first
+def test_an_empty_source_fails_saying_so(ray_local, tmp_path, near):
+    (tmp_path / "empty").mkdir()
+    config = _config(tmp_path / "empty", tmp_path / "out")
+    with pytest.raises(Exception, match="lists no images"):
+        run_request(config, _body(near), "empty")

@@ -29,6 +29,7 @@ from motoray.storage.keys import safe_name
 HASH_VERSION = 1  # in the file's name: a change to the hash makes a new sidecar
 IDENTITY_THREADS = 8  # a local file's identity is an lstat, which waits on a network disk
 IDENTITY_SLICE = 1000
+WANTED = pa.schema([(name, pa.string()) for name in ("item", "version", "group", "split")])
 
 
 def sidecar(config: Config, source_name: str, kind: str = "") -> tuple[Storage, str]:
@@ -74,7 +75,8 @@ def known(spec: JobSpec, items: list[Item], cached: pa.Table) -> Known:
             "version": versions,
             "group": [item.group or item.key for item in items],
             "split": [item.split for item in items],
-        }
+        },
+        schema=WANTED,  # typed, even when no item is
     )
     # Matched on "item\0version" with hash sets (is_in, index_in): an Arrow join of 10^5
     # rows held ~50 MB more on the driver than the result.

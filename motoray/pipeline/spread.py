@@ -87,7 +87,7 @@ def placed(
     group_by = split.group_by if split is not None else "image"
     rules = Rules(split, request.seed, group_by, config.sources[request.name].labels)
     cut, report = placing.plan(listed.keys, rules)
-    if split is None or split.near_duplicates is None:
+    if split is None or split.near_duplicates is None or not listed.count:  # nothing to hash
         return cut, report, None
     options = split.near_duplicates
     sidecar = cache.sidecar(config, request.name)
