@@ -210,8 +210,10 @@ def test_dedupe_on_a_source_of_spread_size_drops_what_the_driver_drops(
     assert spread_job["split"] == driver["split"] | {"near_duplicates": found | {"hashed": 0}}
     assert spread_job["counts"] == driver["counts"]
     assert _manifest(spread_dir) == _manifest(driver_dir)  # dropped rows, duplicate_of
-    outputs = lambda job_dir: {k: v for k, v in _files(job_dir).items() if "manifest" not in k}  # noqa: E731
-    assert outputs(spread_dir) == outputs(driver_dir)
+    made = {path: data for path, data in _files(spread_dir).items() if "manifest" not in path}
+    assert made == {
+        path: data for path, data in _files(driver_dir).items() if "manifest" not in path
+    }
 
 
 def _spoil(source_dir: Path) -> None:
