@@ -36,7 +36,8 @@ from tests.conftest import full_hd_jitter
 
 pytestmark = pytest.mark.slow
 
-FRAMES = 600  # copies of 10 pictures: cheap to write, seconds of work per job
+FRAMES = 1200  # copies of 10 pictures: cheap to write; enough work that a job is still
+# running when a loaded machine has posted another job and stopped the service (600 was not)
 REQUEST = {  # the seed request, with one random crop fewer: 3 outputs per frame
     "name": "MotoGP",
     "input_image_size": [480, 270],
