@@ -12,9 +12,12 @@ Out: `<output stem>.txt` beside every output image (empty when it has no box), a
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 from motoray.annotations.model import (
@@ -31,6 +34,7 @@ from motoray.annotations.model import (
 from motoray.storage import Refused, Storage
 
 LABEL_EXTENSION = ".txt"
+_OUTPUT_EXTENSION = r"\.[^.]*$"  # an output image's, replaced by LABEL_EXTENSION
 DATA_FILE = "data.yaml"
 READ_THREADS = 32  # label files are tiny: reading them is all latency
 # Ultralytics' split keys; motoray's split names map onto them.
@@ -163,7 +167,12 @@ def _line(values: list[str], classes: int, path: str, where: str, triage: Triage
 
 def label_file(output_path: str) -> str:
     """`train/a.1f2e.0-crop-0.jpg` -> `train/a.1f2e.0-crop-0.txt`: beside the image."""
-    return output_path.rsplit(".", 1)[0] + LABEL_EXTENSION
+    return re.sub(_OUTPUT_EXTENSION, LABEL_EXTENSION, output_path)
+
+
+def label_files(output_paths: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """`label_file` of every path, in Arrow (a large job's outputs, no Python string each)."""
+    return pc.replace_substring_regex(output_paths, _OUTPUT_EXTENSION, LABEL_EXTENSION)
 
 
 def label_text(boxes: list[dict], class_of: dict[str, int], width: int, height: int) -> bytes:

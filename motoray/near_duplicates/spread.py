@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-from motoray.near_duplicates import HASHED_PER_BLOCK, cache
+from motoray.near_duplicates import cache
 from motoray.near_duplicates.hashing import hash_items
 from motoray.near_duplicates.merging import Found, merge
 from motoray.pipeline.jobspec import JobSpec
@@ -32,18 +32,17 @@ from motoray.storage.keyfile import KEY
 
 def found(
     spec: JobSpec,
-    keys: ray.data.Dataset,
-    count: int,
+    blocks: ray.data.Dataset,
     cut: Cut,
     options,
     sidecar,
     until: Callable[[Iterator[pa.Table]], Iterator[pa.Table]],
 ) -> Found:
-    """The merges (and drops) of every key's image, placed by `cut` (group_by's), hashed in
-    tasks unless cached in `sidecar`; the sidecar saved with this job's rows."""
+    """The merges (and drops) of every key's image in `blocks` (a task's keys each), placed
+    by `cut` (group_by's), hashed in tasks unless cached in `sidecar`; the sidecar saved
+    with this job's rows."""
     old = cache.load(*sidecar)
     shared = {"spec": spec, "cut": ray.put(cut), "old": ray.put(old)}
-    blocks = keys.repartition(max(1, -(-count // HASHED_PER_BLOCK)))
     rows = blocks.map_batches(_rows, fn_kwargs=shared, batch_size=None, batch_format="pyarrow")
     table = pa.concat_tables(until(rows.iter_batches(batch_size=None, batch_format="pyarrow")))
     cache.save(*sidecar, old, table.select(cache.SCHEMA.names))

@@ -318,7 +318,7 @@ def _check_files(spec: JobSpec, outputs: pa.ChunkedArray, files: list[str]) -> N
         raise JobFailed(f"{len(outputs) - len(unique)} outputs share a name, e.g. {twice}")
     expected = [pa.array(files, pa.string()), *(() if spec.sharded else (unique,))]
     if spec.boxes is not None and spec.boxes.yolo:  # one label per output image
-        expected.append(pc.replace_substring_regex(unique, r"\.[^.]*$", yolo.LABEL_EXTENSION))
+        expected.append(yolo.label_files(unique))
     expected = pa.chunked_array(expected, pa.string())
     listed = pa.array(spec.job_dir.list(("",)), pa.string())
     listed = listed.filter(pc.invert(pc.is_in(listed, pa.array([MANIFEST_FILE, JOB_FILE]))))

@@ -31,7 +31,7 @@ import ray
 from motoray.config import Config
 from motoray.jobs.record import Counts, Failure, SplitCounts
 from motoray.labels import label_of
-from motoray.near_duplicates import cache
+from motoray.near_duplicates import HASHED_PER_BLOCK, cache
 from motoray.near_duplicates import spread as near_duplicates
 from motoray.pipeline import manifest, placing, worker
 from motoray.pipeline.jobspec import JobSpec
@@ -68,12 +68,12 @@ def spread_from(request: RequestBase, config: Config) -> int | None:
     return {"manifest": 0, "images": SPREAD_FROM}.get(source.kind)
 
 
-def in_blocks(keys: ray.data.Dataset, count: int) -> ray.data.Dataset:
-    """`keys` cut into the tasks' blocks: IMAGES_PER_BLOCK keys each, or more for a very
-    large job, so that the driver holds at most MAX_BLOCKS block references. (The split's
-    passes run over the listing's few large blocks: a pass over 10^5 blocks of 100 keys costs
-    more in per-task overhead than in hashing.)"""
-    blocks = min(MAX_BLOCKS, max(1, -(-count // IMAGES_PER_BLOCK)))
+def in_blocks(keys: ray.data.Dataset, count: int, per_block: int | None = None) -> ray.data.Dataset:
+    """`keys` cut into the tasks' blocks: `per_block` keys each (IMAGES_PER_BLOCK unless
+    told), or more for a very large job, so that the driver holds at most MAX_BLOCKS block
+    references. (The split's passes run over the listing's few large blocks: a pass over
+    10^5 blocks of 100 keys costs more in per-task overhead than in hashing.)"""
+    blocks = min(MAX_BLOCKS, max(1, -(-count // (per_block or IMAGES_PER_BLOCK))))
     return keys.repartition(blocks)
 
 
@@ -91,7 +91,8 @@ def placed(
         return cut, report, None
     options = split.near_duplicates
     sidecar = cache.sidecar(config, request.name)
-    near = near_duplicates.found(spec, listed.keys, listed.count, cut, options, sidecar, until)
+    blocks = in_blocks(listed.keys, listed.count, HASHED_PER_BLOCK)
+    near = near_duplicates.found(spec, blocks, cut, options, sidecar, until)
     del cut  # group_by's: one entry per group, as the merged one's
     cut, report = placing.plan(listed.keys, dataclasses.replace(rules, merged=near.merged))
     dropped = None
@@ -141,7 +142,8 @@ def _block(batch: pa.Table, spec: JobSpec, cut, dropped) -> pa.Table:
     kept = [None] * len(keys)
     if dropped is not None:
         dropped = ray.get(dropped)
-        kept = dropped["kept"].take(pc.index_in(pa.array(keys), dropped[KEY])).to_pylist()
+        at = pc.index_in(pa.array(keys, pa.string()), dropped[KEY])  # typed: a block may be empty
+        kept = dropped["kept"].take(at).to_pylist()
     items = [Item(k, s, label_of(k, rule), g, version=versions.get(k), duplicate_of=d)
              for k, s, g, d in zip(keys, splits, groups, kept)]  # fmt: skip
     rows = worker.write_files(spec, items, _board_says_ended(spec.job_id))
